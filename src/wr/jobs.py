@@ -1,0 +1,401 @@
+"""The job record, its states, its key, and the units users write requirements in.
+
+A job is the unit everything else moves around: the queue changes its state, the store
+persists it, the REST layer renders it. It is a slotted dataclass because a manager holds a
+million of them.
+
+Identity is wr's: the key is the CityHash128 (v1.1) of the command, plus the cwd when
+``cwd_matters``, plus mounts and container settings (spec/rest-and-queue.md §4.2), so that
+jobs added to wr and to us get the same keys and duplicates are found the same way.
+
+Units follow wr's parsers so the same inputs mean the same thing: memory is bytefmt's
+(powers of 1024, ``5M`` = 5 MB, ``3G`` = 3072 MB) and durations are Go's ``ParseDuration``
+(``1h30m``, ``5s``, ``300ms``; no days).
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import re
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import cityhash
+
+from wr.errors import BadRequest
+
+
+class State(enum.StrEnum):
+    """A job's state, spelled as wr prints it."""
+
+    DELAYED = "delayed"
+    READY = "ready"
+    RESERVED = "reserved"
+    RUNNING = "running"
+    LOST = "lost"
+    BURIED = "buried"
+    DEPENDENT = "dependent"
+    COMPLETE = "complete"
+    DELETED = "deleted"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+#: States a job can have while it is in the queue (everything but complete and deleted).
+QUEUED_STATES = frozenset(
+    {State.DELAYED, State.READY, State.RESERVED, State.RUNNING, State.LOST, State.BURIED,
+     State.DEPENDENT}
+)
+#: States whose jobs may be deleted: "not running and not complete" (DESIGN.md).
+DELETABLE_STATES = frozenset({State.DELAYED, State.READY, State.BURIED, State.DEPENDENT})
+#: States of jobs held by a runner (wr's "run" sub-queue).
+RUN_STATES = frozenset({State.RESERVED, State.RUNNING, State.LOST})
+
+
+class FailReason(enum.StrEnum):
+    """wr's exact failure texts (spec/rest-and-queue.md §4.14)."""
+
+    ENV = "failed to get environment variables"
+    CWD = "working directory does not exist"
+    START = "command failed to start"
+    PERM = "command permission problem"
+    NOTFOUND = "command not found"
+    EXIT_INVALID = "command invalid exit code"
+    EXIT = "command exited non-zero"
+    RAM = "command used too much RAM"
+    DISK = "ran out of disk space"
+    TIME = "command used too much time"
+    DOCKER = "could not interact with docker"
+    ABNORMAL = "command failed to complete normally"
+    LOST = "lost contact with runner"
+    SIGNAL = "runner received a signal to stop"
+    IMPOSSIBLE = "resource requirements cannot be met"
+    MOUNT = "mounting of remote file system(s) failed"
+    UPLOAD = "failed to upload files to remote file system"
+    KILLED = "killed by user request"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+# -- defaults -----------------------------------------------------------------------------
+
+DEFAULT_RAM_MB = 1024
+"""1G, as the seed page says (wr's code uses 1000; DESIGN.md settles on the seed)."""
+DEFAULT_TIME_S = 3600.0
+"""One hour."""
+DEFAULT_CWD = "/tmp"
+"""Where jobs run (inside a unique directory) unless told otherwise."""
+DEFAULT_REP_GRP = "manually_added"
+"""The report group of jobs added without one."""
+UNSET_TIME = -62135596800
+"""How an unset Started/Ended is reported: Go's zero time in Unix seconds, as the seed shows."""
+
+
+# -- units --------------------------------------------------------------------------------
+
+_MEMORY_UNITS = {
+    "B": 1,
+    "K": 1 << 10, "KB": 1 << 10, "KIB": 1 << 10,
+    "M": 1 << 20, "MB": 1 << 20, "MIB": 1 << 20,
+    "G": 1 << 30, "GB": 1 << 30, "GIB": 1 << 30,
+    "T": 1 << 40, "TB": 1 << 40, "TIB": 1 << 40,
+    "P": 1 << 50, "PB": 1 << 50, "PIB": 1 << 50,
+    "E": 1 << 60, "EB": 1 << 60, "EIB": 1 << 60,
+}
+MEMORY_ERROR = (
+    "byte quantity must be a positive integer with a unit of measurement like M, MB, MiB, "
+    "G, GiB, or GB"
+)
+
+
+def parse_memory(text: str) -> int:
+    """Parse a memory size like ``5M``, ``3G`` or ``1.5GiB`` into whole megabytes.
+
+    Raises ValueError with bytefmt's message for anything else (a bare number included).
+    """
+    s = text.strip().upper()
+    i = next((n for n, ch in enumerate(s) if ch.isalpha()), None)
+    if i is None:
+        raise ValueError(MEMORY_ERROR)
+    number, unit = s[:i].strip(), s[i:].strip()
+    try:
+        value = float(number)
+    except ValueError:
+        raise ValueError(MEMORY_ERROR) from None
+    if not math.isfinite(value) or value <= 0 or unit not in _MEMORY_UNITS:
+        raise ValueError(MEMORY_ERROR)
+    total = value * _MEMORY_UNITS[unit]
+    if total >= 2**64:
+        raise ValueError(MEMORY_ERROR)
+    return int(total) // (1 << 20)
+
+
+_DURATION_UNITS = {
+    "ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0,
+    "h": 3600.0,
+}
+_DURATION_PART = re.compile(r"(\d+\.?\d*|\.\d+)([^\d.]*)")
+
+
+def parse_duration(text: str) -> float:
+    """Parse a Go duration like ``1h30m``, ``5s`` or ``300ms`` into seconds.
+
+    Raises ValueError with Go's messages (``time: invalid duration "abc"``) otherwise.
+    """
+    orig = text
+    s = text
+    sign = 1.0
+    if s[:1] in ("+", "-"):
+        sign = -1.0 if s[0] == "-" else 1.0
+        s = s[1:]
+    if s == "0":
+        return 0.0
+    if not s:
+        raise ValueError(f'time: invalid duration "{orig}"')
+    total = 0.0
+    pos = 0
+    while pos < len(s):
+        m = _DURATION_PART.match(s, pos)
+        if not m:
+            raise ValueError(f'time: invalid duration "{orig}"')
+        number, unit = m.group(1), m.group(2)
+        if not unit:
+            raise ValueError(f'time: missing unit in duration "{orig}"')
+        if unit not in _DURATION_UNITS:
+            raise ValueError(f'time: unknown unit "{unit}" in duration "{orig}"')
+        total += float(number) * _DURATION_UNITS[unit]
+        pos = m.end()
+    if total > 9223372036.854775807:
+        raise ValueError(f'time: invalid duration "{orig}"')
+    return sign * total
+
+
+def format_duration(seconds: float) -> str:
+    """Format seconds the way Go prints a Duration (``1h0m0s``, ``5.002s``, ``1m30.5s``)."""
+    if seconds == 0:
+        return "0s"
+    sign = "-" if seconds < 0 else ""
+    ns = round(abs(seconds) * 1e9)
+    if ns < 1000:
+        return f"{sign}{ns}ns"
+    if ns < 1_000_000:
+        return f"{sign}{_trim(ns / 1e3)}µs"
+    if ns < 1_000_000_000:
+        return f"{sign}{_trim(ns / 1e6)}ms"
+    h, rem = divmod(ns, 3_600_000_000_000)
+    m, rem = divmod(rem, 60_000_000_000)
+    secs = _trim(rem / 1e9)
+    if h:
+        return f"{sign}{h}h{m}m{secs}s"
+    if m:
+        return f"{sign}{m}m{secs}s"
+    return f"{sign}{secs}s"
+
+
+def _trim(value: float) -> str:
+    text = f"{value:.9f}".rstrip("0").rstrip(".")
+    return text or "0"
+
+
+# -- behaviours and mounts ----------------------------------------------------------------
+
+BEHAVIOUR_TRIGGERS = ("on_failure", "on_success", "on_failure|success", "on_exit")
+BEHAVIOUR_ACTIONS = ("run", "copy_to_manager", "cleanup", "cleanup_all", "remove", "nothing")
+
+
+def behaviours_from_json(when: str, items: Any) -> list[dict[str, Any]]:
+    """Turn a list of wr behaviour objects (``{"run": "cmd"}``, ``{"cleanup": true}``) into
+    ``{"when", "do", "arg"}`` records; an object naming nothing becomes ``nothing`` (as wr).
+    """
+    if items is None:
+        return []
+    if not isinstance(items, list):
+        raise BadRequest(f"{when} must be an array of behaviour objects, not {items!r}")
+    out: list[dict[str, Any]] = []
+    for item in items:
+        if item is None:
+            item = {}
+        if not isinstance(item, dict):
+            raise BadRequest(f"a behaviour must be an object like {{\"cleanup\":true}}, "
+                             f"not {item!r}")
+        lowered = {str(k).lower(): v for k, v in item.items()}
+        run = lowered.get("run")
+        copy = lowered.get("copy_to_manager")
+        if isinstance(run, str) and run:
+            out.append({"when": when, "do": "run", "arg": run})
+        elif isinstance(copy, list) and copy:
+            out.append({"when": when, "do": "copy_to_manager", "arg": [str(p) for p in copy]})
+        elif lowered.get("cleanup") is True:
+            out.append({"when": when, "do": "cleanup", "arg": True})
+        elif lowered.get("cleanup_all") is True:
+            out.append({"when": when, "do": "cleanup_all", "arg": True})
+        elif lowered.get("remove") is True:
+            out.append({"when": when, "do": "remove", "arg": True})
+        else:
+            out.append({"when": when, "do": "nothing", "arg": True})
+    return out
+
+
+def behaviours_to_text(behaviours: list[dict[str, Any]]) -> str:
+    """Render behaviours as the compact JSON string status objects show (``""`` if none)."""
+    if not behaviours:
+        return ""
+    import orjson
+
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    for b in behaviours:
+        grouped.setdefault(b["when"], []).append({b["do"]: b["arg"]})
+    ordered = {w: grouped[w] for w in BEHAVIOUR_TRIGGERS if w in grouped}
+    return orjson.dumps(ordered).decode()
+
+
+def mounts_key(mounts: list[dict[str, Any]] | None) -> str:
+    """The part of a job's key that its mounts contribute (spec §4.2)."""
+    if not mounts:
+        return ""
+    parts = []
+    for m in sorted(mounts, key=lambda m: str(m.get("Mount") or "")):
+        text = (m.get("Mount") or "mnt") + ":"
+        for t in m.get("Targets") or []:
+            text += (t.get("Profile") or "default") + "-" + str(t.get("Path") or "") + ";"
+        parts.append(text)
+    return "".join(parts)
+
+
+def compute_key(
+    cmd: str,
+    *,
+    cwd: str = "",
+    cwd_matters: bool = False,
+    mounts: list[dict[str, Any]] | None = None,
+    with_docker: str = "",
+    with_singularity: str = "",
+    container_mounts: str = "",
+) -> str:
+    """wr's job key: 32 hex digits of CityHash128 over cmd (+cwd) + mounts (+container)."""
+    base = cmd + "." + mounts_key(mounts)
+    if cwd_matters:
+        base = cwd + "." + base
+    if with_docker:
+        base += ".docker:" + with_docker + "." + container_mounts
+    elif with_singularity:
+        base += ".singularity:" + with_singularity + "." + container_mounts
+    return format(cityhash.CityHash128(base.encode("utf-8", "surrogatepass")), "032x")
+
+
+# -- the record ---------------------------------------------------------------------------
+
+@dataclass(slots=True, eq=False)
+class Job:
+    """One command and everything known about it.
+
+    The first block is what the user asked for; the second is what happened to it. Times are
+    Unix seconds as floats (None when unset); memory is MB, disk GB, time seconds.
+    """
+
+    key: str
+    cmd: str
+    cwd: str = DEFAULT_CWD
+    cwd_matters: bool = False
+    change_home: bool = False
+    rep_grp: str = DEFAULT_REP_GRP
+    req_grp: str = ""
+    ram: int = DEFAULT_RAM_MB
+    time: float = DEFAULT_TIME_S
+    cores: float = 0.0
+    disk: int = 0
+    disk_set: bool = False
+    other: dict[str, str] = field(default_factory=dict)
+    override: int = 0
+    priority: int = 0
+    retries: int = 0
+    no_retry_over_walltime: float = 0.0
+    limit_grps: list[str] = field(default_factory=list)
+    modules: list[str] = field(default_factory=list)
+    dep_grps: list[str] = field(default_factory=list)
+    deps: list[str] = field(default_factory=list)
+    cmd_deps: list[str] = field(default_factory=list)
+    behaviours: list[dict[str, Any]] = field(default_factory=list)
+    mounts: list[dict[str, Any]] = field(default_factory=list)
+    monitor_docker: str = ""
+    with_docker: str = ""
+    with_singularity: str = ""
+    container_mounts: str = ""
+    env: list[str] = field(default_factory=list)
+    group: str = ""
+    bsub_mode: str = ""
+    reserve_timeout: int = 0
+    user_ram: int = DEFAULT_RAM_MB
+    user_time: float = DEFAULT_TIME_S
+    user_disk: int = 0
+
+    state: State = State.READY
+    until_buried: int = 1
+    attempts: int = 0
+    exited: bool = False
+    exitcode: int = 0
+    fail_reason: str = ""
+    pid: int = 0
+    host: str = ""
+    host_id: str = ""
+    host_ip: str = ""
+    started: float | None = None
+    ended: float | None = None
+    peak_ram: int = 0
+    peak_disk: int = 0
+    cpu_time: float = 0.0
+    actual_cwd: str = ""
+    reserved_by: str = ""
+    kill_called: bool = False
+    recovered: bool = False
+    delay: float = 0.0
+    sched_group: str = ""
+    added: float = 0.0
+    seq: int = 0
+
+    def to_record(self) -> dict[str, Any]:
+        """A plain dict for the store; ``from_record`` is its inverse."""
+        out = {f: getattr(self, f) for f in _FIELD_NAMES}
+        out["state"] = self.state.value
+        return out
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> Job:
+        known = {k: v for k, v in record.items() if k in _FIELD_SET}
+        job = cls(**known)
+        job.state = State(job.state)
+        return job
+
+    def effective_limit_groups(self) -> list[str]:
+        """Limit group names without their ``:N`` settings (sorted, deduplicated)."""
+        return sorted({g.split(":", 1)[0] if _is_count_limit(g) else g for g in self.limit_grps})
+
+
+_FIELD_NAMES = tuple(f.name for f in fields(Job))
+_FIELD_SET = frozenset(_FIELD_NAMES)
+
+
+def _is_count_limit(group: str) -> bool:
+    # Only ``name:N`` with a colon-free name: time windows (``time < 12:00:00``) are not counts.
+    name, sep, limit = group.rpartition(":")
+    return bool(sep) and bool(name) and ":" not in name and _COUNT.fullmatch(limit) is not None
+
+
+_COUNT = re.compile(r"-?[0-9]+")
+
+
+def split_limit_group(group: str) -> tuple[str, int | None]:
+    """``name:3`` -> (``name``, 3); ``name`` -> (``name``, None)."""
+    if _is_count_limit(group):
+        name, _, limit = group.rpartition(":")
+        return name, int(limit)
+    return group, None
+
+
+def default_req_grp(cmd: str) -> str:
+    """wr's default req_grp: the basename of the command's first word (``/usr/bin/x y`` -> x)."""
+    first = cmd.split(" ", 1)[0]
+    return first.rsplit("/", 1)[-1] if first else "."

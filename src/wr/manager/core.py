@@ -1,0 +1,459 @@
+"""The manager's shell around the pure queue: persistence, runners, scheduling, time.
+
+Everything here runs on one asyncio event loop. A request (REST or runner message) calls a
+queue command, then ``_after()`` drains the queue's events into store writes (one group
+commit per loop iteration), wakes runners waiting for work and asks the scheduler for
+runners. Whatever a client is told has been committed first: adds and job ends await their
+store write before they are answered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import math
+import os
+import socket
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from wr.config import Config
+from wr.jobs import RUN_STATES, Job, State
+from wr.learning import DISK, RAM, TIME, Learner
+from wr.queue import EndReport, LimitChanged, Queue, QueueError
+from wr.schedulers.base import GroupRequirements, ImpossibleError, RunnerCommand, Scheduler
+from wr.store import Store
+
+log = logging.getLogger("wr.manager")
+
+
+@dataclass(slots=True)
+class Warning_:
+    """A scheduler warning, counted until someone reads it (GET /rest/v1/warnings/)."""
+
+    msg: str
+    first: float
+    last: float
+    count: int = 1
+
+
+@dataclass(slots=True)
+class RunnerLink:
+    """A connected runner: how to push messages to it and which jobs it holds."""
+
+    id: str
+    group: str
+    send: Any  # async callable(dict) -> None
+    jobs: set[str] = field(default_factory=set)
+
+
+class Manager:
+    """Owns the queue and everything that must stay consistent with it."""
+
+    def __init__(self, config: Config, *, store: Store, scheduler: Scheduler,
+                 manager_port: int = 0, web_port: int = 0) -> None:
+        self.config = config
+        self.store = store
+        self.scheduler = scheduler
+        self.manager_port = manager_port
+        self.web_port = web_port
+        self.host = config.cert_domain
+        self.fqdn = socket.getfqdn()
+        self.mode = "started"
+        self.learner = Learner()
+        self.queue = Queue(
+            ttr=config.ttr,
+            retry_delay_min=config.retry_delay_min,
+            retry_delay_max=config.retry_delay_max,
+            group_of=self._group_of,
+            recommend=self.learner.recommend,
+        )
+        self.warnings: dict[str, Warning_] = {}
+        self.runner_links: dict[str, RunnerLink] = {}
+        self._group_reqs: dict[str, tuple[GroupRequirements, int]] = {}
+        self._wanted: set[str] = set()
+        self._waiters: dict[str, list[asyncio.Future[None]]] = defaultdict(list)
+        self._schedule_pending = False
+        self._tick_wakeup: asyncio.Event | None = None
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._stopping = False
+        scheduler.warn = self.add_warning
+        scheduler.on_change = self._request_schedule
+
+    # -- life cycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Load what the store knows and start the clock."""
+        self.learner = Learner(await self.store.samples())
+        self.queue.recommend = self.learner.recommend
+        self.queue.limits.update(await self.store.limits())
+        jobs = await self.store.live_jobs()
+        now = time.time()
+        jobs.sort(key=lambda j: (j.seq, j.added))
+        self.queue.restore(jobs, now)
+        if jobs:
+            log.info("recovered %d incomplete jobs from the database", len(jobs))
+        self._after()
+        self._tick_wakeup = asyncio.Event()
+        self._tasks.append(asyncio.ensure_future(self._ticker()))
+        self._request_schedule()
+
+    async def shutdown(self, grace: float = 15.0) -> None:
+        """Stop gracefully: runners put their jobs back in the queue, then everything ends."""
+        self._stopping = True
+        self.mode = "stopping"
+        for futs in self._waiters.values():
+            for fut in futs:
+                if not fut.done():
+                    fut.set_result(None)
+        for link in list(self.runner_links.values()):
+            with contextlib.suppress(Exception):
+                await link.send({"op": "stop"})
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        while self.runner_links and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        await self.scheduler.shutdown(grace=max(0.0, deadline - loop.time()))
+        for task in self._tasks:
+            task.cancel()
+        await self._flush()
+
+    async def _flush(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.store.save([])
+
+    # -- events -----------------------------------------------------------------------------
+
+    def _after(self) -> asyncio.Future[Any]:
+        """Persist what the last queue commands changed and react to it."""
+        events = self.queue.drain()
+        if not events:
+            return self.store.save([])
+        saves: dict[str, Job] = {}
+        archives: list[Job] = []
+        deletes: list[str] = []
+        futures: list[asyncio.Future[Any]] = []
+        woke: set[str] = set()
+        for ev in events:
+            if isinstance(ev, LimitChanged):
+                futures.append(self.store.set_limit(ev.name, ev.limit))
+                woke.update(self._waiters)
+                continue
+            job = ev.job
+            if ev.new == State.COMPLETE:
+                saves.pop(job.key, None)
+                archives.append(job)
+            elif ev.new == State.DELETED:
+                saves.pop(job.key, None)
+                deletes.append(job.key)
+            elif ev.old is not None:
+                saves[job.key] = job
+            if ev.new == State.READY:
+                woke.add(job.sched_group)
+            if ev.old in RUN_STATES and ev.new not in RUN_STATES:
+                woke.update(job.limit_grps and self._waiters or ())
+        if saves:
+            futures.append(self.store.save(list(saves.values())))
+        if archives:
+            futures.append(self.store.archive(archives))
+            self._learn(archives)
+        if deletes:
+            futures.append(self.store.delete(deletes))
+        for group in woke:
+            self._wake(group)
+        if woke:
+            self._request_schedule()
+        if self._tick_wakeup is not None:
+            self._tick_wakeup.set()
+        if not futures:
+            return self.store.save([])
+        return asyncio.ensure_future(_gather(futures))
+
+    def _learn(self, jobs: list[Job]) -> None:
+        for job in jobs:
+            if not job.req_grp:
+                continue
+            self.learner.add(job.req_grp, RAM, job.peak_ram)
+            self.learner.add(job.req_grp, DISK, job.peak_disk)
+            if job.started is not None and job.ended is not None:
+                self.learner.add(job.req_grp, TIME, math.ceil(job.ended - job.started))
+
+    def _wake(self, group: str) -> None:
+        for fut in self._waiters.pop(group, ()):
+            if not fut.done():
+                fut.set_result(None)
+
+    def add_warning(self, msg: str) -> None:
+        now = time.time()
+        w = self.warnings.get(msg)
+        if w is None:
+            self.warnings[msg] = Warning_(msg, now, now)
+            log.warning("scheduler: %s", msg)
+        else:
+            w.last = now
+            w.count += 1
+
+    def take_warnings(self) -> list[Warning_]:
+        out = list(self.warnings.values())
+        self.warnings.clear()
+        return out
+
+    # -- adding -----------------------------------------------------------------------------
+
+    async def add(self, jobs: list[Job], *, rerun: bool = False) -> list[Job]:
+        """Store then queue new jobs; return the queue's copy of each input still queued."""
+        if self._stopping:
+            from wr.errors import StorageUnavailable
+
+            raise StorageUnavailable("the manager is shutting down")
+        for job in jobs:
+            self.queue.prepare(job)
+        live = frozenset(j.key for j in jobs if j.key in self.queue.jobs)
+        result = await self.store.add_jobs(jobs, rerun=rerun, live_keys=live)
+        for job in result.resurrected:
+            _reset_for_rerun(job)
+            self.queue.prepare(job)
+        now = time.time()
+        self.queue.add([*result.stored, *result.resurrected], now)
+        await self._after()
+        return [q for j in jobs if (q := self.queue.jobs.get(j.key)) is not None]
+
+    # -- scheduling -------------------------------------------------------------------------
+
+    def _group_of(self, job: Job) -> str:
+        """wr's scheduler group: jobs that can share a runner (spec cli §5.2)."""
+        minutes = max(30, math.ceil(job.time / 1800) * 30)
+        cores = f"{job.cores:g}"
+        name = f"{job.ram}:{minutes}:{cores}:{job.disk}"
+        if job.other:
+            text = "".join(f":{k}={job.other[k]}" for k in sorted(job.other))
+            name += ":" + hashlib.md5(text.encode()).hexdigest()
+        if job.limit_grps:
+            name += "~" + ",".join(job.limit_grps)
+        if name not in self._group_reqs:
+            req = GroupRequirements(job.ram, minutes * 60.0, job.cores, job.disk)
+            self._group_reqs[name] = (req, job.priority)
+        return name
+
+    def _request_schedule(self) -> None:
+        if self._schedule_pending or self._stopping:
+            return
+        self._schedule_pending = True
+        asyncio.get_running_loop().call_soon(self._schedule)
+
+    def _schedule(self) -> None:
+        """Tell the scheduler how many runners each group wants: ready + running jobs."""
+        self._schedule_pending = False
+        if self._stopping:
+            return
+        q = self.queue
+        groups = {g for g, n in q.ready_by_group.items() if n > 0}
+        impossible: list[str] = []
+        wanted: set[str] = set()
+        if self.mode == "started":
+            for group in groups:
+                req, prio = self._group_reqs[group]
+                try:
+                    self.scheduler.check(req)
+                except ImpossibleError as exc:
+                    impossible.append(group)
+                    self.add_warning(str(exc))
+                    continue
+                count = q.ready_by_group[group] + q.run_by_group[group]
+                if not self._limits_allow_group(group):
+                    continue
+                self.scheduler.want(group, req, count, prio, self._runner_command(group, req))
+                wanted.add(group)
+        for group in self._wanted - wanted:
+            req, prio = self._group_reqs[group]
+            self.scheduler.want(group, req, 0, prio, self._runner_command(group, req))
+        self._wanted = wanted
+        if impossible:
+            for group in impossible:
+                q.bury_impossible(group, time.time())
+            self._after()
+
+    def _limits_allow_group(self, group: str) -> bool:
+        _, _, limits = group.partition("~")
+        if not limits:
+            return True
+        q = self.queue
+        return all(q.limit_counts[name] < q.limits.get(name, 1 << 62)
+                   for name in limits.split(","))
+
+    def _runner_command(self, group: str, req: GroupRequirements) -> RunnerCommand:
+        cfg = self.config
+        argv = [
+            sys.executable, "-m", "wr.runner",
+            "--group", group,
+            "--server", f"127.0.0.1:{self.manager_port}",
+            "--domain", cfg.cert_domain,
+            "--idle", f"{cfg.runner_idle_timeout:g}",
+            "--touch", f"{cfg.touch_interval:g}",
+        ]
+        env = cfg.as_environ()
+        return RunnerCommand(argv=argv, env=env)
+
+    # -- runners ----------------------------------------------------------------------------
+
+    def connect_runner(self, link: RunnerLink) -> None:
+        self.runner_links[link.id] = link
+
+    def disconnect_runner(self, runner_id: str) -> None:
+        """A runner's connection closed: give back what it reserved but never started.
+
+        Started jobs stay running; if the runner is really gone they become lost after
+        ``ttr`` seconds without a keep-alive (a runner may just be reconnecting)."""
+        link = self.runner_links.pop(runner_id, None)
+        if link is None:
+            return
+        now = time.time()
+        for key in link.jobs:
+            job = self.queue.jobs.get(key)
+            if job is not None and job.state == State.RESERVED and job.reserved_by == runner_id:
+                self.queue.release_unstarted(key, runner_id, now)
+        self._after()
+
+    async def reserve(self, group: str, runner_id: str, timeout: float) -> Job | None:
+        """The best ready job of ``group``, waiting up to ``timeout`` seconds for one."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            if self.mode != "started":
+                return None
+            job = self.queue.reserve(group, runner_id, time.time())
+            if job is not None:
+                link = self.runner_links.get(runner_id)
+                if link is not None:
+                    link.jobs.add(job.key)
+                self._after()
+                return job
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return None
+            fut: asyncio.Future[None] = loop.create_future()
+            self._waiters[group].append(fut)
+            try:
+                await asyncio.wait_for(fut, remaining)
+            except TimeoutError:
+                pass
+            finally:
+                waiters = self._waiters.get(group)
+                if waiters and fut in waiters:
+                    waiters.remove(fut)
+
+    async def started(self, key: str, runner_id: str, *, pid: int, host: str,
+                      host_ip: str) -> None:
+        self.queue.start(key, runner_id, pid=pid, host=host, host_ip=host_ip, now=time.time())
+        await self._after()
+
+    def touch(self, key: str, runner_id: str) -> bool:
+        kill = self.queue.touch(key, runner_id, time.time())
+        self._after()
+        return kill
+
+    async def ended(self, key: str, runner_id: str, report: EndReport, stdout: str,
+                    stderr: str) -> None:
+        """A runner finished a job; answered only once the outcome is stored."""
+        job = self.queue.end(key, runner_id, report, time.time())
+        link = self.runner_links.get(runner_id)
+        if link is not None:
+            link.jobs.discard(key)
+        futs = [self._after()]
+        if report.outcome in ("release", "bury") or report.exitcode != 0:
+            futs.append(self.store.save_std(job.key, stdout, stderr))
+        await _gather(futs)
+
+    # -- user actions -----------------------------------------------------------------------
+
+    def kill(self, keys: Sequence[str]) -> list[Job]:
+        jobs = self.queue.kill(keys, time.time())
+        for job in jobs:
+            link = self.runner_links.get(job.reserved_by)
+            if link is not None and job.state in (State.RUNNING, State.RESERVED):
+                asyncio.ensure_future(_quietly(link.send({"op": "kill", "key": job.key})))
+        return jobs
+
+    def delete(self, keys: Sequence[str]) -> list[Job]:
+        return self.queue.delete(keys, time.time())
+
+    def kick(self, keys: Sequence[str]) -> list[Job]:
+        return self.queue.kick(keys, time.time())
+
+    # -- the clock --------------------------------------------------------------------------
+
+    async def _ticker(self) -> None:
+        """Wake when the queue's next deadline passes (or once a second, to re-schedule)."""
+        assert self._tick_wakeup is not None
+        while True:
+            now = time.time()
+            wait = min(max(self.queue.next_deadline() - now, 0.0), 1.0)
+            self._tick_wakeup.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._tick_wakeup.wait(), wait)
+            now = time.time()
+            try:
+                lost = self.queue.tick(now)
+                self._after()
+                for job in lost:
+                    asyncio.ensure_future(self._check_lost(job.key, job.pid, job.host))
+                if any(n > 0 for n in self.queue.ready_by_group.values()):
+                    self._request_schedule()
+            except Exception:  # the clock must keep going whatever one tick hit
+                log.exception("tick failed")
+
+    async def _check_lost(self, key: str, pid: int, host: str) -> None:
+        """Release a lost job automatically when its process is certainly gone."""
+        try:
+            gone = await self.scheduler.process_gone(pid, host)
+        except Exception:
+            gone = False
+        job = self.queue.jobs.get(key)
+        if gone and job is not None and job.state == State.LOST and job.pid == pid:
+            with contextlib.suppress(QueueError):
+                self.queue.confirm_dead(key, time.time())
+                self._after()
+
+    # -- information ------------------------------------------------------------------------
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "Addr": f"{self.host}:{self.manager_port}",
+            "Host": self.host,
+            "FQDN": self.fqdn,
+            "Port": str(self.manager_port),
+            "WebPort": str(self.web_port),
+            "PID": os.getpid(),
+            "Deployment": self.config.deployment,
+            "Scheduler": self.scheduler.name,
+            "Mode": self.mode,
+        }
+
+
+def _reset_for_rerun(job: Job) -> None:
+    """A completed job brought back by a live dependency runs afresh."""
+    job.state = State.READY
+    job.until_buried = job.retries + 1
+    job.exited = False
+    job.exitcode = 0
+    job.fail_reason = ""
+    job.pid = 0
+    job.started = None
+    job.ended = None
+    job.reserved_by = ""
+    job.seq = 0
+
+
+async def _gather(futures: list[asyncio.Future[Any]]) -> None:
+    await asyncio.gather(*futures)
+
+
+async def _quietly(coro: Any) -> None:
+    with contextlib.suppress(Exception):
+        await coro

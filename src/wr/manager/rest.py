@@ -1,0 +1,310 @@
+"""REST API v1: the seed page's endpoints (spec/seed-rest-api.txt), over HTTPS with a token.
+
+Error bodies are ``text/plain`` and end in a newline, as wr's; success bodies are JSON with a
+trailing newline. Every path below its endpoint reaches that endpoint (``/rest/v1/info/x`` is
+info), and ``/rest/v1/jobs`` works without its slash, as DESIGN.md settles.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from wr import __version__
+from wr.errors import BadRequest, NotFound, PayloadTooLarge, Unauthorized, WrError
+from wr.jobs import DELETABLE_STATES, RUN_STATES, Job, State
+from wr.manager.core import Manager
+from wr.security import tokens_match
+from wr.status import encode, group_similar, job_status, matches_state
+from wr.submission import jobs_from_request
+
+API_VERSION = "1"
+STD_LIMIT = 1000
+"""Jobs beyond this many with output in one answer get no StdOut/StdErr (as wr)."""
+_STATES = ("delayed", "ready", "reserved", "running", "lost", "buried", "dependent",
+           "complete", "deletable")
+
+
+def json_response(value: Any, status: int = 200) -> Response:
+    return Response(encode(value), status_code=status,
+                    media_type="application/json; charset=UTF-8")
+
+
+def text_error(message: str, status: int) -> Response:
+    return Response(message.rstrip("\n") + "\n", status_code=status,
+                    media_type="text/plain; charset=utf-8",
+                    headers={"X-Content-Type-Options": "nosniff"})
+
+
+def check_token(request: Request, token: str) -> None:
+    """wr's order of checks: ?token= first, then the Authorization header."""
+    candidate = request.query_params.get("token", "")
+    if not candidate:
+        header = request.headers.get("authorization", "")
+        if not header:
+            raise Unauthorized("Authorization header required")
+        if not header.startswith("Bearer "):
+            raise Unauthorized("Authorization requires Bearer scheme")
+        candidate = header[len("Bearer "):]
+    if not tokens_match(candidate, token):
+        raise Unauthorized("Invalid token")
+
+
+class RestAPI:
+    """The REST handlers, bound to one manager and its token."""
+
+    def __init__(self, manager: Manager, token: str, max_body: int) -> None:
+        self.manager = manager
+        self.token = token
+        self.max_body = max_body
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/rest/version/{rest:path}", self.version, methods=_ALL),
+            Route("/rest/version", self.version, methods=_ALL),
+            Route("/rest/v1/jobs/{ids:path}", self.jobs, methods=_ALL),
+            Route("/rest/v1/jobs", self.jobs, methods=_ALL),
+            Route("/rest/v1/warnings/{rest:path}", self.warnings, methods=_ALL),
+            Route("/rest/v1/warnings", self.warnings, methods=_ALL),
+            Route("/rest/v1/servers/{rest:path}", self.servers, methods=_ALL),
+            Route("/rest/v1/servers", self.servers, methods=_ALL),
+            Route("/rest/v1/info/{rest:path}", self.info, methods=_ALL),
+            Route("/rest/v1/info", self.info, methods=_ALL),
+            Route("/rest/v1/upload/{rest:path}", self.upload, methods=_ALL),
+            Route("/rest/v1/upload", self.upload, methods=_ALL),
+        ]
+
+    async def _body(self, request: Request) -> bytes:
+        length = request.headers.get("content-length")
+        if length and length.isdigit() and int(length) > self.max_body:
+            raise PayloadTooLarge(f"request body of {length} bytes is over the limit of "
+                                  f"{self.max_body} bytes (setting maxbodysize)")
+        chunks = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > self.max_body:
+                raise PayloadTooLarge(f"request body is over the limit of {self.max_body} "
+                                      f"bytes (setting maxbodysize)")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    # -- endpoints --------------------------------------------------------------------------
+
+    async def version(self, request: Request) -> Response:
+        if request.method != "GET":
+            return text_error("Only GET is supported", 400)
+        return json_response({"Version": __version__, "API": API_VERSION})
+
+    async def info(self, request: Request) -> Response:
+        check_token(request, self.token)
+        if request.method != "GET":
+            return text_error("Only GET is supported", 400)
+        return json_response(self.manager.info())
+
+    async def warnings(self, request: Request) -> Response:
+        check_token(request, self.token)
+        if request.method != "GET":
+            return text_error("Only GET is supported", 400)
+        return json_response([
+            {"Msg": w.msg, "FirstDate": int(w.first), "LastDate": int(w.last), "Count": w.count}
+            for w in self.manager.take_warnings()
+        ])
+
+    async def servers(self, request: Request) -> Response:
+        check_token(request, self.token)
+        if request.method == "GET":
+            return json_response([])
+        if request.method == "DELETE":
+            if not request.query_params.get("id"):
+                return text_error("id parameter is required", 400)
+            return text_error("Server was not known to be bad", 404)
+        return text_error("Only GET and DELETE are supported", 400)
+
+    async def upload(self, request: Request) -> Response:
+        check_token(request, self.token)
+        if request.method != "PUT":
+            return text_error("Only PUT is supported", 400)
+        body = await self._body(request)
+        wanted = request.query_params.get("path", "")
+        try:
+            path = self._save_upload(body, wanted)
+        except BadRequest:
+            raise
+        except OSError:
+            return text_error("file upload failed", 500)
+        return json_response({"path": str(path)})
+
+    def _save_upload(self, body: bytes, wanted: str) -> Path:
+        if wanted:
+            if "\x00" in wanted:
+                raise BadRequest("path must not contain NUL bytes")
+            if wanted.startswith("~/") or wanted == "~":
+                path = Path.home() / wanted[2:]
+            else:
+                path = Path(wanted)
+            if not path.is_absolute():
+                raise BadRequest(f"path {wanted!r} must be absolute or start with ~/")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            _write_atomically(path, body)
+            return path
+        digest = hashlib.md5(body).hexdigest()
+        root = self.manager.config.upload_dir
+        path = root / digest[0] / digest[1] / digest[2] / digest[3:]
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            _write_atomically(path, body)
+        return path
+
+    async def jobs(self, request: Request) -> Response:
+        check_token(request, self.token)
+        method = request.method
+        if method == "POST":
+            return await self._add(request)
+        if method == "GET":
+            return json_response(await self._status(request))
+        if method == "DELETE":
+            return await self._cancel(request)
+        return text_error("So far only GET, POST and DELETE are supported", 400)
+
+    async def _add(self, request: Request) -> Response:
+        body = await self._body(request)
+        jobs, rerun = jobs_from_request(body, request.query_params, now=time.time())
+        queued = await self.manager.add(jobs, rerun=rerun)
+        now = time.time()
+        return json_response([job_status(j, now=now) for j in queued], status=201)
+
+    def _params(self, request: Request) -> tuple[list[str] | None, str, int, bool, bool, bool]:
+        q = request.query_params
+        raw_ids = unquote(request.path_params.get("ids", ""))
+        ids = raw_ids.split(",") if raw_ids else None
+        state = q.get("state", "")
+        if state and state not in _STATES:
+            raise BadRequest(f'unknown state "{state}"; use one of {"|".join(_STATES)}')
+        limit_text = q.get("limit", "")
+        limit = 0
+        if limit_text:
+            try:
+                limit = max(int(limit_text), 0)
+            except ValueError:
+                raise BadRequest(f'limit must be an integer, not "{limit_text}"') from None
+        return (ids, state, limit, q.get("std") == "true", q.get("env") == "true",
+                q.get("search") == "true")
+
+    async def _select(self, request: Request) -> list[tuple[Job, str | None, int]]:
+        """The jobs a GET or DELETE addresses: (job, rep group to report, similar count)."""
+        ids, state, limit, _, _, search = self._params(request)
+        q = self.manager.queue
+        out: list[tuple[Job, str | None, int]] = []
+        if ids is None:
+            jobs = [j for j in q.jobs.values() if not state or matches_state(j.state, state)]
+            return self._limit(jobs, limit, None)
+        for ident in ids:
+            if len(ident) == 32:
+                job = q.get(ident)
+                if job is None:
+                    found = await self.manager.store.complete_jobs([ident])
+                    job = found[0] if found else None
+                if job is not None:
+                    out.append((job, None, 0))
+                    continue
+            names = [ident]
+            if search:
+                names = sorted({n for n in q.rep_grp_names() if ident in n}
+                               | set(await self.manager.store.rep_grps(ident)))
+            for name in names:
+                jobs = q.in_rep_grp(name)
+                if not state or state == "complete":
+                    live = {j.key for j in jobs}
+                    done = await self.manager.store.complete_in_rep_grp(name, exclude=live)
+                    jobs = jobs + done
+                if state:
+                    jobs = [j for j in jobs if matches_state(j.state, state)]
+                out.extend(self._limit(jobs, limit, name if search else ident))
+        return out
+
+    @staticmethod
+    def _limit(jobs: list[Job], limit: int, rep: str | None) -> list[tuple[Job, str | None, int]]:
+        if limit > 0:
+            return [(j, rep, n) for j, n in group_similar(jobs, limit)]
+        return [(j, rep, 0) for j in jobs]
+
+    async def _status(self, request: Request, *, chosen: list[tuple[Job, str | None, int]]
+                      | None = None, state: str | None = None) -> list[dict[str, Any]]:
+        _, _, _, want_std, want_env, _ = self._params(request)
+        if chosen is None:
+            chosen = await self._select(request)
+        std: dict[str, tuple[str, str]] = {}
+        if want_std:
+            keys = [j.key for j, _, _ in chosen
+                    if j.state == State.BURIED or (j.exited and j.exitcode != 0)]
+            if 0 < len(keys) <= STD_LIMIT:
+                std = await self.manager.store.std(keys)
+        env_base = dict(os.environ) if want_env else None
+        now = time.time()
+        out = []
+        for job, rep, similar in chosen:
+            env = None
+            if env_base is not None:
+                from wr.status import display_env
+
+                env = display_env(job, env_base)
+            out.append(job_status(job, now=now, std=std.get(job.key), env=env,
+                                  similar=similar, rep_grp=rep, state=state))
+        return out
+
+    async def _cancel(self, request: Request) -> Response:
+        state = request.query_params.get("state", "")
+        if state not in ("running", "lost", "deletable"):
+            return text_error("state must be supplied as one of running|lost|deletable", 400)
+        chosen = await self._select(request)
+        manager = self.manager
+        if state == "deletable":
+            keys = [j.key for j, _, _ in chosen if j.state in DELETABLE_STATES]
+            removed = {j.key for j in manager.delete(keys)}
+            await manager._after()
+            picked = [c for c in chosen if c[0].key in removed]
+            return json_response(await self._status(request, chosen=picked, state="deleted"))
+        wanted = (State.LOST,) if state == "lost" else (State.RUNNING, State.RESERVED)
+        targets = [c for c in chosen if c[0].state in wanted and c[0].state in RUN_STATES]
+        before = await self._status(request, chosen=targets)
+        manager.kill([j.key for j, _, _ in targets])
+        await manager._after()
+        return json_response(before, status=202)
+
+
+_ALL = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"]
+
+
+def _write_atomically(path: Path, body: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".upload")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(body)
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except BaseException:
+        with __import__("contextlib").suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+async def error_handler(request: Request, exc: Exception) -> Response:
+    """One place turns errors into answers (STYLE.md)."""
+    if isinstance(exc, WrError):
+        return text_error(exc.message, exc.status)
+    if isinstance(exc, NotFound):
+        return text_error(str(exc), 404)
+    import logging
+
+    logging.getLogger("wr.manager").exception("unexpected error answering %s", request.url.path)
+    return text_error("internal error", 500)

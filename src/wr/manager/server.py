@@ -1,0 +1,214 @@
+"""The manager process: start-up, serving, and a graceful stop that loses nothing.
+
+Start-up order matters for users and for the ``wr manager start`` parent that waits on us:
+token and certificates, database (recovering incomplete jobs), listening sockets, and only
+then ``manager.info`` — the file that says "ready, on these ports". A stop (SIGTERM/SIGINT)
+asks every runner to put its job back in the queue, waits for them, stores everything, and
+removes the pid and info files; the token stays unless the stop was clean, so runners that
+outlive a crash can report to the next manager.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from wr import __version__
+from wr.config import Config
+from wr.errors import ConfigError, WrError
+from wr.manager.logs import setup_logging
+from wr.security import ensure_certificates, load_or_create_token
+
+log = logging.getLogger("wr.manager")
+
+INFO_FILE = "manager.info"
+
+
+def info_path(config: Config) -> Path:
+    return config.manager_dir / INFO_FILE
+
+
+def read_info(config: Config) -> dict[str, Any] | None:
+    """What a running manager wrote about itself, or None."""
+    try:
+        return orjson.loads(info_path(config).read_bytes())
+    except (OSError, ValueError):
+        return None
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        import psutil
+
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except Exception:
+        return True
+
+
+def running_pid(config: Config) -> int | None:
+    """The pid of this deployment's running manager, per its pid file."""
+    try:
+        pid = int(config.pid_file.read_text().strip())
+    except (OSError, ValueError):
+        return None
+    return pid if pid_alive(pid) else None
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"could not listen on {host}:{port}: {exc.strerror}") from exc
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+def serve(config: Config, *, scheduler: str = "local", max_cores: int = 0, max_ram: int = 0,
+          foreground: bool = True, debug: bool = False,
+          announce: Callable[[dict[str, Any]], None] | None = None) -> int:
+    """Run the manager until it is told to stop. Returns the process exit code."""
+    config.manager_dir.mkdir(parents=True, exist_ok=True)
+    os.umask(config.umask)
+    setup_logging(config.log_file, foreground=foreground, debug=debug)
+    other = running_pid(config)
+    if other is not None and other != os.getpid():
+        log.error("wr manager on port %s is already running (pid %d)",
+                  config.manager_port, other)
+        return 1
+    config.pid_file.write_text(f"{os.getpid()}\n")
+    with contextlib.suppress(FileNotFoundError):
+        info_path(config).unlink()
+    try:
+        import uvloop
+
+        return uvloop.run(_main(config, scheduler, max_cores, max_ram, announce))
+    except WrError as exc:
+        log.error("wr manager failed to start: %s", exc.message)
+        return 1
+    except Exception:
+        log.critical("wr manager exited unexpectedly", exc_info=True)
+        return 1
+    finally:
+        with contextlib.suppress(OSError):
+            if config.pid_file.read_text().strip() == str(os.getpid()):
+                config.pid_file.unlink()
+
+
+async def _main(config: Config, scheduler_name: str, max_cores: int, max_ram: int,
+                announce: Callable[[dict[str, Any]], None] | None) -> int:
+    import uvicorn
+
+    from wr.manager.app import build_app
+    from wr.manager.core import Manager
+    from wr.schedulers.local import LocalScheduler
+    from wr.store import Store
+
+    token, reused = load_or_create_token(config.token_file)
+    if reused:
+        log.info("will re-use the existing token in %s", config.token_file)
+    if ensure_certificates(config.ca_file, config.cert_file, config.key_file,
+                           config.cert_domain):
+        log.info("created a new key and certificate for TLS")
+    backup = config.db_bk_file if config.deployment == "production" else None
+    if config.deployment == "development":
+        for path in (config.db_file, config.db_bk_file):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+    store = Store(config.db_file, backup, backup_interval=config.backup_interval)
+    for message in store.open():
+        log.info("%s", message)
+
+    host = "127.0.0.1" if config.manager_host in ("localhost", "127.0.0.1") else "0.0.0.0"
+    manager_sock = _bind(host, config.manager_port)
+    web_sock = _bind(host, config.manager_web)
+    manager_port = manager_sock.getsockname()[1]
+    web_port = web_sock.getsockname()[1]
+
+    if scheduler_name == "local":
+        scheduler = LocalScheduler(max_cores=max_cores, max_ram=max_ram)
+    else:
+        raise ConfigError(f"scheduler '{scheduler_name}' is not available; use local")
+    manager = Manager(config, store=store, scheduler=scheduler,
+                      manager_port=manager_port, web_port=web_port)
+    await manager.start()
+    app = build_app(manager, token, max_body=config.max_body_size)
+    uv_config = uvicorn.Config(
+        app, ssl_certfile=str(config.cert_file), ssl_keyfile=str(config.key_file),
+        http="httptools", ws="websockets-sansio", lifespan="off", log_config=None,
+        access_log=False, timeout_graceful_shutdown=3, ws_max_size=64 * 1024 * 1024,
+        ws_ping_interval=None,
+    )
+    server = _Server(uv_config)
+    serving = asyncio.ensure_future(server.serve(sockets=[manager_sock, web_sock]))
+    while not server.started and not serving.done():
+        await asyncio.sleep(0.01)
+    if serving.done():
+        serving.result()
+        return 1
+
+    stop = asyncio.Event()
+    reason = {"why": ""}
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, lambda s=sig: (reason.update(why=signal.Signals(s).name),
+                                                    stop.set()))
+    info = {
+        "pid": os.getpid(), "port": manager_port, "web_port": web_port,
+        "host": config.cert_domain, "started": time.time(), "version": __version__,
+        "scheduler": scheduler.name,
+    }
+    tmp = info_path(config).with_suffix(".tmp")
+    tmp.write_bytes(orjson.dumps(info))
+    os.replace(tmp, info_path(config))
+    log.info("wr manager started on %s:%d, pid %d", config.cert_domain, manager_port,
+             os.getpid())
+    if announce is not None:
+        announce(info)
+    await stop.wait()
+    log.info("wr manager stopping (received %s)", reason["why"])
+    try:
+        await manager.shutdown(grace=15.0)
+    finally:
+        server.should_exit = True
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(serving, 10)
+        store.close()
+        with contextlib.suppress(FileNotFoundError):
+            info_path(config).unlink()
+    log.info("wr manager on %s:%d gracefully stopped (received %s)", config.cert_domain,
+             manager_port, reason["why"])
+    return 0
+
+
+class _Server:
+    """uvicorn's server without its own signal handling: we stop in our own order."""
+
+    def __new__(cls, config: Any) -> Any:
+        import uvicorn
+
+        class Server(uvicorn.Server):
+            @contextlib.contextmanager
+            def capture_signals(self):  # type: ignore[override]
+                yield
+
+        return Server(config)

@@ -1,0 +1,703 @@
+"""The job queue: every state change of every job happens here, and only here.
+
+Rules (h11-style; keep them true when you change anything):
+
+1. Everything that affects a job's state lives in this module. Other modules report facts
+   (a runner started a job, a runner fell silent, a user asked for a kill) by calling a
+   command; they never assign ``job.state``.
+2. No I/O, no clock, no threads. Time is an argument (``now``) of every command that needs it,
+   randomness comes from the ``rng`` given at construction. A command never awaits, so it is
+   atomic on the manager's event loop without locks.
+3. Commands append events (``Changed``, ``LimitChanged``) to an outbox that the caller drains
+   with ``drain()``; the manager persists them and tells the world.
+4. Every transition is listed in ``TRANSITIONS``; ``_move`` refuses any other, so a bug shows
+   up as an exception in a test instead of a job in two states.
+
+Theory of operation. A queued job sits in exactly one state. Ready jobs wait in one heap per
+*scheduler group* (jobs with the same resource needs, so one runner can run any of them),
+ordered by priority (high first) then age. A runner reserves the best ready job of its group;
+it then reports ``start``, keeps the job alive with ``touch`` and ends it with ``end``. A job not
+touched for ``ttr`` seconds after it started is *lost*; one reserved but never started goes
+back to ready. Failed jobs wait in *delayed* for a growing back-off before the next attempt,
+and are *buried* when their retries are used up. Jobs with unfinished dependencies are
+*dependent* until the jobs they depend on leave the queue. Heaps use lazy deletion: an entry
+is valid only while it is the one recorded for its job.
+
+Dependencies are by dep group: a job with ``deps=["g"]`` waits for every job *currently
+queued* that belongs to ``g`` — including ones added later (live dependencies).
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import random
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from wr.jobs import (
+    DELETABLE_STATES,
+    RUN_STATES,
+    FailReason,
+    Job,
+    State,
+    split_limit_group,
+)
+from wr.learning import Recommendation
+
+S = State
+
+#: Every allowed (old, new) pair; ``None`` as old means "enters the queue".
+TRANSITIONS: frozenset[tuple[State | None, State]] = frozenset(
+    {
+        (None, S.READY), (None, S.DEPENDENT), (None, S.RUNNING), (None, S.BURIED),
+        (None, S.LOST), (None, S.DELAYED),
+        (S.READY, S.RESERVED), (S.READY, S.DEPENDENT), (S.READY, S.BURIED),
+        (S.READY, S.DELETED),
+        (S.DELAYED, S.READY), (S.DELAYED, S.DEPENDENT), (S.DELAYED, S.DELETED),
+        (S.DEPENDENT, S.READY), (S.DEPENDENT, S.DELETED),
+        (S.RESERVED, S.RUNNING), (S.RESERVED, S.READY), (S.RESERVED, S.BURIED),
+        (S.RESERVED, S.DEPENDENT),
+        (S.RUNNING, S.COMPLETE), (S.RUNNING, S.DELAYED), (S.RUNNING, S.READY),
+        (S.RUNNING, S.BURIED), (S.RUNNING, S.LOST), (S.RUNNING, S.DEPENDENT),
+        (S.LOST, S.RUNNING), (S.LOST, S.COMPLETE), (S.LOST, S.DELAYED), (S.LOST, S.READY),
+        (S.LOST, S.BURIED), (S.LOST, S.DEPENDENT),
+        (S.BURIED, S.READY), (S.BURIED, S.DEPENDENT), (S.BURIED, S.DELETED),
+    }
+)
+
+_FOREVER = float("inf")
+
+
+@dataclass(frozen=True, slots=True)
+class Changed:
+    """A job moved from ``old`` (None: it is new to the queue) to ``new``."""
+
+    job: Job
+    old: State | None
+    new: State
+
+
+@dataclass(frozen=True, slots=True)
+class LimitChanged:
+    """A limit group's count limit was set (None: removed) by a job's ``name:N`` entry."""
+
+    name: str
+    limit: int | None
+
+
+@dataclass(slots=True)
+class EndReport:
+    """What a runner says happened to a job it ran (see wr.execute.ExecResult)."""
+
+    outcome: str  # archive | release | bury | interrupted
+    exitcode: int = 0
+    fail_reason: str = ""
+    peak_ram: int = 0
+    peak_disk: int = 0
+    cpu_time: float = 0.0
+    ended: float = 0.0
+    actual_cwd: str = ""
+    remove: bool = False
+
+
+class QueueError(Exception):
+    """A command that does not apply to the job in its current state (wr's "bad job")."""
+
+
+class Queue:
+    """The in-memory queue of incomplete jobs. See the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        ttr: float = 60.0,
+        retry_delay_min: float = 30.0,
+        retry_delay_max: float = 1800.0,
+        group_of: Callable[[Job], str] | None = None,
+        recommend: Callable[[str], Recommendation] | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.ttr = ttr
+        self.retry_delay_min = retry_delay_min
+        self.retry_delay_max = retry_delay_max
+        self.group_of = group_of or (lambda job: "")
+        self.recommend = recommend
+        self.rng = rng or random.Random()
+        self.jobs: dict[str, Job] = {}
+        self._outbox: list[Changed | LimitChanged] = []
+        self._seq = 0
+        self._ready: dict[str, list[tuple[int, int, str]]] = defaultdict(list)
+        self._ready_entry: dict[str, tuple[int, int, str]] = {}
+        self._delay: list[tuple[float, int, str]] = []
+        self._delay_at: dict[str, float] = {}
+        self._run: list[tuple[float, str]] = []
+        self._release_at: dict[str, float] = {}
+        self._unresolved: dict[str, set[str]] = {}
+        self._dependants: dict[str, set[str]] = defaultdict(set)
+        self._members: dict[str, set[str]] = defaultdict(set)
+        self._waiters: dict[str, set[str]] = defaultdict(set)
+        self._rep_grps: dict[str, dict[str, None]] = defaultdict(dict)
+        self.limits: dict[str, int] = {}
+        self.limit_counts: Counter[str] = Counter()
+        self.counts: Counter[State] = Counter()
+        self.ready_by_group: Counter[str] = Counter()
+        self.run_by_group: Counter[str] = Counter()
+
+    # -- outbox -----------------------------------------------------------------------------
+
+    def drain(self) -> list[Changed | LimitChanged]:
+        """Hand over (and forget) the events produced since the last drain."""
+        out, self._outbox = self._outbox, []
+        return out
+
+    # -- adding -----------------------------------------------------------------------------
+
+    def add(self, jobs: Iterable[Job], now: float) -> list[Job]:
+        """Queue new jobs; return the queue's job for each input (the existing one for a
+        duplicate key), in input order. Jobs of one call may depend on each other."""
+        result: list[Job] = []
+        fresh: list[Job] = []
+        for job in jobs:
+            existing = self.jobs.get(job.key)
+            if existing is not None:
+                result.append(existing)
+                continue
+            self._insert(job, now)
+            fresh.append(job)
+            result.append(job)
+        self._link_fresh(fresh, now)
+        for job in fresh:
+            self._enter(job, now)
+        return result
+
+    def restore(self, jobs: Iterable[Job], now: float) -> None:
+        """Put back jobs read from the store after a manager restart.
+
+        Jobs that were running stay running (their runners may still report), with a fresh
+        keep-alive deadline; buried stay buried; reserved-but-not-started and delayed jobs
+        become ready; the rest wait on their dependencies again.
+        """
+        fresh = []
+        for job in jobs:
+            if job.key in self.jobs:
+                continue
+            self._insert(job, now)
+            fresh.append(job)
+        self._link_fresh(fresh, now)
+        for job in fresh:
+            old = job.state
+            if old in (S.RUNNING, S.LOST):
+                job.recovered = True
+                self._track_limits(job, +1)
+                self._move(job, S.RUNNING if old == S.RUNNING else S.LOST, from_state=None)
+                self._set_release(job, now + self.ttr)
+            elif old == S.BURIED:
+                self._move(job, S.BURIED, from_state=None)
+            else:
+                job.reserved_by = ""
+                self._enter(job, now)
+
+    def prepare(self, job: Job) -> None:
+        """Give a job its place in line and apply its ``name:N`` limit settings, before it is
+        stored, so that what is stored is what a restart will restore."""
+        if not job.seq:
+            self._seq += 1
+            job.seq = self._seq
+        else:
+            self._seq = max(self._seq, job.seq)
+        for entry in job.limit_grps:
+            name, limit = split_limit_group(entry)
+            if limit is not None:
+                self.set_limit(name, None if limit < 0 else limit)
+        job.limit_grps = job.effective_limit_groups()
+
+    def _insert(self, job: Job, now: float) -> None:
+        self.prepare(job)
+        if not job.added:
+            job.added = now
+        self.jobs[job.key] = job
+        self._rep_grps[job.rep_grp][job.key] = None
+        for grp in job.dep_grps:
+            self._members[grp].add(job.key)
+        for grp in job.deps:
+            self._waiters[grp].add(job.key)
+
+    def _link_fresh(self, fresh: list[Job], now: float) -> None:
+        """Resolve dependencies of newly inserted jobs, and make queued jobs that depend on
+        the dep groups they joined wait for them too (live dependencies)."""
+        fresh_keys = {j.key for j in fresh}
+        for job in fresh:
+            self._unresolved[job.key] = self._parents_of(job)
+        joined: dict[str, set[str]] = defaultdict(set)
+        for job in fresh:
+            for grp in job.dep_grps:
+                joined[grp].add(job.key)
+        for grp, new_members in joined.items():
+            for waiter_key in self._waiters.get(grp, ()):
+                if waiter_key in fresh_keys:
+                    continue
+                waiter = self.jobs[waiter_key]
+                parents = new_members - {waiter_key}
+                if not parents:
+                    continue
+                unresolved = self._unresolved.setdefault(waiter_key, set())
+                unresolved |= parents
+                for p in parents:
+                    self._dependants[p].add(waiter_key)
+                if waiter.state in (S.READY, S.DELAYED):
+                    self._move(waiter, S.DEPENDENT)
+
+    def _parents_of(self, job: Job) -> set[str]:
+        parents: set[str] = set()
+        for grp in job.deps:
+            parents |= self._members.get(grp, set())
+        for key in job.cmd_deps:
+            if key in self.jobs:
+                parents.add(key)
+        parents.discard(job.key)
+        for p in parents:
+            self._dependants[p].add(job.key)
+        return parents
+
+    def _enter(self, job: Job, now: float) -> None:
+        """A new (or restored) job takes its first state."""
+        if self._unresolved.get(job.key):
+            self._move(job, S.DEPENDENT, from_state=None)
+        else:
+            self._make_ready(job, from_state=None)
+
+    # -- reservation and running -----------------------------------------------------------
+
+    def reserve(self, group: str, runner: str, now: float) -> Job | None:
+        """Give ``runner`` the best ready job of ``group``, or None."""
+        heap = self._ready.get(group)
+        while heap:
+            entry = heap[0]
+            key = entry[2]
+            if self._ready_entry.get(key) is not entry:
+                heapq.heappop(heap)
+                continue
+            job = self.jobs[key]
+            if not self._limits_allow(job):
+                return None
+            heapq.heappop(heap)
+            del self._ready_entry[key]
+            self._track_limits(job, +1)
+            job.reserved_by = runner
+            job.exited = False
+            job.pid = 0
+            job.host = ""
+            job.started = None
+            job.ended = None
+            job.peak_ram = 0
+            job.peak_disk = 0
+            job.cpu_time = 0.0
+            job.exitcode = -1
+            job.kill_called = False
+            failures = job.retries - job.until_buried + 1
+            base = min(self.retry_delay_min * (2 ** max(failures, 0)), self.retry_delay_max)
+            job.delay = base + self.rng.uniform(0, self.retry_delay_min)
+            self._move(job, S.RESERVED)
+            self._set_release(job, now + self.ttr)
+            return job
+        return None
+
+    def start(self, key: str, runner: str, *, pid: int, host: str, host_ip: str,
+              now: float) -> Job:
+        """The runner started the job's command."""
+        job = self._owned(key, runner, (S.RESERVED,))
+        job.pid = pid
+        job.host = host
+        job.host_ip = host_ip
+        job.started = now
+        job.ended = None
+        job.attempts += 1
+        job.fail_reason = ""
+        self._move(job, S.RUNNING)
+        self._set_release(job, now + self.ttr)
+        return job
+
+    def touch(self, key: str, runner: str, now: float) -> bool:
+        """Keep a job alive; returns True when its runner should kill it instead."""
+        job = self._owned(key, runner, RUN_STATES)
+        if job.kill_called:
+            return True
+        if job.state == S.LOST:
+            job.ended = None
+            job.fail_reason = ""
+            self._move(job, S.RUNNING)
+        self._set_release(job, now + self.ttr)
+        return False
+
+    def end(self, key: str, runner: str, report: EndReport, now: float) -> Job:
+        """The runner finished with the job: complete it, retry it later, or bury it."""
+        job = self._owned(key, runner, RUN_STATES)
+        started = job.started is not None
+        if report.outcome == "archive" and not started:
+            raise QueueError(f"job {key} was never started, so it cannot be complete")
+        if report.outcome not in ("archive", "release", "bury", "interrupted"):
+            raise QueueError(f"unknown outcome {report.outcome!r}")
+        self._track_limits(job, -1)
+        self._release_at.pop(key, None)
+        job.reserved_by = ""
+        job.exited = report.outcome != "interrupted"
+        job.exitcode = report.exitcode
+        job.peak_ram = report.peak_ram
+        job.peak_disk = report.peak_disk
+        job.cpu_time = report.cpu_time
+        job.ended = report.ended or now
+        if report.actual_cwd:
+            job.actual_cwd = report.actual_cwd
+        if report.outcome == "archive":
+            job.fail_reason = ""
+            self._leave(job, S.COMPLETE)
+            return job
+        if report.outcome == "interrupted":
+            # The manager stopped it: put it back as if this attempt never happened.
+            if started:
+                job.attempts -= 1
+            job.exited = False
+            job.started = None
+            job.ended = None
+            job.exitcode = 0
+            job.fail_reason = ""
+            self._make_ready(job)
+            return job
+        job.fail_reason = report.fail_reason
+        self._release(job, started=started, force_bury=report.outcome == "bury", now=now)
+        if job.state == S.BURIED and report.remove:
+            self.delete([key], now)
+        return job
+
+    def release_unstarted(self, key: str, runner: str, now: float) -> Job:
+        """A runner gave back a job it reserved but did not start (it is going away)."""
+        job = self._owned(key, runner, (S.RESERVED,))
+        self._track_limits(job, -1)
+        self._release_at.pop(key, None)
+        job.reserved_by = ""
+        job.exitcode = 0
+        self._make_ready(job)
+        return job
+
+    def _release(self, job: Job, *, started: bool, force_bury: bool, now: float) -> None:
+        """wr's release rule: bury when forced or out of attempts, else back off."""
+        if force_bury or (started and job.until_buried <= 1):
+            job.until_buried = 0
+            self._move(job, S.BURIED)
+            return
+        if started:
+            job.until_buried -= 1
+        if job.delay <= 0:
+            self._make_ready(job)
+            return
+        at = now + job.delay
+        self._delay_at[job.key] = at
+        heapq.heappush(self._delay, (at, job.seq, job.key))
+        self._move(job, S.DELAYED)
+
+    # -- time -------------------------------------------------------------------------------
+
+    def tick(self, now: float) -> list[Job]:
+        """Advance the clock: delays that have passed end, silent jobs become lost, and
+        reservations never started are given back. Returns the jobs that just became lost
+        (the manager asks the scheduler whether their processes are really gone)."""
+        while self._delay and self._delay[0][0] <= now:
+            at, _, key = heapq.heappop(self._delay)
+            if self._delay_at.get(key) != at:
+                continue
+            del self._delay_at[key]
+            job = self.jobs[key]
+            if job.state == S.DELAYED:
+                self._make_ready(job)
+        lost: list[Job] = []
+        while self._run and self._run[0][0] <= now:
+            at, key = heapq.heappop(self._run)
+            if self._release_at.get(key) != at:
+                continue
+            del self._release_at[key]
+            job = self.jobs[key]
+            if job.state == S.RESERVED:
+                self._track_limits(job, -1)
+                job.reserved_by = ""
+                self._make_ready(job)
+            elif job.state == S.RUNNING:
+                job.fail_reason = str(FailReason.LOST)
+                job.ended = now
+                self._move(job, S.LOST)
+                if job.kill_called:
+                    self.confirm_dead(key, now)
+                else:
+                    lost.append(job)
+        return lost
+
+    def next_deadline(self) -> float:
+        """When ``tick`` next has something to do (inf when nothing is pending)."""
+        while self._delay and self._delay_at.get(self._delay[0][2]) != self._delay[0][0]:
+            heapq.heappop(self._delay)
+        while self._run and self._release_at.get(self._run[0][1]) != self._run[0][0]:
+            heapq.heappop(self._run)
+        d = self._delay[0][0] if self._delay else _FOREVER
+        r = self._run[0][0] if self._run else _FOREVER
+        return min(d, r)
+
+    def confirm_dead(self, key: str, now: float) -> Job:
+        """A lost job's process is known to be gone: retry it later or bury it."""
+        job = self.jobs.get(key)
+        if job is None or job.state != S.LOST:
+            raise QueueError(f"job {key} is not lost")
+        self._track_limits(job, -1)
+        self._release_at.pop(key, None)
+        job.reserved_by = ""
+        job.exited = True
+        job.exitcode = -1
+        job.fail_reason = str(FailReason.LOST)
+        job.peak_ram = 0
+        job.peak_disk = 0
+        job.cpu_time = 0.0
+        job.ended = now
+        self._release(job, started=True, force_bury=False, now=now)
+        return job
+
+    # -- user actions -----------------------------------------------------------------------
+
+    def kill(self, keys: Iterable[str], now: float) -> list[Job]:
+        """Ask for running jobs to be killed; lost ones are confirmed dead at once.
+
+        Returns the jobs affected (those held by runners)."""
+        affected = []
+        for key in keys:
+            job = self.jobs.get(key)
+            if job is None or job.state not in RUN_STATES:
+                continue
+            affected.append(job)
+            job.kill_called = True
+            if job.state == S.LOST:
+                self.confirm_dead(key, now)
+        return affected
+
+    def kick(self, keys: Iterable[str], now: float) -> list[Job]:
+        """Retry buried jobs: they get all their attempts back."""
+        kicked = []
+        for key in keys:
+            job = self.jobs.get(key)
+            if job is None or job.state != S.BURIED:
+                continue
+            job.until_buried = job.retries + 1
+            if self._unresolved.get(key):
+                self._move(job, S.DEPENDENT)
+            else:
+                self._make_ready(job)
+            kicked.append(job)
+        return kicked
+
+    def delete(self, keys: Iterable[str], now: float) -> list[Job]:
+        """Remove deletable jobs, except those other queued jobs still depend on (unless
+        those dependants are removed in the same call). Returns what was removed."""
+        pending = [k for k in dict.fromkeys(keys)
+                   if k in self.jobs and self.jobs[k].state in DELETABLE_STATES]
+        removed: list[Job] = []
+        while pending:
+            skipped = []
+            for key in pending:
+                if self._dependants.get(key):
+                    skipped.append(key)
+                    continue
+                job = self.jobs[key]
+                self._leave(job, S.DELETED)
+                removed.append(job)
+            if len(skipped) == len(pending):
+                break
+            pending = skipped
+        return removed
+
+    def bury_impossible(self, group: str, now: float) -> list[Job]:
+        """The scheduler can never run this group's jobs: bury every ready one."""
+        buried = []
+        for key in list(self._ready_entry):
+            job = self.jobs[key]
+            if job.sched_group != group:
+                continue
+            del self._ready_entry[key]
+            job.fail_reason = str(FailReason.IMPOSSIBLE)
+            job.until_buried = 0
+            self._move(job, S.BURIED)
+            buried.append(job)
+        self._ready.pop(group, None)
+        return buried
+
+    def set_limit(self, name: str, limit: int | None) -> None:
+        """Set (or with None remove) the count limit of a limit group."""
+        if limit is None:
+            if self.limits.pop(name, None) is None:
+                return
+        else:
+            if self.limits.get(name) == limit:
+                return
+            self.limits[name] = limit
+        self._outbox.append(LimitChanged(name, limit))
+
+    def regroup_ready(self) -> None:
+        """Recompute requirements and scheduler groups of every ready job (after learning
+        something new about a req_grp)."""
+        for key in list(self._ready_entry):
+            self._make_ready(self.jobs[key])
+
+    # -- queries ----------------------------------------------------------------------------
+
+    def get(self, key: str) -> Job | None:
+        return self.jobs.get(key)
+
+    def in_rep_grp(self, rep_grp: str) -> list[Job]:
+        keys = self._rep_grps.get(rep_grp, {})
+        return [self.jobs[k] for k in keys if k in self.jobs]
+
+    def rep_grp_names(self) -> list[str]:
+        return [name for name, keys in self._rep_grps.items() if keys]
+
+    def has_dependants(self, key: str) -> bool:
+        return bool(self._dependants.get(key))
+
+    def unresolved(self, key: str) -> frozenset[str]:
+        return frozenset(self._unresolved.get(key, ()))
+
+    def running_in_group(self, group: str) -> int:
+        return self.run_by_group[group]
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _owned(self, key: str, runner: str, states: Iterable[State]) -> Job:
+        job = self.jobs.get(key)
+        if job is None or job.state not in states:
+            raise QueueError(f"bad job {key} (not in queue or correct state)")
+        if runner and job.reserved_by != runner:
+            raise QueueError(f"job {key} is reserved by another runner")
+        return job
+
+    def _make_ready(self, job: Job, from_state: State | None | str = "current") -> None:
+        if from_state == "current" and job.state != S.READY and self._unresolved.get(job.key):
+            # A live dependency arrived while a runner held the job (spec §4.8): when it
+            # comes back it waits for that dependency instead of running again first.
+            self._move(job, S.DEPENDENT)
+            return
+        self._adjust_requirements(job)
+        group = self.group_of(job)
+        if from_state == "current" and job.state == S.READY:
+            if group != job.sched_group:
+                self.ready_by_group[job.sched_group] -= 1
+                self.ready_by_group[group] += 1
+                job.sched_group = group
+        else:
+            self._move(job, S.READY, from_state=from_state, group=group)
+        entry = (-job.priority, job.seq, job.key)
+        self._ready_entry[job.key] = entry
+        heapq.heappush(self._ready[group], entry)
+
+    def _adjust_requirements(self, job: Job) -> None:
+        """Learned values and failure bumps (spec §4.7), unless override is 2."""
+        if self.recommend is not None:
+            rec = self.recommend(job.req_grp)
+            job.ram = _pick(job.user_ram, rec.ram_mb, job.ram, job.override)
+            job.time = float(_pick(job.user_time, rec.time_s, job.time, job.override))
+            job.disk = _pick(job.user_disk, rec.disk_gb, job.disk, job.override)
+        if job.override == 2:
+            return
+        if job.fail_reason == FailReason.RAM and job.peak_ram:
+            factor = 2 if job.peak_ram <= 8192 else 1.3
+            bumped = max(job.peak_ram * factor, job.peak_ram + 1000)
+            job.ram = max(job.ram, math.ceil(bumped / 100) * 100)
+        elif job.fail_reason == FailReason.TIME and job.started and job.ended:
+            job.time = max(job.time, (job.ended - job.started) + 3600)
+
+    def _move(self, job: Job, new: State, from_state: State | None | str = "current",
+              group: str | None = None) -> None:
+        """The one place a job's state is assigned; keeps the counters and the outbox."""
+        old = job.state if from_state == "current" else from_state
+        if (old, new) not in TRANSITIONS:
+            raise QueueError(f"job {job.key} cannot go from {old} to {new}")
+        if old is not None:
+            self.counts[old] -= 1
+            if old == S.READY:
+                self.ready_by_group[job.sched_group] -= 1
+                self._ready_entry.pop(job.key, None)
+            elif old in RUN_STATES and new not in RUN_STATES:
+                self.run_by_group[job.sched_group] -= 1
+        if group is not None:
+            job.sched_group = group
+        if new not in (S.COMPLETE, S.DELETED):
+            self.counts[new] += 1
+            if new == S.READY:
+                self.ready_by_group[job.sched_group] += 1
+            elif new in RUN_STATES and old not in RUN_STATES:
+                self.run_by_group[job.sched_group] += 1
+        job.state = new
+        self._outbox.append(Changed(job, old, new))
+
+    def _leave(self, job: Job, new: State) -> None:
+        """The job leaves the queue (complete or deleted): its dependants may now run."""
+        key = job.key
+        self._move(job, new)
+        del self.jobs[key]
+        self._delay_at.pop(key, None)
+        self._release_at.pop(key, None)
+        self._ready_entry.pop(key, None)
+        for grp in job.dep_grps:
+            members = self._members.get(grp)
+            if members is not None:
+                members.discard(key)
+                if not members:
+                    del self._members[grp]
+        for grp in job.deps:
+            waiters = self._waiters.get(grp)
+            if waiters is not None:
+                waiters.discard(key)
+                if not waiters:
+                    del self._waiters[grp]
+        for parent in self._unresolved.pop(key, ()):
+            deps = self._dependants.get(parent)
+            if deps is not None:
+                deps.discard(key)
+                if not deps:
+                    del self._dependants[parent]
+        rep = self._rep_grps.get(job.rep_grp)
+        if rep is not None:
+            rep.pop(key, None)
+            if not rep:
+                del self._rep_grps[job.rep_grp]
+        for child_key in self._dependants.pop(key, ()):
+            unresolved = self._unresolved.get(child_key)
+            if unresolved is None:
+                continue
+            unresolved.discard(key)
+            child = self.jobs.get(child_key)
+            if not unresolved and child is not None and child.state == S.DEPENDENT:
+                self._make_ready(child)
+
+    def _set_release(self, job: Job, at: float) -> None:
+        self._release_at[job.key] = at
+        heapq.heappush(self._run, (at, job.key))
+
+    def _limits_allow(self, job: Job) -> bool:
+        for name in job.limit_grps:
+            limit = self.limits.get(name)
+            if limit is not None and self.limit_counts[name] >= limit:
+                return False
+        return True
+
+    def _track_limits(self, job: Job, delta: int) -> None:
+        for name in job.limit_grps:
+            self.limit_counts[name] += delta
+            if self.limit_counts[name] <= 0:
+                del self.limit_counts[name]
+
+
+def _pick(user: float, learned: float, current: float, override: int) -> int | float:
+    """Choose a requirement given the user's value, a learned one and ``override``."""
+    if learned <= 0:
+        return current
+    if user <= 0 or override == 0:
+        return learned
+    if override == 1:
+        return max(user, learned)
+    return user

@@ -1,0 +1,300 @@
+"""The runner: reserve a job of one scheduler group, run it, report, take the next.
+
+A scheduler starts runners (``python -m wr.runner --group G --server host:port``); each holds
+one websocket to the manager (protocol in wr.manager.runner_ws) and runs many jobs, one at a
+time, until no job of its group turns up for ``--idle`` seconds. The job runs in its own
+process group, so killing it never kills the runner.
+
+If the connection drops while a job runs (the manager crashed or is restarting), the job
+keeps running and the runner reconnects with back-off and reports to whichever manager is
+there; the manager knows the job by key and by this runner's id.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import itertools
+import logging
+import os
+import signal
+import socket
+import sys
+import uuid
+from typing import Any
+from urllib.parse import quote
+
+import orjson
+
+log = logging.getLogger("wr.runner")
+
+RECONNECT_FOR = 24 * 3600.0
+"""How long a runner holding a finished job's report keeps trying to reach a manager."""
+
+
+class ManagerGone(Exception):
+    """The manager cannot be reached (and the runner has nothing worth waiting for)."""
+
+
+class Link:
+    """A request/response channel over a reconnecting websocket."""
+
+    def __init__(self, url: str, token: str, ssl_ctx: Any, domain: str) -> None:
+        self.url = url
+        self.token = token
+        self.ssl_ctx = ssl_ctx
+        self.domain = domain
+        self.ws: Any = None
+        self._ids = itertools.count(1)
+        self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self._reader: asyncio.Task[None] | None = None
+        self.on_push: Any = lambda msg: None
+        self.closed_by_manager = False
+
+    async def connect(self, patience: float) -> None:
+        import websockets
+
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + patience
+        delay = 0.2
+        while True:
+            try:
+                self.ws = await websockets.connect(
+                    self.url, ssl=self.ssl_ctx, server_hostname=self.domain,
+                    additional_headers={"Authorization": f"Bearer {self.token}"},
+                    max_size=None, ping_interval=None, open_timeout=10,
+                )
+                break
+            except (TimeoutError, OSError, websockets.WebSocketException) as exc:
+                if loop.time() + delay > deadline:
+                    raise ManagerGone(str(exc)) from exc
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 15.0)
+        self._reader = asyncio.ensure_future(self._read(self.ws))
+
+    async def _read(self, ws: Any) -> None:
+        try:
+            async for raw in ws:
+                msg = orjson.loads(raw)
+                mid = msg.get("id")
+                if mid is None:
+                    self.on_push(msg)
+                    continue
+                fut = self._pending.pop(mid, None)
+                if fut is not None and not fut.done():
+                    fut.set_result(msg)
+        except Exception:
+            pass
+        finally:
+            for fut in self._pending.values():
+                if not fut.done():
+                    fut.set_exception(ConnectionError("connection to the manager closed"))
+            self._pending.clear()
+
+    async def request(self, msg: dict[str, Any], *, patience: float = 0.0) -> dict[str, Any]:
+        """Send and await the answer; on a dropped connection, reconnect for up to
+        ``patience`` seconds and send again."""
+        while True:
+            mid = next(self._ids)
+            fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+            self._pending[mid] = fut
+            try:
+                await self.ws.send(orjson.dumps({**msg, "id": mid}))
+                reply = await fut
+            except Exception as exc:
+                self._pending.pop(mid, None)
+                if patience <= 0:
+                    raise ManagerGone(str(exc)) from exc
+                await self._close()
+                await self.connect(patience)
+                continue
+            if "error" in reply:
+                raise RuntimeError(reply["error"])
+            return reply
+
+    async def _close(self) -> None:
+        if self.ws is not None:
+            with contextlib.suppress(Exception):
+                await self.ws.close()
+        if self._reader is not None:
+            self._reader.cancel()
+
+    async def close(self) -> None:
+        await self._close()
+
+
+def host_ip() -> str:
+    """This host's first non-loopback IPv4 address (what wr reports as HostIP)."""
+    try:
+        import psutil
+
+        for addrs in psutil.net_if_addrs().values():
+            for a in addrs:
+                if a.family == socket.AF_INET and not a.address.startswith("127."):
+                    return a.address
+    except Exception:
+        pass
+    return "127.0.0.1"
+
+
+class Runner:
+    """Runs jobs of one group until there are none."""
+
+    def __init__(self, link: Link, *, idle: float, touch: float) -> None:
+        self.link = link
+        self.idle = idle
+        self.touch_interval = touch
+        self.host = socket.gethostname()
+        self.ip = host_ip()
+        self.current: Any = None
+        self.current_key = ""
+        self.stopping = False
+        self.ran = 0
+        link.on_push = self._push
+
+    def _push(self, msg: dict[str, Any]) -> None:
+        op = msg.get("op")
+        if op == "stop":
+            self.stopping = True
+            if self.current is not None:
+                self.current.kill("stop")
+        elif op == "kill" and self.current is not None and msg.get("key") == self.current_key:
+            self.current.kill("user")
+
+    def signalled(self) -> None:
+        self.stopping = True
+        if self.current is not None:
+            self.current.kill("signal")
+
+    async def run(self) -> str:
+        reply = await self.link.request({"op": "reserve", "timeout": self.idle})
+        job = reply.get("job")
+        while job is not None:
+            report, stdout, stderr = await self._execute(job)
+            self.ran += 1
+            nxt = None if self.stopping else self.idle
+            reply = await self.link.request(
+                {"op": "end", "key": job["key"], "report": report, "stdout": stdout,
+                 "stderr": stderr, "reserve": nxt},
+                patience=RECONNECT_FOR,
+            )
+            job = reply.get("job")
+        if self.stopping:
+            return "it was told to stop"
+        return "there are no more commands in its scheduler group"
+
+    async def _execute(self, job: dict[str, Any]) -> tuple[dict[str, Any], str, str]:
+        from wr.execute import ExecSetupError, ExecSpec, Execution
+
+        spec = ExecSpec(
+            key=job["key"], cmd=job["cmd"], cwd=job["cwd"], cwd_matters=job["cwd_matters"],
+            change_home=job["change_home"], env_override=list(job["env_override"]),
+            base_env=None, expected_ram_mb=int(job["expected_ram_mb"]),
+            expected_time_s=float(job["expected_time_s"]),
+            retries_left=int(job["retries_left"]),
+            no_retry_over_walltime_s=float(job["no_retry_over_walltime_s"]),
+            modules=list(job["modules"]), behaviours=list(job["behaviours"]),
+            shell=job.get("shell") or "bash",
+        )
+        execution = Execution(spec)
+        try:
+            pid = await execution.start()
+        except ExecSetupError as exc:
+            report = {"outcome": exc.outcome, "exitcode": 0, "fail_reason": exc.fail_reason}
+            return report, "", str(getattr(exc, "detail", ""))
+        self.current = execution
+        self.current_key = job["key"]
+        if self.stopping:
+            execution.kill("stop")
+        toucher = None
+        try:
+            try:
+                await self.link.request({"op": "started", "key": job["key"], "pid": pid,
+                                         "host": self.host, "ip": self.ip},
+                                        patience=RECONNECT_FOR)
+            except RuntimeError as exc:
+                log.warning("manager refused start of %s: %s", job["key"], exc)
+                execution.kill("user")
+            toucher = asyncio.ensure_future(self._touch(job["key"], execution))
+            result = await execution.wait()
+        finally:
+            self.current = None
+            self.current_key = ""
+            if toucher is not None:
+                toucher.cancel()
+        report = {
+            "outcome": result.outcome, "exitcode": result.exitcode,
+            "fail_reason": result.fail_reason, "peak_ram": result.peak_ram_mb,
+            "peak_disk": result.peak_disk_mb, "cpu_time": result.cpu_time,
+            "ended": result.ended, "actual_cwd": result.actual_cwd,
+            "remove": result.remove_requested,
+        }
+        return report, result.stdout, result.stderr
+
+    async def _touch(self, key: str, execution: Any) -> None:
+        while True:
+            await asyncio.sleep(self.touch_interval)
+            try:
+                reply = await self.link.request({"op": "touch", "key": key},
+                                                patience=RECONNECT_FOR)
+            except RuntimeError as exc:
+                log.warning("touch of %s refused: %s", key, exc)
+                continue
+            if reply.get("kill"):
+                execution.kill("user")
+                return
+
+
+async def _amain(args: argparse.Namespace) -> int:
+    from wr.config import load_config_from_process
+    from wr.security import client_ssl_context
+
+    config = load_config_from_process()
+    token = config.token_file.read_text().strip()
+    ssl_ctx = client_ssl_context(config.ca_file)
+    runner_id = uuid.uuid4().hex
+    url = f"wss://{args.server}/runner_ws?id={runner_id}&group={quote(args.group, safe='')}"
+    link = Link(url, token, ssl_ctx, args.domain)
+    try:
+        await link.connect(patience=10.0)
+    except ManagerGone as exc:
+        log.error("could not reach the manager at %s: %s", args.server, exc)
+        return 1
+    runner = Runner(link, idle=args.idle, touch=args.touch)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, runner.signalled)
+    try:
+        why = await runner.run()
+    except ManagerGone as exc:
+        why = f"the manager could not be reached ({exc})"
+    finally:
+        await link.close()
+    log.info("wr runner exiting, having run %d commands, because %s", runner.ran, why)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="wr runner", description=__doc__.split("\n")[0])
+    parser.add_argument("--group", required=True, help="scheduler group to take jobs from")
+    parser.add_argument("--server", required=True, help="manager host:port")
+    parser.add_argument("--domain", default="localhost", help="TLS name of the manager")
+    parser.add_argument("--idle", type=float, default=2.0,
+                        help="seconds to wait for a job before exiting")
+    parser.add_argument("--touch", type=float, default=15.0,
+                        help="seconds between keep-alives while a job runs")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
+                        format="%(levelname)s: %(message)s")
+    os.environ.pop("WR_DAEMON", None)
+    try:
+        import uvloop
+
+        return uvloop.run(_amain(args))
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
