@@ -8,6 +8,7 @@ its log, if it left a process behind.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -165,10 +166,8 @@ def make_manager(tmp_path: Path) -> Iterator[Any]:
             handle.stop()
         leftovers = _descendants_of_home(handle.home)
         for pid in leftovers:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         assert not leftovers, f"processes left behind: {leftovers}\n{handle.log()}"
 
 

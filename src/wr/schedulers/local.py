@@ -34,6 +34,12 @@ class _Group:
     priority: int
     command: RunnerCommand
     procs: set[asyncio.subprocess.Process] = field(default_factory=set)
+    starting: int = 0
+
+    @property
+    def size(self) -> int:
+        """Runners of this group that exist or are being started."""
+        return len(self.procs) + self.starting
 
 
 class LocalScheduler(Scheduler):
@@ -75,16 +81,16 @@ class LocalScheduler(Scheduler):
             g = self._groups[group] = _Group(req, count, priority, command)
         else:
             g.count, g.priority, g.command = count, priority, command
-            if count <= 0 and not g.procs:
+            if count <= 0 and not g.size:
                 del self._groups[group]
                 return
         self._process()
 
     def runners(self, group: str | None = None) -> int:
         if group is None:
-            return len(self._all)
+            return len(self._all) + sum(g.starting for g in self._groups.values())
         g = self._groups.get(group)
-        return len(g.procs) if g else 0
+        return g.size if g else 0
 
     async def process_gone(self, pid: int, host: str) -> bool:
         if host != self.host or pid <= 0:
@@ -107,7 +113,7 @@ class LocalScheduler(Scheduler):
                 key=lambda kv: (-kv[1].priority, -self._size(kv[1].req)),
             )
             for name, g in order:
-                need = g.count - len(g.procs)
+                need = g.count - g.size
                 while need > 0 and self._fits(g.req):
                     self._spawn(name, g)
                     need -= 1
@@ -133,6 +139,7 @@ class LocalScheduler(Scheduler):
 
     def _spawn(self, name: str, g: _Group) -> None:
         self._account(g.req, +1)
+        g.starting += 1
         task = asyncio.ensure_future(self._run(name, g))
         task.add_done_callback(_log_failure)
 
@@ -146,9 +153,11 @@ class LocalScheduler(Scheduler):
                 start_new_session=True, close_fds=True, cwd="/",
             )
         except OSError as exc:
+            g.starting -= 1
             self._account(g.req, -1)
             self.warn(f"could not start a runner: {exc}")
             return
+        g.starting -= 1
         g.procs.add(proc)
         self._all.add(proc)
         try:
@@ -159,13 +168,12 @@ class LocalScheduler(Scheduler):
             g.procs.discard(proc)
             self._all.discard(proc)
             self._account(g.req, -1)
-            if g.count <= 0 and not g.procs and self._groups.get(name) is g:
+            if g.count <= 0 and not g.size and self._groups.get(name) is g:
                 del self._groups[name]
             if not self._closing:
-                # A runner left: its group may want another, or another group may now fit.
-                g.count = max(g.count, 0)
+                # A runner left: the manager recounts what each group wants (our counts may
+                # be stale) and calls want(), which starts whatever now fits.
                 self.on_change()
-                self._process()
 
     async def shutdown(self, grace: float) -> None:
         self._closing = True

@@ -1,0 +1,253 @@
+"""Turning jobs into the status objects the REST API returns, and filtering and grouping them.
+
+A status object carries every property of the seed page's table plus the ones wr's code also
+emits, in the seed's order (spec/rest-and-queue.md §3, DESIGN.md "Compatibility decisions"):
+unset ``Started``/``Ended`` are ``-62135596800``; empty lists and an empty ``OtherRequests``
+are ``null``; integral numbers are emitted as ints (``ExpectedTime`` 5, not 5.0).
+
+Deliberate differences from wr (listed in docs/compatibility.md):
+
+* An unknown ``state`` filter is a 400 (``unknown state "x"; use one of ...``); wr ignores it.
+* ``deletable`` means delayed, ready, buried or dependent, as the seed says; wr's filter also
+  lets reserved, running and lost jobs through.
+* ``limit`` groups come out in order of first appearance, and ``Env`` overrides are appended
+  in the order given; wr's orders are random.
+* ``Walltime`` of a job that is not running and has no end time is 0 (wr lets it grow), and it
+  is never negative.
+* ``OtherRequests`` is sorted by key.
+* A bad ``limit`` says ``limit value (x) is not an integer``, not Go's ``strconv.Atoi`` text.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import orjson
+
+from wr.errors import BadRequest
+from wr.jobs import UNSET_TIME, Job, behaviours_to_text
+
+STATE_FILTERS = (
+    "delayed", "ready", "reserved", "running", "lost", "buried", "dependent", "complete",
+    "deletable",
+)
+"""The values GET's ``state`` parameter takes."""
+
+_DELETABLE = frozenset({"delayed", "ready", "buried", "dependent"})
+_RUN_STATES = frozenset({"reserved", "running", "lost"})
+_SAFE_INT = 2**53
+_INT = re.compile(r"[+-]?[0-9]+")
+
+
+# -- the status object --------------------------------------------------------------------
+
+def job_status(
+    job: Job,
+    *,
+    now: float,
+    std: tuple[str, str] | None = None,
+    env: list[str] | None = None,
+    similar: int = 0,
+    rep_grp: str | None = None,
+    state: str | None = None,
+) -> dict[str, Any]:
+    """The status object of one job, keys in the seed's order.
+
+    ``std`` is ``(stdout, stderr)`` when the caller fetched them; ``env`` the full environment
+    (see `display_env`) when ``env=true`` was asked for. ``rep_grp`` reports the job under the
+    rep group it was found by, ``state`` overrides its state (``deleted`` in DELETE answers).
+    """
+    shown_state = state if state is not None else str(job.state)
+    stdout, stderr = std if std is not None else ("", "")
+    deps = job.deps + job.cmd_deps
+    limit_groups = job.effective_limit_groups() if job.limit_grps else None
+    return {
+        "Key": job.key,
+        "RepGroup": job.rep_grp if rep_grp is None else rep_grp,
+        "DepGroups": list(job.dep_grps) or None,
+        "Dependencies": deps or None,
+        "Cmd": job.cmd,
+        "State": shown_state,
+        "Cwd": display_cwd(job),
+        "CwdBase": job.cwd,
+        "HomeChanged": job.change_home,
+        "Behaviours": behaviours_to_text(job.behaviours),
+        "Mounts": mounts_to_text(job.mounts),
+        "MonitorDocker": job.monitor_docker,
+        "WithDocker": job.with_docker,
+        "WithSingularity": job.with_singularity,
+        "ContainerMounts": job.container_mounts,
+        "ExpectedRAM": job.ram,
+        "ExpectedTime": _number(job.time),
+        "RequestedDisk": job.disk,
+        "OtherRequests": sorted(f"{k}:{v}" for k, v in job.other.items()) or None,
+        "Cores": _number(job.cores),
+        "PeakRAM": job.peak_ram,
+        "PeakDisk": job.peak_disk,
+        "Exited": job.exited,
+        "Exitcode": job.exitcode,
+        "FailReason": job.fail_reason,
+        "Pid": job.pid,
+        "Host": job.host,
+        "HostID": job.host_id,
+        "HostIP": job.host_ip,
+        "Walltime": _number(walltime(job, now)),
+        "CPUtime": _number(job.cpu_time),
+        "Started": _unix(job.started),
+        "Ended": _unix(job.ended),
+        "StdErr": stderr,
+        "StdOut": stdout,
+        "Env": env,
+        "Attempts": job.attempts,
+        "Similar": similar,
+        "LimitGroups": limit_groups or None,
+        "Modules": list(job.modules) or None,
+        "IsPushUpdate": False,
+    }
+
+
+def _number(value: float) -> float | int:
+    """Integral floats as ints, so 5.0 is emitted as ``5`` (as Go prints float64s)."""
+    if value.is_integer() and -_SAFE_INT < value < _SAFE_INT:
+        return int(value)
+    return value
+
+
+def _unix(when: float | None) -> int:
+    return UNSET_TIME if when is None else int(when // 1)
+
+
+def walltime(job: Job, now: float) -> float:
+    """Seconds the job ran (§3.5): 0 if never started, still counting while it is held by a
+    runner and has not ended, else end minus start."""
+    if job.started is None:
+        return 0.0
+    if job.ended is None:
+        if str(job.state) in _RUN_STATES:
+            return max(0.0, now - job.started)
+        return 0.0
+    return max(0.0, job.ended - job.started)
+
+
+def display_cwd(job: Job) -> str:
+    """``""``, or ``"/"`` + the actual working directory relative to the job's cwd
+    (``/wr_cwd/5/8/c/ef10...052/cwd``); always ``""`` for cwd_matters jobs."""
+    if not job.actual_cwd or job.cwd_matters:
+        return ""
+    base = posixpath.normpath(job.cwd).rstrip("/")
+    actual = posixpath.normpath(job.actual_cwd)
+    if actual.startswith(base + "/"):
+        return "/" + actual[len(base) + 1:]
+    if posixpath.isabs(base or "/") and posixpath.isabs(actual):
+        return "/" + posixpath.relpath(actual, base or "/")
+    return actual
+
+
+def mounts_to_text(mounts: list[dict[str, Any]]) -> str:
+    """Mount configs as the compact JSON string status objects show (``""`` if none).
+
+    Zero values are left out except ``Targets`` and ``Path``; ``<``, ``>`` and ``&`` are
+    escaped as Go's ``json.Marshal`` does.
+    """
+    if not mounts:
+        return ""
+    shown = []
+    for m in mounts:
+        out = {k: m[k] for k in ("Mount", "CacheBase", "Retries", "Verbose") if m.get(k)}
+        out["Targets"] = [
+            {k: t.get(k) or "" for k in ("Profile", "Path", "CacheDir", "Cache", "Write")
+             if t.get(k) or k == "Path"}
+            for t in m.get("Targets") or []
+        ]
+        shown.append(out)
+    text = orjson.dumps(shown).decode()
+    for char, escaped in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"),
+                          ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
+        text = text.replace(char, escaped)
+    return text
+
+
+def display_env(job: Job, base: Mapping[str, str]) -> list[str]:
+    """The environment a job runs with, as ``NAME=VALUE`` strings (§4.12).
+
+    REST-added jobs have no stored base environment, so, as in wr, the caller passes the
+    manager's own; each override replaces a variable of its name in place or is appended.
+    """
+    env = [f"{name}={value}" for name, value in base.items()]
+    where = {name: i for i, name in enumerate(base)}
+    for item in job.env:
+        name = item.split("=", 1)[0]
+        i = where.get(name)
+        if i is None:
+            where[name] = len(env)
+            env.append(item)
+        else:
+            env[i] = item
+    return env
+
+
+# -- filtering and grouping ---------------------------------------------------------------
+
+def _normalise(state: str) -> str:
+    state = str(state)
+    return "reserved" if state == "running" else state
+
+
+def parse_state_filter(value: str | None) -> str | None:
+    """Check GET's ``state`` parameter: None/"" means no filter, else one of STATE_FILTERS."""
+    if not value:
+        return None
+    if value not in STATE_FILTERS:
+        raise BadRequest(f'unknown state "{value}"; use one of {"|".join(STATE_FILTERS)}')
+    return value
+
+
+def matches_state(job_state: str, wanted: str) -> bool:
+    """Whether a job in ``job_state`` passes the ``state=wanted`` filter (§2.1.4).
+
+    ``running`` and ``reserved`` are the same filter (both match reserved and running jobs);
+    ``deletable`` matches delayed, ready, buried and dependent jobs. An unknown ``wanted`` is
+    a BadRequest.
+    """
+    if wanted == "deletable":
+        return str(job_state) in _DELETABLE
+    if wanted not in STATE_FILTERS:
+        parse_state_filter(wanted)
+    return _normalise(job_state) == _normalise(wanted)
+
+
+def parse_limit(value: str | None) -> int:
+    """GET's ``limit`` parameter: "" means 0 (no grouping); negative counts as 0."""
+    if not value:
+        return 0
+    if not _INT.fullmatch(value):
+        raise BadRequest(f"limit value ({value}) is not an integer")
+    return max(0, int(value))
+
+
+def group_similar(jobs: Sequence[Job], limit: int) -> list[tuple[Job, int]]:
+    """Keep the first ``limit`` jobs of each (state, exit code, fail reason) group (§2.1.5).
+
+    Each further job of a group adds one to the ``Similar`` count of the last kept job of its
+    group. Groups come out in order of first appearance, jobs within them in input order.
+    With ``limit <= 0`` every job is kept with a count of 0.
+    """
+    if limit <= 0:
+        return [(job, 0) for job in jobs]
+    groups: dict[tuple[str, int, str], list[list[Any]]] = {}
+    for job in jobs:
+        kept = groups.setdefault((_normalise(job.state), job.exitcode, job.fail_reason), [])
+        if len(kept) < limit:
+            kept.append([job, 0])
+        else:
+            kept[-1][1] += 1
+    return [(job, similar) for kept in groups.values() for job, similar in kept]
+
+
+def encode(value: Any) -> bytes:
+    """JSON bytes for a response body: compact, no HTML escaping, ending in a newline."""
+    return orjson.dumps(value, option=orjson.OPT_APPEND_NEWLINE)
+

@@ -1,0 +1,598 @@
+"""SQLite persistence: live jobs, history, std streams, limits and learned resource usage.
+
+The manager keeps incomplete jobs in memory and must never lose one, so every add and every
+state change a client is told about is committed here first ("durable before acknowledged").
+Completed jobs leave memory for the ``complete`` table ("history lives on disk").
+
+Tables::
+
+    meta(name, value)               schema_version
+    live(key, data)                 every incomplete job, for start-up recovery
+    complete(key, rep_grp, ..., data)  permanent history; a rerun overwrites its record
+    rep_grp_keys(rep_grp, key)      every rep group a job was ever added under
+    rep_grps(rep_grp)               every rep group ever used (substring searches)
+    dep_waiters(dep_grp, key)       jobs that depend on a dep group (live dependencies)
+    std(key, stdout, stderr)        output of a job's last failed run
+    limits(name, lim)               limit group counts
+    samples(req_grp, kind, value)   learning samples; kind is ram (MB), disk (MB) or time (s)
+
+Records are ``orjson.dumps(job.to_record())``. The queries are in `wr.store_sql`; checking and
+restoring db files is in `wr.store_files`. Lookup rows are never deleted when their job
+goes: readers skip keys with no record, and ``dep_waiters`` rows are checked against the
+dependant's stored ``deps`` before it is resurrected, so a stale row costs nothing.
+
+Theory of operation:
+
+* One writer thread owns the write connection. The write methods are plain functions called
+  on the event loop; each returns an ``asyncio.Future`` resolved only after the transaction
+  holding it committed. Writes submitted during one loop iteration are handed to the writer
+  together at the end of it, and the writer puts everything waiting into ONE transaction
+  (group commit): 10,000 writes cost one fsync. Writes apply in submission order.
+* A failed commit (disk full, I/O error) rolls the batch back and fails each of its futures
+  with `StorageUnavailable`; the next batch tries again, so the store heals when space
+  returns. A write that fails on its own (a bug, not the disk) is dropped from the batch with
+  its own error and the rest of the batch is retried without it.
+* Reads run in a small thread pool on their own connections (WAL readers never block the
+  writer), each in one read transaction, after every write submitted before them.
+* The event loop never runs SQLite, except in `Store.open` and `Store.close`.
+* Backups (when ``backup_path`` is set) follow writes, at most one at a time and spaced by
+  max(``backup_interval``, the previous backup's duration). A backup pins a read snapshot
+  and copies it with the backup API in steps, so it neither restarts nor blocks writers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import os
+import sqlite3
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Collection, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import orjson
+
+from wr import store_sql as sql
+from wr.errors import StorageUnavailable, WrError
+from wr.jobs import Job
+from wr.store_files import BUSY_TIMEOUT_S, check_db, fsync, move_aside, restore
+from wr.store_sql import SCHEMA_VERSION, AddResult
+
+__all__ = ["SCHEMA_VERSION", "AddResult", "Store"]
+
+logger = logging.getLogger(__name__)
+
+BACKUP_STEP_PAGES = 1024
+"""Pages copied per backup step (4 MiB at the default page size)."""
+READ_THREADS = 2
+"""Threads (each with its own connection) that serve reads."""
+SAMPLE_KINDS = ("ram", "disk", "time")
+"""Kinds of learning sample: peak RAM in MB, peak disk in MB, wall time in whole seconds."""
+
+
+class _Write:
+    """One submitted write: a function run in the writer thread, and its future."""
+
+    __slots__ = ("fn", "args", "future", "loop", "result", "error")
+
+    def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...],
+                 future: asyncio.Future[Any], loop: asyncio.AbstractEventLoop) -> None:
+        self.fn = fn
+        self.args = args
+        self.future = future
+        self.loop = loop
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+
+class Store:
+    """The manager's database. Building one does no I/O; `open` does.
+
+    Write methods must be called on the event loop thread; they return futures resolved after
+    commit. Read methods are coroutines. See the module docstring for the design.
+    """
+
+    def __init__(self, path: Path, backup_path: Path | None = None, *,
+                 backup_interval: float = 30.0) -> None:
+        self.path = Path(path)
+        self.backup_path = Path(backup_path) if backup_path is not None else None
+        self.backup_interval = backup_interval
+        self.commits = 0
+        """Transactions committed by the writer (group commit keeps this small)."""
+        self.backups = 0
+        """Automatic backups completed."""
+        self._lock = threading.Lock()
+        self._open = False
+        self._pending: dict[asyncio.AbstractEventLoop, list[_Write]] = {}
+        self._queue: deque[_Write] = deque()
+        self._wake = threading.Condition(self._lock)
+        self._stopping = False
+        self._writer: threading.Thread | None = None
+        self._wconn: sqlite3.Connection | None = None
+        self._last_write: asyncio.Future[Any] | None = None
+        self._readers: ThreadPoolExecutor | None = None
+        self._bulk: ThreadPoolExecutor | None = None
+        self._local = threading.local()
+        self._read_conns: list[sqlite3.Connection] = []
+        # backup scheduling, guarded by _bk_cond
+        self._bk_cond = threading.Condition()
+        self._bk_requested = False
+        self._bk_scheduled = False
+        self._bk_running = False
+        self._bk_closing = False
+        self._bk_next = 0.0
+        self._bk_timer: threading.Timer | None = None
+        self._backup_lock = threading.Lock()  # one backup at a time, whatever its target
+
+    # -- life cycle ------------------------------------------------------------------------
+
+    def open(self) -> list[str]:
+        """Create or migrate the db (recovering it from the backup if it is missing or
+        corrupt) and start the writer thread. Returns messages for the manager's log.
+
+        Raises `StorageUnavailable` if the db cannot be opened, or is corrupt with no usable
+        backup.
+        """
+        if self._open:
+            return []
+        messages = self._recover()
+        try:
+            conn = self._connect(write=True)
+            sql.init_schema(conn)
+            os.chmod(self.path, 0o600)
+        except sqlite3.Error as exc:
+            raise StorageUnavailable(f"could not open db file {self.path}: {exc}") from exc
+        self._wconn = conn
+        self._stopping = False
+        self._bk_closing = self._bk_requested = self._bk_scheduled = False
+        self._readers = ThreadPoolExecutor(READ_THREADS, thread_name_prefix="wr-store-read")
+        self._bulk = ThreadPoolExecutor(1, thread_name_prefix="wr-store-backup")
+        self._writer = threading.Thread(target=self._write_loop, name="wr-store-write",
+                                        daemon=True)
+        self._open = True
+        self._writer.start()
+        return messages
+
+    def close(self) -> None:
+        """Commit every pending write, take a final backup if one is due, stop the threads.
+
+        Blocks; call it last, when the manager shuts down.
+        """
+        if not self._open:
+            return
+        with self._lock:
+            self._open = False
+            for ops in self._pending.values():
+                self._queue.extend(ops)
+            self._pending.clear()
+            self._stopping = True
+            self._wake.notify()
+        assert self._writer is not None
+        self._writer.join()
+        with self._bk_cond:
+            self._bk_closing = True
+            if self._bk_timer is not None:
+                self._bk_timer.cancel()
+            while self._bk_running:
+                self._bk_cond.wait()
+            final = self._bk_requested and self.backup_path is not None
+            self._bk_requested = False
+        if final:
+            assert self.backup_path is not None
+            try:
+                self._backup_once(self.backup_path)
+                self.backups += 1
+            except Exception:
+                logger.exception("final backup to %s failed", self.backup_path)
+        for pool in (self._readers, self._bulk):
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
+        for conn in self._read_conns:
+            conn.close()
+        self._read_conns.clear()
+        if self._wconn is not None:
+            self._wconn.close()
+            self._wconn = None
+
+    # -- writes ----------------------------------------------------------------------------
+
+    def add_jobs(self, jobs: list[Job], *, rerun: bool = False,
+                 live_keys: frozenset[str] = frozenset()) -> asyncio.Future[AddResult]:
+        """Store new jobs in one transaction, skipping duplicates and resurrecting completed
+        dependants (spec rest-and-queue §2.2.4, §4.8).
+
+        Jobs whose key is in ``live_keys`` (already queued) are skipped silently; unless
+        ``rerun``, so are jobs already complete (reported). With ``rerun`` an already-queued
+        job still gains the new rep group as a lookup name, as in wr. ``live_keys`` need only
+        hold the queued keys among the input and their dependants; passing just those keeps
+        the call cheap. The jobs are serialised in the writer thread, so the caller must not
+        change them until the future resolves (it queues them only afterwards anyway).
+        """
+        return self._submit(sql.write_add, list(jobs), rerun, live_keys)
+
+    def save(self, jobs: Iterable[Job]) -> asyncio.Future[None]:
+        """Upsert jobs into ``live`` after a state change. Serialised now, so the record is
+        the job as it is at this call, whatever happens to the object afterwards."""
+        rows = [(job.key, orjson.dumps(job.to_record())) for job in jobs]
+        return self._submit(sql.write_save, rows) if rows else _done(None)
+
+    def archive(self, jobs: Iterable[Job]) -> asyncio.Future[None]:
+        """Move completed jobs from ``live`` to ``complete`` in one transaction: drop their
+        std, record learning samples (RAM, disk, ceil of wall time) and their rep group."""
+        rows, samples = [], []
+        for job in jobs:
+            rows.append((job.key, job.rep_grp, job.req_grp, job.started, job.ended,
+                         job.exitcode, job.peak_ram, job.cpu_time,
+                         orjson.dumps(job.to_record())))
+            samples.append((job.req_grp, "ram", int(job.peak_ram)))
+            samples.append((job.req_grp, "disk", int(job.peak_disk)))
+            if job.started is not None and job.ended is not None:
+                samples.append((job.req_grp, "time", math.ceil(job.ended - job.started)))
+        return self._submit(sql.write_archive, rows, samples) if rows else _done(None)
+
+    def save_std(self, key: str, stdout: str, stderr: str) -> asyncio.Future[None]:
+        """Keep a failed run's output, replacing the previous run's."""
+        return self._submit(sql.write_std, key, stdout, stderr)
+
+    def add_sample(self, req_grp: str, kind: str, value: int) -> asyncio.Future[None]:
+        """Record one learning sample (a failure adds the resource it failed on)."""
+        if kind not in SAMPLE_KINDS:
+            raise ValueError(f"sample kind {kind!r} is not one of {', '.join(SAMPLE_KINDS)}")
+        return self._submit(sql.write_sample, req_grp, kind, int(value))
+
+    def delete(self, keys: Iterable[str]) -> asyncio.Future[None]:
+        """Remove jobs from ``live`` with their std (lookup rows stay; they are harmless)."""
+        rows = [(key,) for key in keys]
+        return self._submit(sql.write_delete, rows) if rows else _done(None)
+
+    def set_limit(self, name: str, limit: int | None) -> asyncio.Future[None]:
+        """Set a limit group's count; None removes it."""
+        return self._submit(sql.write_limit, name, limit)
+
+    def rekey(self, old_key: str, job: Job) -> asyncio.Future[None]:
+        """Replace a modified job's live record (its key may have changed), moving its std
+        and recording its rep group and deps. Use it rather than `save` whenever ``deps`` or
+        ``rep_grp`` changed, even if the key did not. Serialised now, like `save`."""
+        return self._submit(sql.write_rekey, old_key, job.key, job.rep_grp, list(job.deps),
+                            orjson.dumps(job.to_record()))
+
+    # -- reads -----------------------------------------------------------------------------
+
+    async def live_jobs(self) -> list[Job]:
+        """Every incomplete job, in no particular order, for start-up recovery. A job
+        resurrected just before a crash may still say ``complete``; treat it as new."""
+        return await self._read(sql.read_live)
+
+    async def complete_jobs(self, keys: Sequence[str]) -> list[Job]:
+        """Completed jobs by key, in the given order; unknown keys are skipped."""
+        return await self._read(sql.read_complete, list(keys))
+
+    async def complete_in_rep_grp(self, rep_grp: str, *,
+                                  exclude: Collection[str] = ()) -> list[Job]:
+        """Completed jobs ever added under ``rep_grp``, ordered by started then ended, each
+        reported with that rep group. ``exclude`` (typically the queued keys being rerun)
+        are left out."""
+        return await self._read(sql.read_rep_grp, rep_grp, exclude)
+
+    async def rep_grps(self, substring: str) -> list[str]:
+        """Every rep group ever used that contains ``substring`` (case-sensitive), sorted."""
+        return await self._read(sql.read_rep_grps, substring)
+
+    async def std(self, keys: Sequence[str]) -> dict[str, tuple[str, str]]:
+        """Stored (stdout, stderr) of the given jobs; keys without output are absent."""
+        return await self._read(sql.read_std, list(keys))
+
+    async def limits(self) -> dict[str, int]:
+        """Every limit group's count."""
+        return await self._read(sql.read_limits)
+
+    async def samples(self) -> dict[tuple[str, str], list[int]]:
+        """Learning samples: (req_grp, kind) -> values, ascending."""
+        return await self._read(sql.read_samples)
+
+    async def complete_count(self) -> int:
+        """How many jobs the history holds."""
+        return await self._read(sql.read_complete_count)
+
+    async def backup_to(self, path: Path) -> None:
+        """Write a consistent snapshot, including every write submitted before this call, to
+        ``path`` (via ``path.tmp``, mode 0600, renamed into place)."""
+        await self._after_writes()
+        pool = self._require_open(self._bulk)
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(pool, self._backup_once, Path(path))
+        except (sqlite3.Error, OSError) as exc:
+            raise StorageUnavailable(f"could not back up db to {path}: {exc}") from exc
+
+    # -- writer machinery ------------------------------------------------------------------
+
+    def _submit(self, fn: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        op = _Write(fn, args, future, loop)
+        with self._lock:
+            if not self._open:
+                future.set_exception(StorageUnavailable(f"db {self.path} is not open"))
+                return future
+            pending = self._pending.get(loop)
+            if pending is None:
+                self._pending[loop] = [op]
+                loop.call_soon(self._flush, loop)
+            else:
+                pending.append(op)
+        self._last_write = future
+        return future
+
+    def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
+        """End of a loop iteration: hand its writes to the writer as one group."""
+        with self._lock:
+            ops = self._pending.pop(loop, None)
+            if ops:
+                self._queue.extend(ops)
+                self._wake.notify()
+
+    def _write_loop(self) -> None:
+        while True:
+            with self._lock:
+                while not self._queue and not self._stopping:
+                    self._wake.wait()
+                if not self._queue:
+                    return
+                batch = list(self._queue)
+                self._queue.clear()
+            try:
+                self._commit(batch)
+            except BaseException as exc:  # never let the writer die with futures unresolved
+                logger.exception("store writer failed")
+                for op in batch:
+                    if op.error is None:
+                        op.error = WrError(f"store writer failed: {exc!r}")
+            self._settle(batch)
+
+    def _commit(self, batch: list[_Write]) -> None:
+        """Apply ``batch`` in one transaction, retrying without any write that fails on its
+        own; on a storage failure every remaining write gets `StorageUnavailable`."""
+        todo = batch
+        while todo:
+            current: _Write | None = None
+            try:
+                conn = self._write_conn()
+                conn.execute("BEGIN IMMEDIATE")
+                for op in todo:
+                    current = op
+                    op.result = op.fn(conn, *op.args)
+                current = None
+                conn.execute("COMMIT")
+            except Exception as exc:
+                self._rollback()
+                if current is not None and not _is_storage_error(exc):
+                    logger.error("dropped a write that failed on its own: %r", exc)
+                    if isinstance(exc, WrError):
+                        current.error = exc
+                    else:
+                        what = current.fn.__name__.removeprefix("write_")
+                        current.error = WrError(f"could not store {what}: {exc!r}")
+                        current.error.__cause__ = exc
+                    todo = [op for op in todo if op is not current]
+                    continue
+                logger.error("db commit of %d writes failed: %s", len(todo), exc)
+                for op in todo:
+                    op.error = StorageUnavailable(
+                        f"could not write to db file {self.path}: {exc}")
+                    op.error.__cause__ = exc
+                return
+            self.commits += 1
+            self._request_backup()
+            return
+
+    def _write_conn(self) -> sqlite3.Connection:
+        if self._wconn is None:
+            self._wconn = self._connect(write=True)
+        return self._wconn
+
+    def _rollback(self) -> None:
+        conn = self._wconn
+        if conn is None or not conn.in_transaction:
+            return
+        try:
+            conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            logger.exception("rollback failed; reconnecting for the next batch")
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
+            self._wconn = None
+
+    def _settle(self, batch: list[_Write]) -> None:
+        by_loop: dict[asyncio.AbstractEventLoop, list[_Write]] = {}
+        for op in batch:
+            by_loop.setdefault(op.loop, []).append(op)
+        for loop, ops in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits
+                loop.call_soon_threadsafe(_resolve, ops)
+
+    # -- reader machinery ------------------------------------------------------------------
+
+    async def _after_writes(self) -> None:
+        """Wait until every write submitted (on this loop) before now has been settled."""
+        last = self._last_write
+        if last is None or last.done():
+            return
+        if last.get_loop() is asyncio.get_running_loop():
+            await asyncio.wait([last])
+
+    async def _read(self, fn: Callable[..., Any], *args: Any) -> Any:
+        await self._after_writes()
+        pool = self._require_open(self._readers)
+        return await asyncio.get_running_loop().run_in_executor(pool, self._run_read, fn, args)
+
+    def _run_read(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
+        try:
+            conn = getattr(self._local, "conn", None)
+            if conn is None:
+                conn = self._local.conn = self._connect(write=False)
+                with self._lock:
+                    self._read_conns.append(conn)
+            conn.execute("BEGIN")
+            try:
+                return fn(conn, *args)
+            finally:
+                conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if not _is_storage_error(exc):
+                raise
+            raise StorageUnavailable(f"could not read db file {self.path}: {exc}") from exc
+
+    def _require_open(self, pool: ThreadPoolExecutor | None) -> ThreadPoolExecutor:
+        if not self._open or pool is None:
+            raise StorageUnavailable(f"db {self.path} is not open")
+        return pool
+
+    # -- connections, recovery, backups ----------------------------------------------------
+
+    def _connect(self, *, write: bool) -> sqlite3.Connection:
+        if write:
+            if not self.path.exists():
+                os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
+            target = str(self.path)
+        else:  # never create a db that has gone missing
+            target = f"file:{quote(str(self.path))}?mode=rw"
+        conn = sqlite3.connect(target, timeout=BUSY_TIMEOUT_S, isolation_level=None,
+                               check_same_thread=False, uri=not write)
+        try:
+            if write:
+                conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA foreign_keys=OFF")
+            if not write:
+                conn.execute("PRAGMA query_only=ON")
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _recover(self) -> list[str]:
+        db, bk = self.path, self.backup_path
+        if not db.exists():
+            move_aside(db, None)
+            if bk is not None and bk.exists() and check_db(bk, readonly=True) is None:
+                restore(bk, db)
+                return [f"recreated missing db file {db} from backup file {bk}"]
+            return [f"created new empty db file {db}"]
+        problem = check_db(db, readonly=False)
+        if problem is None:
+            return []
+        if bk is not None and bk.exists() and check_db(bk, readonly=True) is None:
+            move_aside(db, db.with_name(db.name + ".corrupt"))
+            restore(bk, db)
+            return [f"recreated corrupt db file {db} from backup file {bk} "
+                    f"(error with original db file was: {problem})"]
+        raise StorageUnavailable(f"db file {db} is corrupt ({problem}) and there is no "
+                                 f"usable backup file" + (f" at {bk}" if bk else ""))
+
+    def _request_backup(self) -> None:
+        """After a commit (writer thread): make sure a backup will follow."""
+        if self.backup_path is None:
+            return
+        with self._bk_cond:
+            self._bk_requested = True
+            if not self._bk_scheduled and not self._bk_closing:
+                self._schedule_backup(self._bk_next - time.monotonic())
+
+    def _schedule_backup(self, delay: float) -> None:  # called holding _bk_cond
+        self._bk_scheduled = True
+        self._bk_timer = threading.Timer(max(0.0, delay), self._auto_backup)
+        self._bk_timer.daemon = True
+        self._bk_timer.name = "wr-store-backup-timer"
+        self._bk_timer.start()
+
+    def _auto_backup(self) -> None:
+        with self._bk_cond:
+            if self._bk_closing:
+                self._bk_scheduled = False
+                return
+            self._bk_requested = False
+            self._bk_running = True
+        assert self.backup_path is not None
+        started = time.monotonic()
+        try:
+            self._backup_once(self.backup_path)
+            self.backups += 1
+        except Exception:
+            logger.exception("backup to %s failed; will try again", self.backup_path)
+            with self._bk_cond:
+                self._bk_requested = True
+        took = time.monotonic() - started
+        with self._bk_cond:
+            self._bk_running = False
+            self._bk_scheduled = False
+            self._bk_next = time.monotonic() + max(self.backup_interval, took)
+            if self._bk_requested and not self._bk_closing:
+                self._schedule_backup(self._bk_next - time.monotonic())
+            self._bk_cond.notify_all()
+
+    def _backup_once(self, target: Path) -> None:
+        """Copy a consistent snapshot to ``target`` via ``target.tmp`` (any thread)."""
+        with self._backup_lock:
+            self._backup_locked(target)
+
+    def _backup_locked(self, target: Path) -> None:
+        tmp = target.with_name(target.name + ".tmp")
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        os.close(os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
+        try:
+            src = self._connect(write=False)
+            try:
+                dst = sqlite3.connect(tmp, isolation_level=None)
+                try:
+                    # Pin one read snapshot for every step: writes by other connections then
+                    # neither restart the copy nor wait for it (WAL).
+                    src.execute("BEGIN")
+                    src.execute("SELECT count(*) FROM meta").fetchone()
+                    src.backup(dst, pages=BACKUP_STEP_PAGES, sleep=0.01)
+                    src.execute("COMMIT")
+                    dst.execute("PRAGMA journal_mode=DELETE")  # a self-contained file
+                finally:
+                    dst.close()
+            finally:
+                src.close()
+            fsync(tmp)
+            os.replace(tmp, target)
+            fsync(target.parent)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+def _done(result: Any) -> asyncio.Future[Any]:
+    future = asyncio.get_running_loop().create_future()
+    future.set_result(result)
+    return future
+
+
+def _resolve(ops: list[_Write]) -> None:
+    for op in ops:
+        if op.future.cancelled():
+            continue
+        if op.error is not None:
+            op.future.set_exception(op.error)
+        else:
+            op.future.set_result(op.result)
+
+
+def _is_storage_error(exc: BaseException) -> bool:
+    """True for failures of the disk or db (which doom the batch), False for a bad write."""
+    if isinstance(exc, (sqlite3.OperationalError, sqlite3.InternalError, OSError, MemoryError)):
+        return True
+    return type(exc) is sqlite3.DatabaseError  # corrupt, not a database

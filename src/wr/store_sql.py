@@ -1,0 +1,277 @@
+"""The tables of `wr.store` and every query it runs, as plain functions of a connection.
+
+`wr.store` decides which thread and transaction run these; here is only what each operation
+does to the tables (listed in `wr.store`'s docstring). Writers run in the writer thread inside
+its transaction; readers in a reader thread inside a read transaction.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from wr.errors import StorageUnavailable
+from wr.jobs import Job
+
+SCHEMA_VERSION = 1
+"""The layout `_SCHEMA` creates; stored in ``meta`` so a newer wr can migrate an older db."""
+
+_CHUNK = 500  # bound parameters per IN (...) query
+_YIELD_EVERY = 200  # jobs serialised between offers of the GIL to the event loop
+
+_SCHEMA = [
+    "CREATE TABLE IF NOT EXISTS meta(name TEXT PRIMARY KEY, value) WITHOUT ROWID",
+    "CREATE TABLE IF NOT EXISTS live(key TEXT PRIMARY KEY, data BLOB NOT NULL)",
+    """CREATE TABLE IF NOT EXISTS complete(
+        key TEXT PRIMARY KEY, rep_grp TEXT, req_grp TEXT, started REAL, ended REAL,
+        exitcode INTEGER, peak_ram INTEGER, cpu_time REAL, data BLOB NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS complete_rep_grp ON complete(rep_grp, started, ended)",
+    """CREATE TABLE IF NOT EXISTS rep_grp_keys(
+        rep_grp TEXT, key TEXT, PRIMARY KEY(rep_grp, key)) WITHOUT ROWID""",
+    "CREATE TABLE IF NOT EXISTS rep_grps(rep_grp TEXT PRIMARY KEY) WITHOUT ROWID",
+    """CREATE TABLE IF NOT EXISTS dep_waiters(
+        dep_grp TEXT, key TEXT, PRIMARY KEY(dep_grp, key)) WITHOUT ROWID""",
+    "CREATE TABLE IF NOT EXISTS std(key TEXT PRIMARY KEY, stdout TEXT, stderr TEXT)",
+    "CREATE TABLE IF NOT EXISTS limits(name TEXT PRIMARY KEY, lim INTEGER NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS samples(req_grp TEXT, kind TEXT, value INTEGER)",
+    "CREATE INDEX IF NOT EXISTS samples_grp ON samples(req_grp, kind, value)",
+]
+#: Statements that bring a db at version N-1 up to N (none yet: version 1 is the first).
+_MIGRATIONS: dict[int, list[str]] = {}
+
+
+@dataclass(slots=True)
+class AddResult:
+    """What `Store.add_jobs` did, so the caller queues exactly what was stored."""
+
+    stored: list[Job] = field(default_factory=list)
+    """Input jobs written to ``live``, in input order (a repeated key only once)."""
+    skipped_complete: list[str] = field(default_factory=list)
+    """Keys skipped because they are already complete (only when ``rerun`` is false)."""
+    resurrected: list[Job] = field(default_factory=list)
+    """Completed jobs moved back to ``live`` by live dependencies, as stored (state
+    ``complete``): the caller resets their run state, queues them and saves them."""
+
+
+def init_schema(conn: sqlite3.Connection) -> None:
+    """Create what is missing and migrate an older layout, in one transaction."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for statement in _SCHEMA:
+            conn.execute(statement)
+        row = conn.execute("SELECT value FROM meta WHERE name='schema_version'").fetchone()
+        version = row[0] if row else SCHEMA_VERSION
+        if version > SCHEMA_VERSION:
+            raise StorageUnavailable(f"db schema version {version} is newer than this wr's "
+                                     f"({SCHEMA_VERSION}); upgrade wr")
+        for step in range(version + 1, SCHEMA_VERSION + 1):
+            for statement in _MIGRATIONS.get(step, []):
+                conn.execute(statement)
+        conn.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)",
+                     (SCHEMA_VERSION,))
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
+    for i in range(0, len(items), _CHUNK):
+        yield items[i:i + _CHUNK]
+
+
+def _marks(n: int) -> str:
+    return ",".join("?" * n)
+
+
+# -- writes (writer thread, inside its transaction) -------------------------------------------
+
+def write_add(conn: sqlite3.Connection, jobs: list[Job], rerun: bool,
+              live_keys: frozenset[str]) -> AddResult:
+    """Store new jobs, skip duplicates, resurrect completed dependants (see Store.add_jobs)."""
+    result = AddResult()
+    complete: set[str] = set()
+    if not rerun:
+        candidates = list({job.key for job in jobs if job.key not in live_keys})
+        for chunk in _chunks(candidates):
+            sql = f"SELECT key FROM complete WHERE key IN ({_marks(len(chunk))})"
+            complete.update(row[0] for row in conn.execute(sql, chunk))
+    live_rows, rep_rows, dep_rows = [], [], []
+    seen: set[str] = set()
+    for job in jobs:
+        key = job.key
+        if key in live_keys:
+            if rerun:
+                rep_rows.append((job.rep_grp, key))
+            continue
+        if key in complete:
+            result.skipped_complete.append(key)
+            continue
+        rep_rows.append((job.rep_grp, key))
+        if key in seen:
+            continue
+        seen.add(key)
+        result.stored.append(job)
+        live_rows.append((key, orjson.dumps(job.to_record())))
+        dep_rows.extend((dep, key) for dep in job.deps)
+        if len(live_rows) % _YIELD_EVERY == 0:
+            time.sleep(0)  # let a waiting event loop have the GIL now, not in 5 ms
+    conn.executemany("INSERT OR REPLACE INTO live(key, data) VALUES (?, ?)", live_rows)
+    conn.executemany("INSERT OR IGNORE INTO rep_grp_keys VALUES (?, ?)", rep_rows)
+    conn.executemany("INSERT OR IGNORE INTO rep_grps VALUES (?)",
+                     [(g,) for g in {rg for rg, _ in rep_rows}])
+    conn.executemany("INSERT OR IGNORE INTO dep_waiters VALUES (?, ?)", dep_rows)
+    groups = {grp for job in result.stored for grp in job.dep_grps}
+    if groups:
+        result.resurrected = _resurrect(conn, groups, seen, live_keys)
+    return result
+
+
+def _resurrect(conn: sqlite3.Connection, groups: set[str], stored: set[str],
+               live_keys: frozenset[str]) -> list[Job]:
+    """Move completed jobs that depend on ``groups`` back to live, transitively through their
+    own dep groups, each once (spec rest-and-queue §4.8); never one just stored or queued."""
+    resurrected: list[Job] = []
+    done_keys = set(stored)
+    done_groups: set[str] = set()
+    while groups:
+        done_groups |= groups
+        found: dict[str, tuple[bytes, set[str]]] = {}
+        for chunk in _chunks(sorted(groups)):
+            sql = ("SELECT w.key, w.dep_grp, c.data FROM dep_waiters w JOIN complete c "
+                   f"ON c.key = w.key WHERE w.dep_grp IN ({_marks(len(chunk))}) "
+                   "AND NOT EXISTS (SELECT 1 FROM live l WHERE l.key = w.key) "
+                   "ORDER BY c.started, c.ended, c.key")
+            for key, grp, data in conn.execute(sql, chunk):
+                if key not in done_keys and key not in live_keys:
+                    found.setdefault(key, (data, set()))[1].add(grp)
+        groups = set()
+        moved = []
+        for key, (data, via) in found.items():
+            job = Job.from_record(orjson.loads(data))
+            if via.isdisjoint(job.deps):
+                continue  # a stale lookup: the job no longer depends on these groups
+            done_keys.add(key)
+            resurrected.append(job)
+            moved.append((key, data))
+            groups.update(g for g in job.dep_grps if g not in done_groups)
+        conn.executemany("INSERT OR REPLACE INTO live(key, data) VALUES (?, ?)", moved)
+        conn.executemany("DELETE FROM complete WHERE key = ?", [(k,) for k, _ in moved])
+    return resurrected
+
+
+def write_save(conn: sqlite3.Connection, rows: list[tuple[str, bytes]]) -> None:
+    conn.executemany("INSERT OR REPLACE INTO live(key, data) VALUES (?, ?)", rows)
+
+
+def write_archive(conn: sqlite3.Connection, rows: list[tuple[Any, ...]],
+                  samples: list[tuple[str, str, int]]) -> None:
+    keys = [(row[0],) for row in rows]
+    conn.executemany("INSERT OR REPLACE INTO complete VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    conn.executemany("DELETE FROM live WHERE key = ?", keys)
+    conn.executemany("DELETE FROM std WHERE key = ?", keys)
+    conn.executemany("INSERT OR IGNORE INTO rep_grp_keys VALUES (?, ?)",
+                     [(row[1], row[0]) for row in rows])
+    conn.executemany("INSERT OR IGNORE INTO rep_grps VALUES (?)",
+                     [(g,) for g in {row[1] for row in rows}])
+    conn.executemany("INSERT INTO samples VALUES (?, ?, ?)", samples)
+
+
+def write_std(conn: sqlite3.Connection, key: str, stdout: str, stderr: str) -> None:
+    conn.execute("INSERT OR REPLACE INTO std VALUES (?, ?, ?)", (key, stdout, stderr))
+
+
+def write_sample(conn: sqlite3.Connection, req_grp: str, kind: str, value: int) -> None:
+    conn.execute("INSERT INTO samples VALUES (?, ?, ?)", (req_grp, kind, value))
+
+
+def write_delete(conn: sqlite3.Connection, rows: list[tuple[str]]) -> None:
+    conn.executemany("DELETE FROM live WHERE key = ?", rows)
+    conn.executemany("DELETE FROM std WHERE key = ?", rows)
+
+
+def write_limit(conn: sqlite3.Connection, name: str, limit: int | None) -> None:
+    if limit is None:
+        conn.execute("DELETE FROM limits WHERE name = ?", (name,))
+    else:
+        conn.execute("INSERT OR REPLACE INTO limits VALUES (?, ?)", (name, int(limit)))
+
+
+def write_rekey(conn: sqlite3.Connection, old_key: str, key: str, rep_grp: str,
+                deps: list[str], data: bytes) -> None:
+    if old_key != key:
+        conn.execute("DELETE FROM live WHERE key = ?", (old_key,))
+        conn.execute("DELETE FROM std WHERE key = ?", (key,))
+        conn.execute("UPDATE std SET key = ? WHERE key = ?", (key, old_key))
+    conn.execute("INSERT OR REPLACE INTO live(key, data) VALUES (?, ?)", (key, data))
+    conn.execute("INSERT OR IGNORE INTO rep_grp_keys VALUES (?, ?)", (rep_grp, key))
+    conn.execute("INSERT OR IGNORE INTO rep_grps VALUES (?)", (rep_grp,))
+    conn.executemany("INSERT OR IGNORE INTO dep_waiters VALUES (?, ?)",
+                     [(dep, key) for dep in deps])
+
+
+# -- reads (reader threads, inside a read transaction) ----------------------------------------
+
+def _load(data: bytes) -> Job:
+    return Job.from_record(orjson.loads(data))
+
+
+def read_live(conn: sqlite3.Connection) -> list[Job]:
+    return [_load(data) for (data,) in conn.execute("SELECT data FROM live")]
+
+
+def read_complete(conn: sqlite3.Connection, keys: list[str]) -> list[Job]:
+    found: dict[str, bytes] = {}
+    for chunk in _chunks(list(dict.fromkeys(keys))):
+        sql = f"SELECT key, data FROM complete WHERE key IN ({_marks(len(chunk))})"
+        found.update(conn.execute(sql, chunk))
+    return [_load(found[key]) for key in keys if key in found]
+
+
+def read_rep_grp(conn: sqlite3.Connection, rep_grp: str,
+                 exclude: Collection[str]) -> list[Job]:
+    skip = exclude if isinstance(exclude, (set, frozenset, dict)) else set(exclude)
+    sql = ("SELECT c.key, c.data FROM rep_grp_keys r JOIN complete c ON c.key = r.key "
+           "WHERE r.rep_grp = ? ORDER BY c.started, c.ended, c.key")
+    jobs = []
+    for key, data in conn.execute(sql, (rep_grp,)):
+        if key in skip:
+            continue
+        job = _load(data)
+        job.rep_grp = rep_grp
+        jobs.append(job)
+    return jobs
+
+
+def read_rep_grps(conn: sqlite3.Connection, substring: str) -> list[str]:
+    sql = "SELECT rep_grp FROM rep_grps WHERE instr(rep_grp, ?) > 0 ORDER BY rep_grp"
+    return [row[0] for row in conn.execute(sql, (substring,))]
+
+
+def read_std(conn: sqlite3.Connection, keys: list[str]) -> dict[str, tuple[str, str]]:
+    out: dict[str, tuple[str, str]] = {}
+    for chunk in _chunks(list(dict.fromkeys(keys))):
+        sql = f"SELECT key, stdout, stderr FROM std WHERE key IN ({_marks(len(chunk))})"
+        out.update((key, (o or "", e or "")) for key, o, e in conn.execute(sql, chunk))
+    return out
+
+
+def read_limits(conn: sqlite3.Connection) -> dict[str, int]:
+    return dict(conn.execute("SELECT name, lim FROM limits ORDER BY name"))
+
+
+def read_samples(conn: sqlite3.Connection) -> dict[tuple[str, str], list[int]]:
+    out: dict[tuple[str, str], list[int]] = {}
+    sql = "SELECT req_grp, kind, value FROM samples ORDER BY req_grp, kind, value"
+    for req_grp, kind, value in conn.execute(sql):
+        out.setdefault((req_grp, kind), []).append(value)
+    return out
+
+
+def read_complete_count(conn: sqlite3.Connection) -> int:
+    return conn.execute("SELECT count(*) FROM complete").fetchone()[0]

@@ -1,0 +1,306 @@
+"""Units, keys and the job record (spec rest-and-queue.md §2.2.6, §3.4, §4.2)."""
+
+import math
+
+import orjson
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from wr.errors import BadRequest
+from wr.jobs import (
+    DEFAULT_RAM_MB,
+    MEMORY_ERROR,
+    FailReason,
+    Job,
+    State,
+    behaviours_from_json,
+    behaviours_to_text,
+    compute_key,
+    default_req_grp,
+    format_duration,
+    mounts_key,
+    parse_duration,
+    parse_memory,
+    split_limit_group,
+)
+
+# -- memory -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "mb"),
+    [
+        ("5M", 5),
+        ("3G", 3072),
+        ("1.5G", 1536),
+        ("50M", 50),
+        ("500K", 0),
+        ("5 m", 5),
+        ("2g", 2048),
+        ("1GiB", 1024),
+        ("2GB", 2048),
+        ("1T", 1024 * 1024),
+        (" 10MB ", 10),
+        ("1048576K", 1024),
+    ],
+)
+def test_parse_memory(text, mb):
+    assert parse_memory(text) == mb
+
+
+@pytest.mark.parametrize("text", ["1000", "0M", "-1G", "abc", "1X", "", "M", "1.2.3G", "nanG"])
+def test_parse_memory_rejects(text):
+    with pytest.raises(ValueError) as err:
+        parse_memory(text)
+    assert str(err.value) == MEMORY_ERROR
+
+
+def test_default_memory_is_one_gigabyte():
+    """DESIGN.md: the default is the seed's 1G, i.e. what ``1G`` parses to."""
+    assert DEFAULT_RAM_MB == parse_memory("1G") == 1024
+    assert Job(key="k", cmd="true").ram == 1024
+
+
+# -- durations ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("1h", 3600.0),
+        ("5s", 5.0),
+        ("4m", 240.0),
+        ("1h30m", 5400.0),
+        ("1.5h", 5400.0),
+        ("300ms", 0.3),
+        ("0", 0.0),
+        ("-5s", -5.0),
+        ("+5s", 5.0),
+        ("1m30.5s", 90.5),
+        (".5s", 0.5),
+        ("2us", 2e-6),
+        ("2µs", 2e-6),
+        ("7ns", 7e-9),
+    ],
+)
+def test_parse_duration(text, seconds):
+    assert parse_duration(text) == pytest.approx(seconds, rel=1e-12, abs=1e-15)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("5", 'time: missing unit in duration "5"'),
+        ("1d", 'time: unknown unit "d" in duration "1d"'),
+        ("abc", 'time: invalid duration "abc"'),
+        ("", 'time: invalid duration ""'),
+        ("-", 'time: invalid duration "-"'),
+        ("1h5", 'time: missing unit in duration "1h5"'),
+        (".s", 'time: invalid duration ".s"'),
+    ],
+)
+def test_parse_duration_errors_use_gos_texts(text, message):
+    with pytest.raises(ValueError) as err:
+        parse_duration(text)
+    assert str(err.value) == message
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (0, "0s"),
+        (3600, "1h0m0s"),
+        (5400, "1h30m0s"),
+        (5.002, "5.002s"),
+        (90.5, "1m30.5s"),
+        (60, "1m0s"),
+        (0.3, "300ms"),
+        (1.5e-6, "1.5µs"),
+        (5e-9, "5ns"),
+        (-5, "-5s"),
+        (2 * 86400, "48h0m0s"),
+    ],
+)
+def test_format_duration_like_go(seconds, text):
+    assert format_duration(seconds) == text
+
+
+@given(st.integers(min_value=-(10**15), max_value=10**15))
+def test_format_then_parse_is_identity(ns):
+    seconds = ns / 1e9
+    assert parse_duration(format_duration(seconds)) == pytest.approx(seconds, abs=1e-9)
+
+
+# -- keys ---------------------------------------------------------------------------------
+
+MOUNTS = [
+    {"Mount": "/tmp/wr_mnt", "Targets": [{"Profile": "default", "Path": "mybucket/subdir",
+                                          "Write": True}]}
+]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "key"),
+    [
+        ({"cmd": "sleep 5 && echo mymsg && false"}, "58cef10e7a340c3b7fa09ea304a3cb98"),
+        ({"cmd": "sleep 5"}, "ea4266bc0fc7dd493caeb2fff1963e4a"),
+        ({"cmd": "echo 1 && true"}, "de6d167c58701e55f5b9f9e1e91d7807"),
+        ({"cmd": "echo 2 && true"}, "f5c0d6240167a6e0b803e23f74e3a085"),
+        ({"cmd": "echo 3 && false", "cwd": "/tmp", "cwd_matters": True},
+         "db1e7d99becace3306c1c2470331c78e"),
+        ({"cmd": "echo defaults", "mounts": MOUNTS}, "b17c665295e0a3fcf2e07c6d7ad6ddd4"),
+    ],
+)
+def test_compute_key_matches_wr(kwargs, key):
+    """The six verified vectors of spec §4.2."""
+    cmd = kwargs.pop("cmd")
+    assert compute_key(cmd, **kwargs) == key
+
+
+def test_cwd_only_counts_when_it_matters():
+    assert compute_key("sleep 5", cwd="/elsewhere") == compute_key("sleep 5")
+    assert compute_key("sleep 5", cwd="/a", cwd_matters=True) != compute_key(
+        "sleep 5", cwd="/b", cwd_matters=True)
+
+
+def test_containers_change_the_key():
+    plain = compute_key("echo hi")
+    docker = compute_key("echo hi", with_docker="ubuntu", container_mounts="/x:/y")
+    sing = compute_key("echo hi", with_singularity="ubuntu", container_mounts="/x:/y")
+    assert len({plain, docker, sing}) == 3
+    assert docker == compute_key("echo hi", with_docker="ubuntu", container_mounts="/x:/y",
+                                 with_singularity="other")
+
+
+def test_mounts_key_sorts_by_mount_and_defaults_names():
+    mounts = [
+        {"Mount": "/z", "Targets": [{"Path": "b"}]},
+        {"Targets": [{"Profile": "p", "Path": "a"}, {"Path": "c"}]},
+    ]
+    assert mounts_key(mounts) == "mnt:p-a;default-c;/z:default-b;"
+    assert mounts_key([]) == mounts_key(None) == ""
+
+
+# -- the record ---------------------------------------------------------------------------
+
+
+def test_record_round_trip():
+    job = Job(
+        key="k1", cmd="echo hi", cwd="/work", cwd_matters=True, rep_grp="r", req_grp="echo",
+        ram=2048, time=120.0, cores=2.5, disk=3, disk_set=True, other={"cloud_os": "x"},
+        override=1, priority=7, retries=2, limit_grps=["a", "b"], dep_grps=["g"],
+        deps=["h"], cmd_deps=["k0"], behaviours=behaviours_from_json("on_exit", [{"remove": True}]),
+        mounts=MOUNTS, env=["A=1"], state=State.BURIED, until_buried=0, attempts=3,
+        exited=True, exitcode=1, fail_reason=str(FailReason.EXIT), pid=42, host="h",
+        started=10.0, ended=20.5, peak_ram=300, recovered=True, delay=31.5, seq=9, added=1.0,
+    )
+    record = job.to_record()
+    assert record["state"] == "buried"
+    stored = orjson.loads(orjson.dumps(record))  # what the store keeps is plain JSON
+    back = Job.from_record(stored)
+    assert back.state is State.BURIED
+    assert back.to_record() == record
+
+
+def test_from_record_ignores_unknown_fields():
+    record = Job(key="k", cmd="true").to_record() | {"no_such_field": 1}
+    assert Job.from_record(record).key == "k"
+
+
+# -- limit groups and req groups ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("entry", "split"),
+    [
+        ("name", ("name", None)),
+        ("name:3", ("name", 3)),
+        ("name:0", ("name", 0)),
+        ("name:-1", ("name", -1)),
+        (":3", (":3", None)),
+        ("name:x", ("name:x", None)),
+        ("name:--1", ("name:--1", None)),
+        ("time < 12:00:00", ("time < 12:00:00", None)),
+        ("08:00:00 < time < 17:30:00", ("08:00:00 < time < 17:30:00", None)),
+        ("datetime < 2030-01-01 12:00:00", ("datetime < 2030-01-01 12:00:00", None)),
+    ],
+)
+def test_split_limit_group(entry, split):
+    """Time windows (spec §4.13) contain colons but are not count limits."""
+    assert split_limit_group(entry) == split
+
+
+def test_effective_limit_groups_strip_counts_sort_and_dedupe():
+    job = Job(key="k", cmd="true", limit_grps=["b:2", "a", "b", "time < 12:00:00"])
+    assert job.effective_limit_groups() == ["a", "b", "time < 12:00:00"]
+
+
+@pytest.mark.parametrize(
+    ("cmd", "req_grp"),
+    [
+        ("/usr/bin/x y", "x"),
+        ("echo hi", "echo"),
+        ("sleep", "sleep"),
+        ("./run.sh --fast", "run.sh"),
+        ("", "."),
+    ],
+)
+def test_default_req_grp(cmd, req_grp):
+    assert default_req_grp(cmd) == req_grp
+
+
+# -- behaviours ---------------------------------------------------------------------------
+
+
+def test_behaviours_spec_example():
+    """Spec §3.4: the tested Behaviours string, keys in wr's order whatever the input order."""
+    behaviours = (
+        behaviours_from_json("on_exit", [{"cleanup_all": True}])
+        + behaviours_from_json("on_success", [{"cleanup": True}])
+        + behaviours_from_json("on_failure", [{"run": "foo"}])
+    )
+    assert behaviours_to_text(behaviours) == (
+        '{"on_failure":[{"run":"foo"}],"on_success":[{"cleanup":true}],'
+        '"on_exit":[{"cleanup_all":true}]}'
+    )
+
+
+@pytest.mark.parametrize(
+    ("item", "record"),
+    [
+        ({"run": "echo x"}, {"do": "run", "arg": "echo x"}),
+        ({"Run": "echo x"}, {"do": "run", "arg": "echo x"}),
+        ({"copy_to_manager": ["a", "b"]}, {"do": "copy_to_manager", "arg": ["a", "b"]}),
+        ({"cleanup": True}, {"do": "cleanup", "arg": True}),
+        ({"cleanup_all": True}, {"do": "cleanup_all", "arg": True}),
+        ({"remove": True}, {"do": "remove", "arg": True}),
+        ({"cleanup": False}, {"do": "nothing", "arg": True}),
+        ({}, {"do": "nothing", "arg": True}),
+        (None, {"do": "nothing", "arg": True}),
+        ({"run": ""}, {"do": "nothing", "arg": True}),
+    ],
+)
+def test_behaviours_from_json(item, record):
+    assert behaviours_from_json("on_failure", [item]) == [{"when": "on_failure", **record}]
+
+
+def test_behaviours_from_json_none_and_errors():
+    assert behaviours_from_json("on_exit", None) == []
+    assert behaviours_to_text([]) == ""
+    with pytest.raises(BadRequest, match="on_exit must be an array"):
+        behaviours_from_json("on_exit", {"run": "x"})
+    with pytest.raises(BadRequest, match="a behaviour must be an object"):
+        behaviours_from_json("on_exit", ["run"])
+
+
+def test_behaviours_text_keeps_order_within_a_trigger():
+    behaviours = behaviours_from_json("on_failure|success", [{"run": "a"}, {"remove": True}])
+    text = behaviours_to_text(behaviours)
+    assert orjson.loads(text) == {"on_failure|success": [{"run": "a"}, {"remove": True}]}
+
+
+def test_units_are_finite():
+    assert math.isfinite(parse_duration("2562047h"))
+    with pytest.raises(ValueError):
+        parse_duration("2562048h")  # past Go's int64 nanoseconds
