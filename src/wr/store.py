@@ -142,13 +142,19 @@ class Store:
         """
         if self._open:
             return []
-        messages = self._recover()
         try:
+            messages = self._recover()
             conn = self._connect(write=True)
+        except (sqlite3.Error, OSError) as exc:
+            raise StorageUnavailable(f"could not open db file {self.path}: {exc}") from exc
+        try:
             sql.init_schema(conn)
             os.chmod(self.path, 0o600)
-        except sqlite3.Error as exc:
-            raise StorageUnavailable(f"could not open db file {self.path}: {exc}") from exc
+        except BaseException as exc:
+            conn.close()
+            if isinstance(exc, (sqlite3.Error, OSError)):
+                raise StorageUnavailable(f"could not open db file {self.path}: {exc}") from exc
+            raise
         self._wconn = conn
         self._stopping = False
         self._bk_closing = self._bk_requested = self._bk_scheduled = False
@@ -218,8 +224,11 @@ class Store:
         return self._submit(sql.write_add, list(jobs), rerun, live_keys)
 
     def save(self, jobs: Iterable[Job]) -> asyncio.Future[None]:
-        """Upsert jobs into ``live`` after a state change. Serialised now, so the record is
-        the job as it is at this call, whatever happens to the object afterwards."""
+        """Rewrite live jobs' records after a state change. Serialised now, so the record is
+        the job as it is at this call, whatever happens to the object afterwards. A job that
+        is no longer live (archived or deleted by an earlier write) is skipped, so a late save
+        cannot bring it back at the next start (spec cli-manager §6.2); new jobs go in through
+        `add_jobs`."""
         rows = [(job.key, orjson.dumps(job.to_record())) for job in jobs]
         return self._submit(sql.write_save, rows) if rows else _done(None)
 
@@ -479,23 +488,30 @@ class Store:
         return conn
 
     def _recover(self) -> list[str]:
+        """Make sure a healthy db file is at ``path`` (spec §6.5); say what was done."""
         db, bk = self.path, self.backup_path
+        bk_problem = "no backup file is configured" if bk is None else (
+            f"backup file {bk} does not exist" if not bk.exists()
+            else check_db(bk, readonly=True))
         if not db.exists():
             move_aside(db, None)
-            if bk is not None and bk.exists() and check_db(bk, readonly=True) is None:
+            if bk is not None and bk_problem is None:
                 restore(bk, db)
                 return [f"recreated missing db file {db} from backup file {bk}"]
-            return [f"created new empty db file {db}"]
+            messages = [f"created new empty db file {db}"]
+            if bk is not None and bk.exists():
+                messages.append(f"did not use backup file {bk}: {bk_problem}")
+            return messages
         problem = check_db(db, readonly=False)
         if problem is None:
             return []
-        if bk is not None and bk.exists() and check_db(bk, readonly=True) is None:
+        if bk is not None and bk_problem is None:
             move_aside(db, db.with_name(db.name + ".corrupt"))
             restore(bk, db)
             return [f"recreated corrupt db file {db} from backup file {bk} "
                     f"(error with original db file was: {problem})"]
-        raise StorageUnavailable(f"db file {db} is corrupt ({problem}) and there is no "
-                                 f"usable backup file" + (f" at {bk}" if bk else ""))
+        raise StorageUnavailable(f"db file {db} is corrupt ({problem}) and cannot be "
+                                 f"recreated from a backup ({bk_problem})")
 
     def _request_backup(self) -> None:
         """After a commit (writer thread): make sure a backup will follow."""

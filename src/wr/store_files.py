@@ -38,7 +38,8 @@ def check_db(path: Path, *, readonly: bool) -> str | None:
         conn.close()
     if rows == [("ok",)]:
         return None
-    return "; ".join(str(row[0]) for row in rows[:3])
+    lines = [line for row in rows for line in str(row[0]).splitlines() if line.strip()]
+    return "; ".join(lines[:3]) + ("; ..." if len(lines) > 3 else "")
 
 
 def move_aside(db: Path, dest: Path | None) -> None:

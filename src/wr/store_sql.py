@@ -166,7 +166,8 @@ def _resurrect(conn: sqlite3.Connection, groups: set[str], stored: set[str],
 
 
 def write_save(conn: sqlite3.Connection, rows: list[tuple[str, bytes]]) -> None:
-    conn.executemany("INSERT OR REPLACE INTO live(key, data) VALUES (?, ?)", rows)
+    """Rewrite live records; a job no longer live (archived, deleted) is not brought back."""
+    conn.executemany("UPDATE live SET data = ? WHERE key = ?", [(d, k) for k, d in rows])
 
 
 def write_archive(conn: sqlite3.Connection, rows: list[tuple[Any, ...]],

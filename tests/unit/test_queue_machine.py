@@ -144,8 +144,11 @@ class QueueMachine(RuleBasedStateMachine):
         assert got is existing
         assert self.q.drain() == []
 
-    @rule(group=st.sampled_from(SCHED_GROUPS), runner=st.sampled_from(RUNNERS))
-    def reserve(self, group, runner):
+    @rule(data=st.data(), runner=st.sampled_from(RUNNERS))
+    def reserve(self, data, runner):
+        ready_groups = sorted({self.q.jobs[k].sched_group for k in self.keys_in(S.READY)})
+        group = data.draw(st.sampled_from(ready_groups or SCHED_GROUPS) | st.sampled_from(
+            SCHED_GROUPS))
         ready = [j for j in self.q.jobs.values() if j.state == S.READY and j.sched_group == group]
         best = min(ready, key=lambda j: (-j.priority, j.seq), default=None)
         job = self.q.reserve(group, runner, self.now)
@@ -380,7 +383,7 @@ class QueueMachine(RuleBasedStateMachine):
             assert self.q.unresolved(key) == parents, key
             if job.state == S.DEPENDENT:
                 assert parents, f"{key} would wait forever"
-            if job.state in (S.READY, S.RESERVED) and not job.recovered:
+            if job.state == S.READY:  # (a reserved job may gain a live dependency)
                 assert not parents, f"{key} could run before {parents}"
             assert self.q.has_dependants(key) == any(
                 key in self.q.unresolved(k) for k in self.q.jobs)

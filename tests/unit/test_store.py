@@ -170,6 +170,21 @@ def test_save_snapshots_at_call_time(store: Store) -> None:
     asyncio.run(main())
 
 
+def test_a_late_save_does_not_bring_a_job_back(store: Store) -> None:
+    done, gone, never = make_job("echo done"), make_job("echo gone"), make_job("echo never")
+
+    async def main() -> None:
+        await store.add_jobs([done, gone])
+        archiving = store.archive([finished(done, 1, 2)])
+        store.delete([gone.key])
+        await store.save([done, gone, never])
+        await archiving
+        assert await store.live_jobs() == []
+        assert len(await store.complete_jobs([done.key])) == 1
+
+    asyncio.run(main())
+
+
 def test_archive_moves_to_history(store: Store) -> None:
     job = make_job("blastn x", rep_grp="r")
 
@@ -419,15 +434,28 @@ def test_open_recreates_a_missing_db_from_backup(tmp_path: Path) -> None:
         store.close()
 
 
-def test_open_replaces_a_corrupt_db_from_backup(tmp_path: Path) -> None:
+def _garbage(data: bytes) -> bytes:
+    return b"this is not a database" * 100
+
+
+def _truncated(data: bytes) -> bytes:
+    return data[: len(data) // 2]
+
+
+def _scribbled(data: bytes) -> bytes:
+    return data[:8192] + bytes(range(256)) * 16 + data[12288:]  # page 3 overwritten
+
+
+@pytest.mark.parametrize("damage", [_garbage, _truncated, _scribbled])
+def test_open_replaces_a_corrupt_db_from_backup(tmp_path: Path, damage) -> None:
     db, bk = _db_with_backup(tmp_path)
-    db.write_bytes(b"this is not a database" * 100)
+    db.write_bytes(damage(db.read_bytes()))
     store = Store(db, bk)
     (message,) = store.open()
     try:
         assert message.startswith(f"recreated corrupt db file {db} from backup file {bk} "
                                   "(error with original db file was: ")
-        assert "not a database" in message
+        assert "\n" not in message
         assert [j.cmd for j in asyncio.run(store.live_jobs())] == ["echo saved"]
         assert (tmp_path / "db.corrupt").exists()  # kept for inspection
     finally:

@@ -391,6 +391,7 @@ class Manager:
     async def _ticker(self) -> None:
         """Wake when the queue's next deadline passes (or once a second, to re-schedule)."""
         assert self._tick_wakeup is not None
+        last_lost_check = time.time()
         while True:
             now = time.time()
             wait = min(max(self.queue.next_deadline() - now, 0.0), 1.0)
@@ -405,6 +406,13 @@ class Manager:
                     asyncio.ensure_future(self._check_lost(job.key, job.pid, job.host))
                 if any(n > 0 for n in self.queue.ready_by_group.values()):
                     self._request_schedule()
+                if now - last_lost_check >= max(self.config.ttr, 5.0):
+                    # A lost job's process may have ended since we last looked.
+                    last_lost_check = now
+                    for job in list(self.queue.jobs.values()):
+                        if job.state == State.LOST:
+                            asyncio.ensure_future(
+                                self._check_lost(job.key, job.pid, job.host))
             except Exception:  # the clock must keep going whatever one tick hit
                 log.exception("tick failed")
 

@@ -1,0 +1,74 @@
+"""Runners that go silent or die: jobs become lost, come back, or are retried."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import psutil
+import pytest
+
+from tests.conftest import ManagerHandle, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def _runner_pids(m: ManagerHandle) -> list[int]:
+    found = []
+    for proc in psutil.process_iter(["pid", "cmdline", "environ"]):
+        try:
+            cmd = " ".join(proc.info["cmdline"] or [])
+            env = proc.info["environ"] or {}
+        except (psutil.Error, OSError):
+            continue
+        if "wr.runner" in cmd and env.get("HOME") == str(m.home):
+            found.append(proc.pid)
+    return found
+
+
+def _state(client, key: str) -> dict:
+    return client.status(key)[0]
+
+
+def test_a_silent_runner_makes_its_job_lost_until_it_speaks_again(manager) -> None:
+    """Steps: run `sleep 30`; SIGSTOP its runner; wait; SIGCONT it; then kill the job.
+    Expected: lost (FailReason "lost contact with runner") after the keep-alive timeout
+    while the job process lives on; running again once the runner touches; the kill
+    buries it with "killed by user request"."""
+    with manager.client() as c:
+        key = c.add([{"cmd": "sleep 30", "cpus": 1}], rep_grp="silent")[0]["Key"]
+        wait_for(lambda: _state(c, key)["State"] == "running", what="job to run")
+        runners = wait_for(lambda: _runner_pids(manager), what="a runner process")
+        for pid in runners:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            lost = wait_for(lambda: (j := _state(c, key))["State"] == "lost" and j,
+                            timeout=20, what="job to be lost")
+            assert lost["FailReason"] == "lost contact with runner"
+            assert psutil.pid_exists(lost["Pid"])
+        finally:
+            for pid in runners:
+                os.kill(pid, signal.SIGCONT)
+        wait_for(lambda: _state(c, key)["State"] == "running", timeout=20,
+                 what="job to run again")
+        killed = c.cancel("running", key)
+        assert [j["Key"] for j in killed] == [key]
+        buried = wait_for(lambda: (j := _state(c, key))["State"] == "buried" and j,
+                          what="killed job to be buried")
+        assert buried["FailReason"] == "killed by user request"
+        assert not psutil.pid_exists(buried["Pid"]) or \
+            psutil.Process(buried["Pid"]).status() == psutil.STATUS_ZOMBIE
+
+
+def test_a_dead_runners_job_is_retried_once_its_process_is_gone(manager) -> None:
+    """Steps: run `sleep 2` with retries=1; SIGKILL its runner at once.
+    Expected: the job becomes lost, the manager sees its process is gone and releases it
+    for a retry without anyone confirming; the retry completes (Attempts 2)."""
+    with manager.client() as c:
+        key = c.add([{"cmd": "sleep 2", "cpus": 1, "retries": 1}], rep_grp="dead")[0]["Key"]
+        wait_for(lambda: _state(c, key)["State"] == "running", what="job to run")
+        for pid in wait_for(lambda: _runner_pids(manager), what="a runner process"):
+            os.kill(pid, signal.SIGKILL)
+        done = wait_for(lambda: (j := _state(c, key))["State"] == "complete" and j,
+                        timeout=60, what="the retry to complete")
+        assert done["Attempts"] == 2 and done["Exitcode"] == 0
