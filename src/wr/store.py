@@ -224,13 +224,14 @@ class Store:
         return self._submit(sql.write_add, list(jobs), rerun, live_keys)
 
     def save(self, jobs: Iterable[Job]) -> asyncio.Future[None]:
-        """Rewrite live jobs' records after a state change. Serialised now, so the record is
+        """Rewrite live jobs' records after a state change (with no jobs: a barrier that
+        resolves once every earlier write has settled). Serialised now, so the record is
         the job as it is at this call, whatever happens to the object afterwards. A job that
         is no longer live (archived or deleted by an earlier write) is skipped, so a late save
         cannot bring it back at the next start (spec cli-manager §6.2); new jobs go in through
         `add_jobs`."""
         rows = [(job.key, orjson.dumps(job.to_record())) for job in jobs]
-        return self._submit(sql.write_save, rows) if rows else _done(None)
+        return self._submit(sql.write_save, rows) if rows else self._barrier()
 
     def archive(self, jobs: Iterable[Job]) -> asyncio.Future[None]:
         """Move completed jobs from ``live`` to ``complete`` in one transaction: drop their
@@ -244,7 +245,7 @@ class Store:
             samples.append((job.req_grp, "disk", int(job.peak_disk)))
             if job.started is not None and job.ended is not None:
                 samples.append((job.req_grp, "time", math.ceil(job.ended - job.started)))
-        return self._submit(sql.write_archive, rows, samples) if rows else _done(None)
+        return self._submit(sql.write_archive, rows, samples) if rows else self._barrier()
 
     def save_std(self, key: str, stdout: str, stderr: str) -> asyncio.Future[None]:
         """Keep a failed run's output, replacing the previous run's."""
@@ -259,7 +260,7 @@ class Store:
     def delete(self, keys: Iterable[str]) -> asyncio.Future[None]:
         """Remove jobs from ``live`` with their std (lookup rows stay; they are harmless)."""
         rows = [(key,) for key in keys]
-        return self._submit(sql.write_delete, rows) if rows else _done(None)
+        return self._submit(sql.write_delete, rows) if rows else self._barrier()
 
     def set_limit(self, name: str, limit: int | None) -> asyncio.Future[None]:
         """Set a limit group's count; None removes it."""
@@ -338,6 +339,18 @@ class Store:
             else:
                 pending.append(op)
         self._last_write = future
+        return future
+
+    def _barrier(self) -> asyncio.Future[None]:
+        """An empty write: resolves (always with None) once every write submitted before it
+        on this loop has settled, without a transaction of its own."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        last = self._last_write
+        if last is None or last.done() or last.get_loop() is not loop:
+            future.set_result(None)
+        else:
+            last.add_done_callback(lambda _: future.done() or future.set_result(None))
         return future
 
     def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -590,12 +603,6 @@ class Store:
 
 
 # -- helpers ---------------------------------------------------------------------------------
-
-def _done(result: Any) -> asyncio.Future[Any]:
-    future = asyncio.get_running_loop().create_future()
-    future.set_result(result)
-    return future
-
 
 def _resolve(ops: list[_Write]) -> None:
     for op in ops:

@@ -296,6 +296,17 @@ def test_reads_see_earlier_writes_without_awaiting_them(store: Store) -> None:
     asyncio.run(main())
 
 
+def test_an_empty_write_waits_for_earlier_writes(store: Store) -> None:
+    async def main() -> None:
+        assert await store.save([]) is None  # nothing pending: at once
+        store.set_limit("a", 1)
+        await store.save([])
+        assert store.commits == 1
+        assert await store.delete([]) is None and await store.archive([]) is None
+
+    asyncio.run(main())
+
+
 def test_failed_commit_fails_the_batch_and_the_store_recovers(store: Store) -> None:
     def cap(pages: int):
         return lambda conn: conn.execute(f"PRAGMA max_page_count={pages}")
