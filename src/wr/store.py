@@ -503,11 +503,17 @@ class Store:
     def _recover(self) -> list[str]:
         """Make sure a healthy db file is at ``path`` (spec §6.5); say what was done."""
         db, bk = self.path, self.backup_path
-        bk_problem = "no backup file is configured" if bk is None else (
-            f"backup file {bk} does not exist" if not bk.exists()
-            else check_db(bk, readonly=True))
+
+        def backup_problem() -> str | None:
+            if bk is None:
+                return "no backup file is configured"
+            if not bk.exists():
+                return f"backup file {bk} does not exist"
+            return check_db(bk, readonly=True)
+
         if not db.exists():
             move_aside(db, None)
+            bk_problem = backup_problem()
             if bk is not None and bk_problem is None:
                 restore(bk, db)
                 return [f"recreated missing db file {db} from backup file {bk}"]
@@ -518,6 +524,7 @@ class Store:
         problem = check_db(db, readonly=False)
         if problem is None:
             return []
+        bk_problem = backup_problem()
         if bk is not None and bk_problem is None:
             move_aside(db, db.with_name(db.name + ".corrupt"))
             restore(bk, db)

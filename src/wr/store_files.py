@@ -19,12 +19,15 @@ BUSY_TIMEOUT_S = 60.0
 
 
 def check_db(path: Path, *, readonly: bool) -> str | None:
-    """None if ``path`` is a healthy db, else what is wrong with it. An OS-level failure to
-    open (locked, no permission) is raised, not reported: replacing the file would not help."""
+    """None if ``path`` is a healthy db, else what is wrong with it. For the db itself (not
+    ``readonly``) a failure to open (locked, no permission) is raised, not reported: replacing
+    the file would not help. A backup (``readonly``) that cannot be read is just unusable."""
     target = f"file:{quote(str(path))}?mode=ro" if readonly else str(path)
     try:
         conn = sqlite3.connect(target, uri=readonly, timeout=BUSY_TIMEOUT_S)
     except sqlite3.Error as exc:
+        if readonly:
+            return str(exc)
         raise StorageUnavailable(f"could not open db file {path}: {exc}") from exc
     try:
         rows = conn.execute("PRAGMA quick_check").fetchall()

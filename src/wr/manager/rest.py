@@ -24,14 +24,19 @@ from wr.errors import BadRequest, NotFound, PayloadTooLarge, Unauthorized, WrErr
 from wr.jobs import DELETABLE_STATES, RUN_STATES, Job, State
 from wr.manager.core import Manager
 from wr.security import tokens_match
-from wr.status import encode, group_similar, job_status, matches_state
+from wr.status import (
+    encode,
+    group_similar,
+    job_status,
+    matches_state,
+    parse_limit,
+    parse_state_filter,
+)
 from wr.submission import jobs_from_request
 
 API_VERSION = "1"
 STD_LIMIT = 1000
 """Jobs beyond this many with output in one answer get no StdOut/StdErr (as wr)."""
-_STATES = ("delayed", "ready", "reserved", "running", "lost", "buried", "dependent",
-           "complete", "deletable")
 
 
 def json_response(value: Any, status: int = 200) -> Response:
@@ -187,16 +192,10 @@ class RestAPI:
         q = request.query_params
         raw_ids = unquote(request.path_params.get("ids", ""))
         ids = raw_ids.split(",") if raw_ids else None
-        state = q.get("state", "")
-        if state and state not in _STATES:
-            raise BadRequest(f'unknown state "{state}"; use one of {"|".join(_STATES)}')
-        limit_text = q.get("limit", "")
-        limit = 0
-        if limit_text:
-            try:
-                limit = max(int(limit_text), 0)
-            except ValueError:
-                raise BadRequest(f'limit must be an integer, not "{limit_text}"') from None
+        state = parse_state_filter(q.get("state", "")) or ""
+        # parse_limit takes plain decimal digits only, as wr's strconv.Atoi: int() would
+        # also take " 1" and "1_000".
+        limit = parse_limit(q.get("limit", ""))
         return (ids, state, limit, q.get("std") == "true", q.get("env") == "true",
                 q.get("search") == "true")
 
