@@ -77,6 +77,7 @@ class Client:
 
     def _call(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
               body: bytes | None = None) -> Any:
+        """One request; errors become ClientError with the manager's message."""
         try:
             r = self._http.request(method, path, params=params, content=body)
         except httpx.HTTPError as exc:
@@ -108,6 +109,87 @@ class Client:
 
     def warnings(self) -> list[dict[str, Any]]:
         return self._call("GET", "/rest/v1/warnings/")
+
+    # -- management (one server-side step each, however many jobs) -------------------------
+
+    def action(self, action: str, *, ids: Iterable[str] = (), keys: Iterable[str] = (),
+               all: bool = False, search: bool = False, **extra: Any) -> dict[str, Any]:
+        """Run ``kill``, ``confirmdead``, ``retry``, ``remove`` or ``modify`` on the jobs
+        selected by rep groups/keys (``ids``), ``keys``, or ``all``; answers
+        ``{"Eligible", "Affected", "Keys", "Modified"}``."""
+        body = {"ids": list(ids), "keys": list(keys), "all": all, "search": search, **extra}
+        return self._call("POST", f"/rest/v1/actions/{action}", body=orjson.dumps(body))
+
+    def kill(self, **selection: Any) -> dict[str, Any]:
+        """Kill running jobs (they end buried, "killed by user request")."""
+        return self.action("kill", **selection)
+
+    def confirm_dead(self, **selection: Any) -> dict[str, Any]:
+        """Confirm lost jobs dead: they are retried or buried by their retries."""
+        return self.action("confirmdead", **selection)
+
+    def retry(self, **selection: Any) -> dict[str, Any]:
+        """Retry buried jobs, with their retries restored."""
+        return self.action("retry", **selection)
+
+    def remove(self, *, buried_only: bool = False, **selection: Any) -> dict[str, Any]:
+        """Remove jobs that are not running (only buried ones with ``buried_only``)."""
+        return self.action("remove", buried_only=buried_only, **selection)
+
+    def modify(self, changes: Mapping[str, Any], **selection: Any) -> dict[str, Any]:
+        """Change properties of queued, not running jobs; ``Modified`` maps old to new keys."""
+        return self.action("modify", changes=dict(changes), **selection)
+
+    def limits(self) -> dict[str, int]:
+        return self._call("GET", "/rest/v1/limits/")
+
+    def limit(self, name: str) -> int:
+        """A limit group's limit (-1: none)."""
+        return self._call("GET", f"/rest/v1/limits/{name}")["limit"]
+
+    def set_limit(self, name: str, limit: int) -> int:
+        """Set a limit group's limit (-1 removes it)."""
+        return self._call("PUT", f"/rest/v1/limits/{name}", params={"limit": str(limit)})[
+            "limit"]
+
+    def pause(self) -> dict[str, Any]:
+        return self._call("POST", "/rest/v1/manager/pause")
+
+    def resume(self) -> dict[str, Any]:
+        return self._call("POST", "/rest/v1/manager/resume")
+
+    def drain(self) -> dict[str, Any]:
+        return self._call("POST", "/rest/v1/manager/drain")
+
+    def backup(self, path: str) -> None:
+        """Write a consistent copy of the manager's database to ``path`` (via path.tmp)."""
+        import os
+
+        tmp = f"{path}.tmp"
+        with self._http.stream("GET", "/rest/v1/manager/backup") as r:
+            if r.status_code >= 400:
+                r.read()
+                raise ClientError(r.text.strip(), r.status_code)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                for chunk in r.iter_bytes():
+                    f.write(chunk)
+        os.replace(tmp, path)
+
+    def wait(self, rep_grp: str, *, timeout: float | None = None, interval: float = 0.5
+             ) -> list[dict[str, Any]]:
+        """Wait until no job of ``rep_grp`` is still to run (all complete or buried);
+        returns their final status."""
+        import time
+
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            jobs = self.status(rep_grp)
+            if all(j["State"] in ("complete", "buried") for j in jobs):
+                return jobs
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"jobs of {rep_grp!r} still running after {timeout}s")
+            time.sleep(interval)
 
 
 def _ids(ids: str | Iterable[str]) -> str:

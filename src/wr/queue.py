@@ -87,6 +87,14 @@ class LimitChanged:
     limit: int | None
 
 
+@dataclass(frozen=True, slots=True)
+class Replaced:
+    """A job was replaced by a modified version (``old_key`` may equal ``job.key``)."""
+
+    old_key: str
+    job: Job
+
+
 @dataclass(slots=True)
 class EndReport:
     """What a runner says happened to a job it ran (see wr.execute.ExecResult)."""
@@ -543,6 +551,60 @@ class Queue:
         something new about a req_grp)."""
         for key in list(self._ready_entry):
             self._make_ready(self.jobs[key])
+
+    def replace(self, old_key: str, new: Job, now: float) -> Job:
+        """Swap a queued, not running job for a modified version of it (``wr mod``).
+
+        The new version may have another key (its cmd, cwd or mounts changed); jobs that
+        waited for the old one wait for the new one instead. A buried job stays buried;
+        any other goes through its dependencies again. The caller checks that the new key
+        is free.
+        """
+        old = self.jobs.get(old_key)
+        if old is None or old.state in RUN_STATES:
+            raise QueueError(f"bad job {old_key} (not in queue or running)")
+        if new.key != old_key and new.key in self.jobs:
+            raise QueueError(f"job {new.key} is already in the queue")
+        children = self._dependants.pop(old_key, set())
+        was = old.state
+        self._detach(old)
+        new.seq = old.seq
+        new.added = old.added
+        self._insert(new, now)
+        self._link_fresh([new], now)
+        for child in children:
+            unresolved = self._unresolved.get(child)
+            if unresolved is not None and old_key in unresolved:
+                unresolved.discard(old_key)
+                unresolved.add(new.key)
+                self._dependants[new.key].add(child)
+        self._outbox.append(Replaced(old_key, new))
+        if was == S.BURIED:
+            self._move(new, S.BURIED, from_state=None)
+        else:
+            self._enter(new, now)
+        return new
+
+    def _detach(self, job: Job) -> None:
+        """Take a job out of every index without telling its dependants (see replace)."""
+        key = job.key
+        self.counts[job.state] -= 1
+        if job.state == S.READY:
+            self.ready_by_group[job.sched_group] -= 1
+        self._ready_entry.pop(key, None)
+        self._delay_at.pop(key, None)
+        del self.jobs[key]
+        for grp in job.dep_grps:
+            self._members[grp].discard(key)
+        for grp in job.deps:
+            self._waiters[grp].discard(key)
+        for parent in self._unresolved.pop(key, ()):
+            deps = self._dependants.get(parent)
+            if deps is not None:
+                deps.discard(key)
+        rep = self._rep_grps.get(job.rep_grp)
+        if rep is not None:
+            rep.pop(key, None)
 
     # -- queries ----------------------------------------------------------------------------
 

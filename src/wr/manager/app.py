@@ -8,6 +8,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import WebSocketRoute
 
 from wr.errors import WrError
+from wr.manager.actions import ManagementAPI
 from wr.manager.core import Manager
 from wr.manager.rest import RestAPI, check_token, error_handler, text_error
 from wr.manager.runner_ws import RunnerEndpoint
@@ -23,6 +24,7 @@ def build_app(manager: Manager, token: str, *, max_body: int) -> FastAPI:
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
     rest = RestAPI(manager, token, max_body)
     app.router.routes.extend(rest.routes())
+    app.router.routes.extend(ManagementAPI(manager, token, rest).routes())
     app.router.routes.append(
         WebSocketRoute("/runner_ws", RunnerEndpoint(manager, token).__call__))
 

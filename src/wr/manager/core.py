@@ -26,7 +26,7 @@ from typing import Any
 from wr.config import Config
 from wr.jobs import RUN_STATES, Job, State
 from wr.learning import DISK, RAM, TIME, Learner
-from wr.queue import EndReport, LimitChanged, Queue, QueueError
+from wr.queue import EndReport, LimitChanged, Queue, QueueError, Replaced
 from wr.schedulers.base import GroupRequirements, ImpossibleError, RunnerCommand, Scheduler
 from wr.store import Store
 
@@ -83,6 +83,7 @@ class Manager:
         self._tick_wakeup: asyncio.Event | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._stopping = False
+        self.on_drained: Any = lambda: None
         scheduler.warn = self.add_warning
         scheduler.on_change = self._request_schedule
 
@@ -144,6 +145,10 @@ class Manager:
             if isinstance(ev, LimitChanged):
                 futures.append(self.store.set_limit(ev.name, ev.limit))
                 woke.update(self._waiters)
+                continue
+            if isinstance(ev, Replaced):
+                saves.pop(ev.old_key, None)
+                futures.append(self.store.rekey(ev.old_key, ev.job))
                 continue
             job = ev.job
             if ev.new == State.COMPLETE:
@@ -386,6 +391,34 @@ class Manager:
     def kick(self, keys: Sequence[str]) -> list[Job]:
         return self.queue.kick(keys, time.time())
 
+    def pause(self) -> None:
+        """Hand out no more jobs; running ones carry on. ``resume`` undoes it."""
+        if self.mode == "started":
+            self.mode = "paused"
+
+    def resume(self) -> None:
+        if self.mode == "paused":
+            self.mode = "started"
+            self._request_schedule()
+
+    def drain(self) -> None:
+        """Hand out no more jobs, and stop the manager once the running ones are done."""
+        if self.mode in ("started", "paused"):
+            self.mode = "draining"
+        self._check_drained()
+
+    def _check_drained(self) -> None:
+        if self.mode == "draining" and not any(
+                self.queue.counts[s] for s in RUN_STATES):
+            self.on_drained()
+
+    def run_stats(self) -> dict[str, Any]:
+        """Mode, running jobs and the seconds until they should all be done."""
+        now = time.time()
+        running = [j for j in self.queue.jobs.values() if j.state in RUN_STATES]
+        etc = max((j.started + j.time - now for j in running if j.started), default=0.0)
+        return {"Mode": self.mode, "Running": len(running), "ETC": max(int(etc), 0)}
+
     # -- the clock --------------------------------------------------------------------------
 
     async def _ticker(self) -> None:
@@ -406,6 +439,7 @@ class Manager:
                     asyncio.ensure_future(self._check_lost(job.key, job.pid, job.host))
                 if any(n > 0 for n in self.queue.ready_by_group.values()):
                     self._request_schedule()
+                self._check_drained()
                 if now - last_lost_check >= max(self.config.ttr, 5.0):
                     # A lost job's process may have ended since we last looked.
                     last_lost_check = now

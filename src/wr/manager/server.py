@@ -173,6 +173,7 @@ async def _main(config: Config, scheduler_name: str, max_cores: int, max_ram: in
 
     stop = asyncio.Event()
     reason = {"why": ""}
+    manager.on_drained = lambda: (reason.update(why="following a drain"), stop.set())
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, lambda s=sig: (reason.update(why=signal.Signals(s).name),
@@ -200,8 +201,14 @@ async def _main(config: Config, scheduler_name: str, max_cores: int, max_ram: in
         store.close()
         with contextlib.suppress(FileNotFoundError):
             info_path(config).unlink()
-    log.info("wr manager on %s:%d gracefully stopped (received %s)", config.cert_domain,
-             manager_port, reason["why"])
+    if reason["why"] == "following a drain":
+        with contextlib.suppress(FileNotFoundError):
+            config.token_file.unlink()
+        log.info("wr manager on %s:%d gracefully stopped following a drain",
+                 config.cert_domain, manager_port)
+    else:
+        log.info("wr manager on %s:%d gracefully stopped (received %s)", config.cert_domain,
+                 manager_port, reason["why"])
     return 0
 
 

@@ -1,0 +1,209 @@
+"""Management endpoints: everything the CLI can do, a REST client can do.
+
+* ``POST /rest/v1/actions/{kill|confirmdead|retry|remove|modify}`` with a JSON body that
+  selects jobs — ``{"ids": [rep groups or keys], "search": bool, "all": bool, "keys": [...],
+  "age": seconds, "buried_only": bool, "changes": {...}}`` — and answers
+  ``{"Eligible": n, "Affected": k, "Keys": [...], "Modified": {old: new}}``. Each action is
+  one step on the event loop and one store transaction, however many jobs it touches, so
+  retrying 100,000 buried jobs takes seconds and never times out half-way.
+* ``GET /rest/v1/limits/`` (all), ``GET|PUT /rest/v1/limits/{name}[?limit=N]`` (-1 removes).
+* ``POST /rest/v1/manager/{pause|resume|drain}`` -> ``{"Mode", "Running", "ETC"}``;
+  ``GET /rest/v1/manager/backup`` -> a consistent copy of the database.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+from starlette.background import BackgroundTask
+from starlette.requests import Request
+from starlette.responses import FileResponse, Response
+from starlette.routing import Route
+
+from wr.errors import BadRequest, NotFound
+from wr.jobs import DELETABLE_STATES, RUN_STATES, Job, State
+from wr.manager.core import Manager
+from wr.manager.rest import check_token, json_response
+from wr.modification import check_changes, modified
+from wr.queue import QueueError
+
+ACTIONS = ("kill", "confirmdead", "retry", "remove", "modify")
+_MODIFIABLE_STATES = DELETABLE_STATES
+
+
+class ManagementAPI:
+    """Handlers for the management endpoints of one manager."""
+
+    def __init__(self, manager: Manager, token: str, rest: Any) -> None:
+        self.manager = manager
+        self.token = token
+        self.rest = rest
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/rest/v1/actions/{action}", self.action, methods=["POST"]),
+            Route("/rest/v1/limits/", self.limits, methods=["GET"]),
+            Route("/rest/v1/limits", self.limits, methods=["GET"]),
+            Route("/rest/v1/limits/{name}", self.limit, methods=["GET", "PUT", "DELETE"]),
+            Route("/rest/v1/manager/backup", self.backup, methods=["GET"]),
+            Route("/rest/v1/manager/{op}", self.control, methods=["POST"]),
+        ]
+
+    async def action(self, request: Request) -> Response:
+        check_token(request, self.token)
+        action = request.path_params["action"]
+        if action not in ACTIONS:
+            raise NotFound(f"unknown action {action!r}; use one of {', '.join(ACTIONS)}")
+        body = await self.rest._body(request)
+        try:
+            spec = orjson.loads(body) if body.strip() else {}
+        except orjson.JSONDecodeError as exc:
+            raise BadRequest(f"the body must be a JSON object: {exc}") from None
+        if not isinstance(spec, dict):
+            raise BadRequest("the body must be a JSON object selecting jobs")
+        jobs = select(self.manager, spec)
+        return json_response(await perform(self.manager, action, jobs, spec))
+
+    async def limits(self, request: Request) -> Response:
+        check_token(request, self.token)
+        q = self.manager.queue
+        return json_response(dict(sorted(q.limits.items())))
+
+    async def limit(self, request: Request) -> Response:
+        check_token(request, self.token)
+        name = request.path_params["name"]
+        if not name or "," in name or ":" in name:
+            raise BadRequest(f"limit group name {name!r} must be non-empty and contain "
+                             f"neither ',' nor ':'")
+        q = self.manager.queue
+        if request.method == "GET":
+            return json_response({"name": name, "limit": q.limits.get(name, -1)})
+        value = "-1" if request.method == "DELETE" else request.query_params.get("limit", "")
+        try:
+            limit = int(value)
+        except ValueError:
+            raise BadRequest(f'limit must be an integer (-1 removes it), not "{value}"') from None
+        if limit < -1:
+            raise BadRequest(f"limit must be -1 (no limit) or more, not {limit}")
+        q.set_limit(name, None if limit == -1 else limit)
+        await self.manager._after()
+        return json_response({"name": name, "limit": q.limits.get(name, -1)})
+
+    async def control(self, request: Request) -> Response:
+        check_token(request, self.token)
+        op = request.path_params["op"]
+        m = self.manager
+        if op == "pause":
+            m.pause()
+        elif op == "resume":
+            m.resume()
+        elif op == "drain":
+            m.drain()
+        else:
+            raise NotFound(f"unknown manager operation {op!r}; use pause, resume, drain "
+                           f"or backup")
+        return json_response(m.run_stats())
+
+    async def backup(self, request: Request) -> Response:
+        check_token(request, self.token)
+        fd, tmp = tempfile.mkstemp(prefix="wr_backup", dir=self.manager.config.manager_dir)
+        os.close(fd)
+        path = Path(tmp)
+        await self.manager.store.backup_to(path)
+        return FileResponse(path, media_type="application/octet-stream",
+                            filename="wr_db_backup",
+                            background=BackgroundTask(_unlink, path))
+
+
+def _unlink(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+
+
+def select(manager: Manager, spec: dict[str, Any]) -> list[Job]:
+    """The queued jobs a selection names (in queue order, each once)."""
+    q = manager.queue
+    ids = spec.get("ids") or []
+    keys = spec.get("keys") or []
+    if not isinstance(ids, list) or not isinstance(keys, list):
+        raise BadRequest("ids and keys must be arrays of strings")
+    chosen: dict[str, Job] = {}
+    if spec.get("all"):
+        chosen.update(q.jobs)
+    for key in keys:
+        job = q.get(str(key))
+        if job is not None:
+            chosen[job.key] = job
+    for ident in map(str, ids):
+        if len(ident) == 32 and (job := q.get(ident)) is not None:
+            chosen[job.key] = job
+            continue
+        names = ([n for n in q.rep_grp_names() if ident in n] if spec.get("search")
+                 else [ident])
+        for name in names:
+            for job in q.in_rep_grp(name):
+                chosen[job.key] = job
+    if not (spec.get("all") or ids or keys):
+        raise BadRequest("select jobs with ids (rep groups or keys), keys, or all")
+    return list(chosen.values())
+
+
+async def perform(manager: Manager, action: str, jobs: list[Job], spec: dict[str, Any]
+                  ) -> dict[str, Any]:
+    now = time.time()
+    age = float(spec.get("age") or 0)
+    if action == "kill":
+        eligible = [j for j in jobs if j.state in (State.RUNNING, State.RESERVED)
+                    and (not age or (j.started and now - j.started >= age))]
+        done = manager.kill([j.key for j in eligible])
+    elif action == "confirmdead":
+        eligible = [j for j in jobs if j.state == State.LOST
+                    and (not age or (j.ended and now - j.ended >= age))]
+        done = manager.kill([j.key for j in eligible])
+    elif action == "retry":
+        eligible = [j for j in jobs if j.state == State.BURIED]
+        done = manager.kick([j.key for j in eligible])
+    elif action == "remove":
+        wanted = {State.BURIED} if spec.get("buried_only") else DELETABLE_STATES
+        eligible = [j for j in jobs if j.state in wanted]
+        done = manager.delete([j.key for j in eligible])
+    else:
+        changes = check_changes(spec.get("changes") or {})
+        eligible = [j for j in jobs if j.state in _MODIFIABLE_STATES]
+        if "cmd" in changes and len(eligible) != 1:
+            raise BadRequest(f"cmd can only be changed for exactly one job; "
+                             f"{len(eligible)} matched")
+        mapping = await modify(manager, eligible, changes, now)
+        await manager._after()
+        return {"Eligible": len(eligible), "Affected": len(mapping),
+                "Keys": list(mapping.values()), "Modified": mapping}
+    await manager._after()
+    return {"Eligible": len(eligible), "Affected": len(done),
+            "Keys": [j.key for j in done], "Modified": {}}
+
+
+async def modify(manager: Manager, jobs: list[Job], changes: dict[str, Any], now: float
+                 ) -> dict[str, str]:
+    """Apply changes; returns {old key: new key} of the jobs modified. A job whose new key
+    belongs to another queued or completed job is skipped."""
+    versions = [(job.key, modified(job, changes, now)) for job in jobs]
+    new_keys = [new.key for old, new in versions if new.key != old]
+    taken = {j.key for j in await manager.store.complete_jobs(new_keys)} if new_keys else set()
+    out: dict[str, str] = {}
+    q = manager.queue
+    for old_key, new in versions:
+        current = q.get(old_key)
+        if current is None or current.state in RUN_STATES:
+            continue
+        if new.key != old_key and (new.key in taken or new.key in q.jobs):
+            continue
+        with contextlib.suppress(QueueError):
+            q.replace(old_key, new, time.time())
+            out[old_key] = new.key
+    return out
