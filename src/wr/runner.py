@@ -208,16 +208,18 @@ class Runner:
         if self.stopping:
             execution.kill("stop")
         toucher = None
+        # The start report travels while the job runs: the end report follows it on the
+        # same connection, so the manager always sees them in order.
+        announced = asyncio.ensure_future(self.link.request(
+            {"op": "started", "key": job["key"], "pid": pid, "host": self.host,
+             "ip": self.ip}, patience=RECONNECT_FOR))
         try:
-            try:
-                await self.link.request({"op": "started", "key": job["key"], "pid": pid,
-                                         "host": self.host, "ip": self.ip},
-                                        patience=RECONNECT_FOR)
-            except RuntimeError as exc:
-                log.warning("manager refused start of %s: %s", job["key"], exc)
-                execution.kill("user")
             toucher = asyncio.ensure_future(self._touch(job["key"], execution))
             result = await execution.wait()
+            try:
+                await announced
+            except RuntimeError as exc:
+                log.warning("manager refused the start of %s: %s", job["key"], exc)
         finally:
             self.current = None
             self.current_key = ""
