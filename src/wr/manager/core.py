@@ -26,6 +26,7 @@ from typing import Any
 from wr.config import Config
 from wr.jobs import RUN_STATES, Job, State
 from wr.learning import DISK, RAM, TIME, Learner
+from wr.manager.events import EventHub
 from wr.queue import EndReport, LimitChanged, Queue, QueueError, Replaced
 from wr.schedulers.base import GroupRequirements, ImpossibleError, RunnerCommand, Scheduler
 from wr.store import Store
@@ -75,6 +76,7 @@ class Manager:
             recommend=self.learner.recommend,
         )
         self.warnings: dict[str, Warning_] = {}
+        self.events = EventHub()
         self.runner_links: dict[str, RunnerLink] = {}
         self._group_reqs: dict[str, tuple[GroupRequirements, int]] = {}
         self._wanted: set[str] = set()
@@ -123,6 +125,7 @@ class Manager:
         await self.scheduler.shutdown(grace=max(0.0, deadline - loop.time()))
         for task in self._tasks:
             task.cancel()
+        self.events.close()
         await self._flush()
 
     async def _flush(self) -> None:
@@ -141,6 +144,8 @@ class Manager:
         deletes: list[str] = []
         futures: list[asyncio.Future[Any]] = []
         woke: set[str] = set()
+        published = []
+        now = time.time()
         for ev in events:
             if isinstance(ev, LimitChanged):
                 futures.append(self.store.set_limit(ev.name, ev.limit))
@@ -151,6 +156,8 @@ class Manager:
                 futures.append(self.store.rekey(ev.old_key, ev.job))
                 continue
             job = ev.job
+            published.append((job.key, job.rep_grp, ev.old and str(ev.old), str(ev.new),
+                              job.exitcode, job.fail_reason, now))
             if ev.new == State.COMPLETE:
                 saves.pop(job.key, None)
                 archives.append(job)
@@ -176,9 +183,16 @@ class Manager:
             self._request_schedule()
         if self._tick_wakeup is not None:
             self._tick_wakeup.set()
-        if not futures:
-            return self.store.save([])
-        return asyncio.ensure_future(_gather(futures))
+        done = (asyncio.ensure_future(_gather(futures)) if futures
+                else self.store.save([]))
+        if published:
+            # Watchers hear of a change only once it is stored, like every other client.
+            def tell(f: asyncio.Future[Any]) -> None:
+                if not f.cancelled() and f.exception() is None:
+                    self.events.publish(published)
+
+            done.add_done_callback(tell)
+        return done
 
     def _learn(self, jobs: list[Job]) -> None:
         for job in jobs:
