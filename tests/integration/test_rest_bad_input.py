@@ -79,6 +79,10 @@ def rejected(api: httpx.Client, r: httpx.Response, before: list[dict[str, Any]],
     return r.text
 
 
+def _ids(cases: dict[str, Any]) -> list[str]:
+    return [name.replace(" ", "-") for name in cases]
+
+
 def post(api: httpx.Client, body: bytes, **params: str) -> httpx.Response:
     return api.post("/rest/v1/jobs/", content=body, params={"rep_grp": "bad", **params})
 
@@ -113,7 +117,7 @@ BAD_BODIES = {
 }
 
 
-@pytest.mark.parametrize("body", BAD_BODIES.values(), ids=BAD_BODIES.keys())
+@pytest.mark.parametrize("body", BAD_BODIES.values(), ids=_ids(BAD_BODIES))
 def test_bad_body(api: httpx.Client, existing: list[dict[str, Any]], body: bytes) -> None:
     before = snapshot(api)
     rejected(api, post(api, body), before)
@@ -185,7 +189,7 @@ BAD_JOBS: dict[str, tuple[bytes, str | None]] = {
 }
 
 
-@pytest.mark.parametrize(("body", "message"), BAD_JOBS.values(), ids=BAD_JOBS.keys())
+@pytest.mark.parametrize(("body", "message"), BAD_JOBS.values(), ids=_ids(BAD_JOBS))
 def test_bad_job(api: httpx.Client, existing: list[dict[str, Any]], body: bytes,
                  message: str | None) -> None:
     before = snapshot(api)
@@ -244,7 +248,7 @@ BAD_QUERIES: dict[str, tuple[dict[str, str], str | None]] = {
 }
 
 
-@pytest.mark.parametrize(("params", "message"), BAD_QUERIES.values(), ids=BAD_QUERIES.keys())
+@pytest.mark.parametrize(("params", "message"), BAD_QUERIES.values(), ids=_ids(BAD_QUERIES))
 def test_bad_query_default(api: httpx.Client, existing: list[dict[str, Any]],
                            params: dict[str, str], message: str | None) -> None:
     before = snapshot(api)

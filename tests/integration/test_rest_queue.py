@@ -231,22 +231,25 @@ def test_on_failure_run(api: httpx.Client, tag: str, tmp_path: Path) -> None:
 
 
 def test_on_success_cleanup(api: httpx.Client, tag: str, tmp_path: Path) -> None:
-    """cleanup removes the job's unique working dir; a job without it keeps its dir."""
-    base = tmp_path / "base"
+    """cleanup removes the job's unique working dir and its emptied parents below cwd; a
+    job without it keeps its dir."""
+    clean_base, keep_base = tmp_path / "clean", tmp_path / "keep"
     clean, keep = (j["Key"] for j in add(api, [
-        {"cmd": f"echo a > out.txt # clean {tag}", "on_success": [{"cleanup": True}]},
-        {"cmd": f"echo b > out.txt # keep {tag}"},
-    ], rep_grp=tag, cwd=str(base)))
+        {"cmd": f"echo a > out.txt # clean {tag}", "on_success": [{"cleanup": True}],
+         "cwd": str(clean_base)},
+        {"cmd": f"echo b > out.txt # keep {tag}", "cwd": str(keep_base)},
+    ], rep_grp=tag))
     cleaned = wait_state(api, clean, "complete")
     kept = wait_state(api, keep, "complete")
-    for job in (cleaned, kept):
+    for job, base in ((cleaned, clean_base), (kept, keep_base)):
         assert job["CwdBase"] == str(base)
-        assert re.fullmatch(rf"/wr_cwd/{job['Key'][0]}/{job['Key'][1]}/{job['Key'][2]}/"
-                            rf"{job['Key'][3:]}\d+/cwd", job["Cwd"]), job["Cwd"]
-    assert (base / kept["Cwd"][1:] / "out.txt").read_text() == "b\n"
-    assert not (base / cleaned["Cwd"][1:]).exists()
-    assert not (base / cleaned["Cwd"][1:]).parent.exists()
-    assert not (base / "wr_cwd" / clean[0]).exists()
+        key = job["Key"]
+        assert re.fullmatch(rf"/wr_cwd/{key[0]}/{key[1]}/{key[2]}/{key[3:]}\d+/cwd",
+                            job["Cwd"]), job["Cwd"]
+    assert (keep_base / kept["Cwd"][1:] / "out.txt").read_text() == "b\n"
+    assert not (clean_base / cleaned["Cwd"][1:]).exists()
+    assert clean_base.is_dir()
+    assert list(clean_base.iterdir()) == []
 
 
 def test_on_failure_remove(api: httpx.Client, tag: str, tmp_path: Path) -> None:
@@ -309,7 +312,7 @@ def test_duplicate_post_returns_the_existing_job(api: httpx.Client, tag: str,
 
     1. POST it in rep group <tag>-1 -> ready.
     2. POST it again in <tag>-2 (other memory) -> 201 with the existing job: same key, rep
-       group <tag>-1, 1024 MB, its current state.
+       group <tag>-1, its memory, its current state.
     3. It runs once. POSTing it again once complete -> 201 [] (no rerun).
     """
     runs = tmp_path / "runs"
@@ -319,7 +322,8 @@ def test_duplicate_post_returns_the_existing_job(api: httpx.Client, tag: str,
     assert len(second) == 1
     assert second[0]["Key"] == first["Key"]
     assert second[0]["RepGroup"] == f"{tag}-1"
-    assert second[0]["ExpectedRAM"] == 1024
+    # Its memory is the first POST's (2G is not taken), whatever the req_grp "echo" learned.
+    assert second[0]["ExpectedRAM"] == first["ExpectedRAM"]
     assert second[0]["State"] in ("ready", "reserved", "running")
     twice = add(api, [{"cmd": cmd}, {"cmd": cmd}], rep_grp=f"{tag}-3")
     assert [j["Key"] for j in twice] == [first["Key"]] * 2
