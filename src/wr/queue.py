@@ -52,6 +52,7 @@ S = State
 TRANSITIONS: frozenset[tuple[State | None, State]] = frozenset(
     {
         (None, S.READY), (None, S.DEPENDENT), (None, S.RUNNING), (None, S.BURIED),
+        (None, S.RESERVED),
         (None, S.LOST), (None, S.DELAYED),
         (S.READY, S.RESERVED), (S.READY, S.DEPENDENT), (S.READY, S.BURIED),
         (S.READY, S.DELETED),
@@ -180,12 +181,14 @@ class Queue:
             self._enter(job, now)
         return result
 
-    def restore(self, jobs: Iterable[Job], now: float) -> None:
+    def restore(self, jobs: Iterable[Job], now: float, grace: float | None = None) -> None:
         """Put back jobs read from the store after a manager restart.
 
-        Jobs that were running stay running (their runners may still report), with a fresh
-        keep-alive deadline; buried stay buried; reserved-but-not-started and delayed jobs
-        become ready; the rest wait on their dependencies again.
+        Jobs held by a runner stay held (their runners may still report): running ones with
+        a fresh keep-alive deadline, reserved ones for ``grace`` seconds (default ``ttr``)
+        before they go back to ready, so a runner that started one just before a crash can
+        still claim it. Buried stay buried; delayed become ready; the rest wait on their
+        dependencies again.
         """
         fresh = []
         for job in jobs:
@@ -196,7 +199,12 @@ class Queue:
         self._link_fresh(fresh, now)
         for job in fresh:
             old = job.state
-            if old in (S.RUNNING, S.LOST):
+            if old == S.RESERVED and job.reserved_by:
+                job.recovered = True
+                self._track_limits(job, +1)
+                self._move(job, S.RESERVED, from_state=None)
+                self._set_release(job, now + (self.ttr if grace is None else grace))
+            elif old in (S.RUNNING, S.LOST):
                 job.recovered = True
                 self._track_limits(job, +1)
                 self._move(job, S.RUNNING if old == S.RUNNING else S.LOST, from_state=None)

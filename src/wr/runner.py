@@ -70,7 +70,7 @@ class Link:
                 if loop.time() + delay > deadline:
                     raise ManagerGone(str(exc)) from exc
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 15.0)
+                delay = min(delay * 2, 5.0)
         self._reader = asyncio.ensure_future(self._read(self.ws))
 
     async def _read(self, ws: Any) -> None:
@@ -174,11 +174,19 @@ class Runner:
             report, stdout, stderr = await self._execute(job)
             self.ran += 1
             nxt = None if self.stopping else self.idle
-            reply = await self.link.request(
-                {"op": "end", "key": job["key"], "report": report, "stdout": stdout,
-                 "stderr": stderr, "reserve": nxt},
-                patience=RECONNECT_FOR,
-            )
+            try:
+                reply = await self.link.request(
+                    {"op": "end", "key": job["key"], "report": report, "stdout": stdout,
+                     "stderr": stderr, "reserve": nxt},
+                    patience=RECONNECT_FOR,
+                )
+            except RuntimeError as exc:
+                # The manager no longer wants this report (the job was removed, or another
+                # attempt owns it now): never retry it, just move on.
+                log.warning("report for %s refused: %s", job["key"], exc)
+                if nxt is None:
+                    break
+                reply = await self.link.request({"op": "reserve", "timeout": nxt})
             job = reply.get("job")
         if self.stopping:
             return "it was told to stop"

@@ -33,6 +33,10 @@ from wr.store import Store
 
 log = logging.getLogger("wr.manager")
 
+RECOVERY_GRACE = 60.0
+"""Seconds a job restored as running may stay lost before its gone process counts as dead:
+runners retry their connection at least every few seconds, so a live one is back by then."""
+
 
 @dataclass(slots=True)
 class Warning_:
@@ -76,6 +80,9 @@ class Manager:
             recommend=self.learner.recommend,
         )
         self.warnings: dict[str, Warning_] = {}
+        self.page_warnings: dict[str, Warning_] = {}
+        """The web page's copy of the warnings, kept until dismissed there (reading
+        GET /rest/v1/warnings/ clears only ``warnings``)."""
         self.events = EventHub()
         self.runner_links: dict[str, RunnerLink] = {}
         self._group_reqs: dict[str, tuple[GroupRequirements, int]] = {}
@@ -99,7 +106,7 @@ class Manager:
         jobs = await self.store.live_jobs()
         now = time.time()
         jobs.sort(key=lambda j: (j.seq, j.added))
-        self.queue.restore(jobs, now)
+        self.queue.restore(jobs, now, grace=RECOVERY_GRACE)
         if jobs:
             log.info("recovered %d incomplete jobs from the database", len(jobs))
         self._after()
@@ -217,11 +224,24 @@ class Manager:
         else:
             w.last = now
             w.count += 1
+        shown = self.page_warnings.get(msg)
+        if shown is None:
+            self.page_warnings[msg] = Warning_(msg, now, now)
+        else:
+            shown.last = now
+            shown.count += 1
 
     def take_warnings(self) -> list[Warning_]:
         out = list(self.warnings.values())
         self.warnings.clear()
         return out
+
+    def dismiss_warnings(self, msg: str | None = None) -> None:
+        """Forget one warning (None: all of them) on the web page."""
+        if msg is None:
+            self.page_warnings.clear()
+        else:
+            self.page_warnings.pop(msg, None)
 
     # -- adding -----------------------------------------------------------------------------
 
@@ -351,7 +371,9 @@ class Manager:
                 link = self.runner_links.get(runner_id)
                 if link is not None:
                     link.jobs.add(job.key)
-                self._after()
+                # Stored before the runner hears of it: after a crash the job is known to
+                # be this runner's, so it can never be handed to a second runner.
+                await self._after()
                 return job
             remaining = deadline - loop.time()
             if remaining <= 0:
@@ -378,16 +400,29 @@ class Manager:
         return kill
 
     async def ended(self, key: str, runner_id: str, report: EndReport, stdout: str,
-                    stderr: str) -> None:
-        """A runner finished a job; answered only once the outcome is stored."""
-        job = self.queue.end(key, runner_id, report, time.time())
+                    stderr: str, *, group: str = "", reserve: float | None = None
+                    ) -> Job | None:
+        """A runner finished a job (and, with ``reserve``, wants the next of ``group``).
+
+        The outcome and the next reservation are stored in one commit before the runner is
+        answered; only if no job is ready at once does it wait (``reserve`` seconds)."""
+        now = time.time()
+        job = self.queue.end(key, runner_id, report, now)
         link = self.runner_links.get(runner_id)
         if link is not None:
             link.jobs.discard(key)
+        nxt = None
+        if reserve is not None and self.mode == "started":
+            nxt = self.queue.reserve(group, runner_id, now)
+            if nxt is not None and link is not None:
+                link.jobs.add(nxt.key)
         futs = [self._after()]
         if report.outcome in ("release", "bury") or report.exitcode != 0:
             futs.append(self.store.save_std(job.key, stdout, stderr))
         await _gather(futs)
+        if nxt is None and reserve is not None and reserve > 0:
+            nxt = await self.reserve(group, runner_id, reserve)
+        return nxt
 
     # -- user actions -----------------------------------------------------------------------
 
@@ -471,6 +506,11 @@ class Manager:
         except Exception:
             gone = False
         job = self.queue.jobs.get(key)
+        if (gone and job is not None and job.recovered and job.ended is not None
+                and time.time() - job.ended < RECOVERY_GRACE):
+            # Restored after a crash: its runner may have finished the job and be about to
+            # report it. Confirming it dead now could run it twice.
+            return
         if gone and job is not None and job.state == State.LOST and job.pid == pid:
             with contextlib.suppress(QueueError):
                 self.queue.confirm_dead(key, time.time())

@@ -130,12 +130,12 @@ class RunnerEndpoint:
                     cpu_time=float(r.get("cpu_time", 0.0)), ended=float(r.get("ended", 0.0)),
                     actual_cwd=str(r.get("actual_cwd", "")), remove=bool(r.get("remove")),
                 )
-                await manager.ended(msg["key"], runner_id, report, str(msg.get("stdout", "")),
-                                    str(msg.get("stderr", "")))
-                nxt = msg.get("reserve")
-                if nxt is not None:
-                    job = await manager.reserve(group, runner_id, float(nxt))
-                    reply["job"] = job_for_runner(job, shell) if job else None
+                wait = msg.get("reserve")
+                job = await manager.ended(
+                    msg["key"], runner_id, report, str(msg.get("stdout", "")),
+                    str(msg.get("stderr", "")), group=group,
+                    reserve=None if wait is None else float(wait))
+                reply["job"] = job_for_runner(job, shell) if job else None
             elif op == "release":
                 job = manager.queue.get(msg["key"])
                 if job is not None and job.reserved_by == runner_id:
