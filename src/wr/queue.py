@@ -223,14 +223,20 @@ class Queue:
             job.seq = self._seq
         else:
             self._seq = max(self._seq, job.seq)
-        for entry in job.limit_grps:
-            name, limit = split_limit_group(entry)
-            if limit is not None:
-                self.set_limit(name, None if limit < 0 else limit)
-        job.limit_grps = job.effective_limit_groups()
+        if job.limit_grps:
+            for entry in job.limit_grps:
+                name, limit = split_limit_group(entry)
+                if limit is not None:
+                    self.set_limit(name, None if limit < 0 else limit)
+            job.limit_grps = job.effective_limit_groups()
+        job.compact()
 
     def _insert(self, job: Job, now: float) -> None:
-        self.prepare(job)
+        if not job.seq:
+            self.prepare(job)
+        else:  # prepared by the caller, or restored from the store
+            self._seq = max(self._seq, job.seq)
+            job.compact()
         if not job.added:
             job.added = now
         self.jobs[job.key] = job
@@ -245,7 +251,9 @@ class Queue:
         the dep groups they joined wait for them too (live dependencies)."""
         fresh_keys = {j.key for j in fresh}
         for job in fresh:
-            self._unresolved[job.key] = self._parents_of(job)
+            parents = self._parents_of(job)
+            if parents:
+                self._unresolved[job.key] = parents
         joined: dict[str, set[str]] = defaultdict(set)
         for job in fresh:
             for grp in job.dep_grps:
