@@ -62,7 +62,7 @@ def job_status(
     """
     shown_state = state if state is not None else str(job.state)
     stdout, stderr = std if std is not None else ("", "")
-    deps = job.deps + job.cmd_deps
+    deps = [*job.deps, *job.cmd_deps]
     limit_groups = job.effective_limit_groups() if job.limit_grps else None
     return {
         "Key": job.key,
