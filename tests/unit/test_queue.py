@@ -786,8 +786,9 @@ def test_bury_impossible_buries_the_ready_jobs_of_one_group():
 def test_restore_after_a_restart():
     """Steps: run P (r1), reserve S (r2), bury B, delay D, leave R ready and C waiting on P;
     serialise every job with to_record, restore into a new queue.
-    Expected: P running (recovered, same runner, fresh TTR); S ready; B buried; D ready;
-    R ready; C dependent on P again and ready once P completes."""
+    Expected: P running (recovered, same runner, fresh TTR); S still reserved by r2 for the
+    grace period, then ready; B buried; D ready; R ready; C dependent on P again and ready
+    once P completes."""
     q1 = make_queue(group_of=lambda j: j.key)
     q1.add([new_job("P", dep_grps=["p"], limit_grps=["lim:2"]), new_job("S"),
             new_job("B"), new_job("D", retries=1), new_job("R"),
@@ -806,18 +807,21 @@ def test_restore_after_a_restart():
     q2 = make_queue(group_of=lambda j: j.key)
     q2.set_limit("lim", 2)  # limits come back from the store
     q2.drain()
-    q2.restore([Job.from_record(r) for r in reversed(records)], 100)
+    q2.restore([Job.from_record(r) for r in reversed(records)], 100, grace=30)
     got = {key: (old, new) for key, old, new in changes(q2)}
-    assert got == {"P": (None, S.RUNNING), "S": (None, S.READY), "B": (None, S.BURIED),
+    assert got == {"P": (None, S.RUNNING), "S": (None, S.RESERVED), "B": (None, S.BURIED),
                    "D": (None, S.READY), "R": (None, S.READY), "C": (None, S.DEPENDENT)}
-    p = q2.get("P")
+    p, s_ = q2.get("P"), q2.get("S")
     assert (p.recovered, p.reserved_by, p.attempts) == (True, "r1", 1)
+    assert (s_.recovered, s_.reserved_by) == (True, "r2")
     assert q2.limit_counts["lim"] == 1
-    assert (q2.get("S").reserved_by, q2.get("B").until_buried) == ("", 0)
+    assert q2.get("B").until_buried == 0
     assert q2.get("D").until_buried == 1
     assert q2.unresolved("C") == {"P"}
     assert_consistent(q2)
-    assert q2.tick(100 + TTR - 1) == []
+    assert q2.tick(100 + 30) == []  # S's grace is over: back to ready
+    assert (s_.state, s_.reserved_by) == (S.READY, "")
+    assert p.state == S.RUNNING
     assert q2.touch("P", "r1", 100 + TTR - 1) is False
     q2.end("P", "r1", ARCHIVE, 200)
     assert q2.get("C").state == S.READY
@@ -835,6 +839,18 @@ def test_restore_recomputes_dependencies_and_keeps_order():
     assert [q.reserve("", "r1", 10).key for _ in range(2)] == ["b", "c"]
     [d] = q.add([new_job("d")], 11)
     assert d.seq > q.get("c").seq
+
+
+def test_a_runner_can_still_start_a_job_reserved_before_a_restart():
+    q1 = make_queue()
+    q1.add([new_job("a")], 0)
+    q1.reserve("", "r1", 0)
+    q2 = make_queue()
+    q2.restore([Job.from_record(j.to_record()) for j in q1.jobs.values()], 50)
+    job = q2.start("a", "r1", pid=1, host="h", host_ip="", now=60)
+    assert job.state == S.RUNNING
+    assert q2.tick(60 + TTR - 1) == []
+    assert_consistent(q2)
 
 
 def test_restoring_a_job_already_queued_is_ignored():

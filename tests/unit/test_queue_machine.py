@@ -130,7 +130,7 @@ class QueueMachine(RuleBasedStateMachine):
     @rule(specs=st.lists(job_specs, min_size=1, max_size=3))
     def add(self, specs):
         jobs = []
-        for spec in specs:
+        for spec in map(dict, specs):  # (copies: hypothesis prints what it drew)
             self.serial += 1
             key = f"k{self.serial}"
             cmd_deps = [f"k{n}" for n in spec.pop("cmd_deps") if n < self.serial]
@@ -159,8 +159,9 @@ class QueueMachine(RuleBasedStateMachine):
     @rule(data=st.data(), runner=st.sampled_from(RUNNERS), and_start=st.booleans())
     def reserve(self, data, runner, and_start):
         ready_groups = sorted({self.q.jobs[k].sched_group for k in self.keys_in(S.READY)})
-        group = data.draw(st.sampled_from(ready_groups) if ready_groups and data.draw(
-            st.integers(0, 9)) else st.sampled_from(SCHED_GROUPS))
+        # Mostly a group with ready jobs; sometimes any group (an empty one gives nothing).
+        mostly = ready_groups and data.draw(st.integers(0, 9)) > 0
+        group = data.draw(st.sampled_from(ready_groups if mostly else SCHED_GROUPS))
         ready = [j for j in self.q.jobs.values() if j.state == S.READY and j.sched_group == group]
         best = min(ready, key=lambda j: (-j.priority, j.seq), default=None)
         job = self.q.reserve(group, runner, self.now)
