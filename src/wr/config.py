@@ -104,6 +104,9 @@ SETTINGS: tuple[Setting, ...] = (
             "seconds", "backup_interval"),
     Setting("maxbodysize", "268435456", "Largest REST request body, in bytes.",
             "bytes", "max_body_size"),
+    Setting("clienttimeout", "30", "Seconds a client may take to send a request's headers, "
+            "or pause while sending its body, before its connection is closed.", "seconds",
+            "client_timeout"),
     Setting("slurmpartition", "", "Slurm partition for runners (empty: Slurm's default).",
             "text", "slurm_partition"),
     Setting("slurmaccount", "", "Slurm account for runners (empty: Slurm's default).",
@@ -143,6 +146,7 @@ class Config:
     runner_idle_timeout: float
     backup_interval: float
     max_body_size: int
+    client_timeout: float
     slurm_partition: str
     slurm_account: str
     slurm_options: str

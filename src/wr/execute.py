@@ -406,6 +406,11 @@ class Execution:
 
     # ------------------------------------------------------------------ start
 
+    @property
+    def started_at(self) -> float:
+        """Unix time the command was started (0 before ``start``)."""
+        return self._started
+
     async def start(self) -> int:
         """Prepare the working directory and environment, spawn the command; return its pid."""
         if self._proc is not None:

@@ -134,6 +134,8 @@ class Queue:
         self.group_of = group_of or (lambda job: "")
         self.recommend = recommend
         self.rng = rng or random.Random()
+        self.connected: Callable[[str], bool] = lambda runner: False
+        """Whether a runner is still connected: its reservations do not expire (issue 6)."""
         self.jobs: dict[str, Job] = {}
         self._outbox: list[Changed | LimitChanged] = []
         self._seq = 0
@@ -329,13 +331,16 @@ class Queue:
         return None
 
     def start(self, key: str, runner: str, *, pid: int, host: str, host_ip: str,
-              now: float) -> Job:
-        """The runner started the job's command."""
+              now: float, at: float | None = None) -> Job:
+        """The runner started the job's command (at ``at`` by its clock, if it says).
+
+        The runner's own start time keeps Walltime true: its start report may arrive after
+        the command already ended."""
         job = self._owned(key, runner, (S.RESERVED,))
         job.pid = pid
         job.host = host
         job.host_ip = host_ip
-        job.started = now
+        job.started = now if at is None else min(at, now)
         job.ended = None
         job.attempts += 1
         job.fail_reason = ""
@@ -372,6 +377,8 @@ class Queue:
         job.peak_disk = report.peak_disk
         job.cpu_time = report.cpu_time
         job.ended = report.ended or now
+        if job.started is not None and job.ended < job.started:
+            job.ended = job.started  # clocks of runner and manager differ slightly
         if report.actual_cwd:
             job.actual_cwd = report.actual_cwd
         if report.outcome == "archive":
@@ -425,7 +432,8 @@ class Queue:
 
     def tick(self, now: float) -> list[Job]:
         """Advance the clock: delays that have passed end, silent jobs become lost, and
-        reservations never started are given back. Returns the jobs that just became lost
+        reservations never started are given back (unless their runner is still
+        ``connected``). Returns the jobs that just became lost
         (the manager asks the scheduler whether their processes are really gone)."""
         while self._delay and self._delay[0][0] <= now:
             at, _, key = heapq.heappop(self._delay)
@@ -442,7 +450,12 @@ class Queue:
                 continue
             del self._release_at[key]
             job = self.jobs[key]
-            if job.state == S.RESERVED:
+            if job.state == S.RESERVED and self.connected(job.reserved_by):
+                # Its runner may be starting it right now (a slow runner under load): handing
+                # it to another would run it twice. The runner gives it back itself, or its
+                # disconnection does.
+                self._set_release(job, now + max(self.ttr, 1.0))
+            elif job.state == S.RESERVED:
                 self._track_limits(job, -1)
                 job.reserved_by = ""
                 self._make_ready(job)
@@ -455,6 +468,16 @@ class Queue:
                 else:
                     lost.append(job)
         return lost
+
+    def postpone(self, seconds: float) -> None:
+        """Move every keep-alive and reservation deadline ``seconds`` later: the manager
+        could not listen that long (its loop was busy), and runners must not be blamed
+        for it (issue 6: a slow runner under load is not marked lost)."""
+        if seconds <= 0 or not self._release_at:
+            return
+        self._release_at = {key: at + seconds for key, at in self._release_at.items()}
+        self._run = [(at, key) for key, at in self._release_at.items()]
+        heapq.heapify(self._run)
 
     def next_deadline(self) -> float:
         """When ``tick`` next has something to do (inf when nothing is pending)."""

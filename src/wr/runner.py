@@ -8,6 +8,10 @@ process group, so killing it never kills the runner.
 If the connection drops while a job runs (the manager crashed or is restarting), the job
 keeps running and the runner reconnects with back-off and reports to whichever manager is
 there; the manager knows the job by key and by this runner's id.
+
+A runner inside a batch job (Slurm) is given ``--ref`` (the batch system's name for it, which
+becomes part of its id so the scheduler can say what became of it) and ``--max-time`` (its
+time limit): it takes no job it could not finish before the batch system would kill it.
 """
 
 from __future__ import annotations
@@ -94,7 +98,9 @@ class Link:
 
     async def request(self, msg: dict[str, Any], *, patience: float = 0.0) -> dict[str, Any]:
         """Send and await the answer; on a dropped connection, reconnect for up to
-        ``patience`` seconds and send again."""
+        ``patience`` seconds and send again. An answer marked ``retry`` (the manager could
+        not store the change yet: a full disk) is asked again, with back-off, the same way."""
+        delay = 0.2
         while True:
             mid = next(self._ids)
             fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
@@ -108,6 +114,14 @@ class Link:
                     raise ManagerGone(str(exc)) from exc
                 await self._close()
                 await self.connect(patience)
+                continue
+            if "error" in reply and reply.get("retry"):
+                if patience <= 0:
+                    raise ManagerGone(reply["error"])
+                if delay == 0.2:
+                    log.warning("manager asked to retry later: %s", reply["error"])
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
                 continue
             if "error" in reply:
                 raise RuntimeError(reply["error"])
@@ -141,10 +155,12 @@ def host_ip() -> str:
 class Runner:
     """Runs jobs of one group until there are none."""
 
-    def __init__(self, link: Link, *, idle: float, touch: float) -> None:
+    def __init__(self, link: Link, *, idle: float, touch: float, max_time: float = 0.0) -> None:
         self.link = link
         self.idle = idle
         self.touch_interval = touch
+        self.max_time = max_time
+        self.born = 0.0
         self.host = socket.gethostname()
         self.ip = host_ip()
         self.current: Any = None
@@ -167,10 +183,23 @@ class Runner:
         if self.current is not None:
             self.current.kill("signal")
 
+    def fits(self, job: dict[str, Any]) -> bool:
+        """Whether ``job`` can finish within this runner's ``max_time`` (0: no limit)."""
+        if self.max_time <= 0:
+            return True
+        elapsed = asyncio.get_running_loop().time() - self.born
+        return elapsed + float(job["expected_time_s"]) <= self.max_time
+
     async def run(self) -> str:
+        self.born = asyncio.get_running_loop().time()
         reply = await self.link.request({"op": "reserve", "timeout": self.idle})
         job = reply.get("job")
         while job is not None:
+            if not self.fits(job):
+                with contextlib.suppress(RuntimeError):  # it is the manager's again anyway
+                    await self.link.request({"op": "release", "key": job["key"]},
+                                            patience=RECONNECT_FOR)
+                return "its next command would not finish within its time limit"
             report, stdout, stderr = await self._execute(job)
             self.ran += 1
             nxt = None if self.stopping else self.idle
@@ -220,7 +249,7 @@ class Runner:
         # same connection, so the manager always sees them in order.
         announced = asyncio.ensure_future(self.link.request(
             {"op": "started", "key": job["key"], "pid": pid, "host": self.host,
-             "ip": self.ip}, patience=RECONNECT_FOR))
+             "ip": self.ip, "at": execution.started_at}, patience=RECONNECT_FOR))
         try:
             toucher = asyncio.ensure_future(self._touch(job["key"], execution))
             result = await execution.wait()
@@ -263,15 +292,16 @@ async def _amain(args: argparse.Namespace) -> int:
     config = load_config_from_process()
     token = config.token_file.read_text().strip()
     ssl_ctx = client_ssl_context(config.ca_file)
-    runner_id = uuid.uuid4().hex
-    url = f"wss://{args.server}/runner_ws?id={runner_id}&group={quote(args.group, safe='')}"
+    runner_id = uuid.uuid4().hex + (f"@{args.ref}" if args.ref else "")
+    url = (f"wss://{args.server}/runner_ws?id={quote(runner_id, safe='')}"
+           f"&group={quote(args.group, safe='')}")
     link = Link(url, token, ssl_ctx, args.domain)
     try:
         await link.connect(patience=10.0)
     except ManagerGone as exc:
         log.error("could not reach the manager at %s: %s", args.server, exc)
         return 1
-    runner = Runner(link, idle=args.idle, touch=args.touch)
+    runner = Runner(link, idle=args.idle, touch=args.touch, max_time=args.max_time)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, runner.signalled)
@@ -294,6 +324,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="seconds to wait for a job before exiting")
     parser.add_argument("--touch", type=float, default=15.0,
                         help="seconds between keep-alives while a job runs")
+    parser.add_argument("--max-time", type=float, default=0.0,
+                        help="seconds this runner may live (a batch job's time limit); it "
+                             "takes no job whose expected time would not fit (0: no limit)")
+    parser.add_argument("--ref", default="",
+                        help="the scheduler's name for this runner (e.g. slurm:12_3), kept "
+                             "in its id so the scheduler can tell what became of it")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="%(levelname)s: %(message)s")

@@ -29,9 +29,12 @@ Theory of operation:
   together at the end of it, and the writer puts everything waiting into ONE transaction
   (group commit): 10,000 writes cost one fsync. Writes apply in submission order.
 * A failed commit (disk full, I/O error) rolls the batch back and fails each of its futures
-  with `StorageUnavailable`; the next batch tries again, so the store heals when space
-  returns. A write that fails on its own (a bug, not the disk) is dropped from the batch with
-  its own error and the rest of the batch is retried without it.
+  with `StorageUnavailable`, so no caller is told a write is stored when it is not. Adds are
+  then forgotten (their caller queues nothing), but every other write records a change the
+  manager has already made in memory, so it is kept and retried, ahead of newer writes, with
+  the next batch or after ``RETRY_INTERVAL``: the db catches up by itself when space returns
+  (issue 6), and `durable` tells when it has. A write that fails on its own (a bug, not the
+  disk) is dropped from the batch with its own error and the rest is retried without it.
 * Reads run in a small thread pool on their own connections (WAL readers never block the
   writer), each in one read transaction, after every write submitted before them.
 * The event loop never runs SQLite, except in `Store.open` and `Store.close`.
@@ -44,6 +47,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import math
 import os
@@ -61,7 +65,7 @@ import orjson
 
 from wr import store_sql as sql
 from wr.errors import StorageUnavailable, WrError
-from wr.jobs import Job
+from wr.jobs import RECORD_TAG, Job
 from wr.store_files import BUSY_TIMEOUT_S, check_db, fsync, move_aside, restore
 from wr.store_sql import SCHEMA_VERSION, AddResult
 
@@ -73,6 +77,8 @@ BACKUP_STEP_PAGES = 1024
 """Pages copied per backup step (4 MiB at the default page size)."""
 READ_THREADS = 2
 """Threads (each with its own connection) that serve reads."""
+RETRY_INTERVAL = 1.0
+"""Seconds between attempts to store kept writes after a failed commit (issue 6)."""
 SAMPLE_KINDS = ("ram", "disk", "time")
 """Kinds of learning sample: peak RAM in MB, peak disk in MB, wall time in whole seconds."""
 
@@ -108,12 +114,21 @@ class Store:
         """Transactions committed by the writer (group commit keeps this small)."""
         self.backups = 0
         """Automatic backups completed."""
+        self.failed_commits = 0
+        """Transactions that failed for want of space or a working disk."""
+        self.on_commit: Callable[[float], None] | None = None
+        """Called in the writer thread with the seconds each successful commit took, from
+        its BEGIN to the end of its COMMIT (wr.manager.metrics); it must be quick."""
         self._lock = threading.Lock()
         self._open = False
         self._pending: dict[asyncio.AbstractEventLoop, list[_Write]] = {}
         self._queue: deque[_Write] = deque()
         self._wake = threading.Condition(self._lock)
         self._stopping = False
+        self._kept: list[_Write] = []
+        """Writes of failed commits that record changes already made in memory (writer
+        thread only): retried ahead of newer writes until they commit."""
+        self._failing_since: float | None = None
         self._writer: threading.Thread | None = None
         self._wconn: sqlite3.Connection | None = None
         self._last_write: asyncio.Future[Any] | None = None
@@ -247,6 +262,11 @@ class Store:
                 samples.append((job.req_grp, "time", math.ceil(job.ended - job.started)))
         return self._submit(sql.write_archive, rows, samples) if rows else self._barrier()
 
+    def durable(self) -> asyncio.Future[None]:
+        """Resolves once every write submitted so far has committed, including those kept
+        after a failed commit; fails with `StorageUnavailable` while they cannot be."""
+        return self._submit(sql.write_nothing)
+
     def save_std(self, key: str, stdout: str, stderr: str) -> asyncio.Future[None]:
         """Keep a failed run's output, replacing the previous run's."""
         return self._submit(sql.write_std, key, stdout, stderr)
@@ -311,6 +331,51 @@ class Store:
         """How many jobs the history holds."""
         return await self._read(sql.read_complete_count)
 
+    async def complete_figures(self, rep_grp: str, *, exclude: Collection[str] = (),
+                               usage: bool = True) -> dict[str, Any]:
+        """Figures over the completed jobs ever added under ``rep_grp`` (less ``exclude``),
+        as SQL aggregates, so a 100,000-job rep group is summarised without loading a record.
+
+        Always ``{"n": count}``; with ``usage`` also, for ``ram`` and ``disk`` (peak MB),
+        ``wall`` and ``cpu`` (seconds): ``<name>_mean`` and ``<name>_m2`` (sum of squared
+        deviations from the mean, two-pass, for a sample standard deviation), and ``first``
+        (earliest start) and ``last`` (latest end), None when there are no jobs.
+        """
+        return await self._read(_read_complete_figures, rep_grp, list(exclude), usage)
+
+    # Reads for the web page (wr.manager.web). They count a completed job under the rep group
+    # it completed in (``complete.rep_grp``), as the live job counts do, and leave out jobs
+    # queued again (reruns), which the live counts already include.
+
+    async def complete_counts(self, rep_grps: Sequence[str] | None = None) -> dict[str, int]:
+        """Completed jobs per rep group, for ``rep_grps`` (None: every rep group with any);
+        a rep group without completed jobs is absent."""
+        names = None if rep_grps is None else list(rep_grps)
+        return await self._read(_read_complete_counts, names)
+
+    async def complete_page(self, rep_grp: str, *, limit: int, offset: int = 0) -> list[Job]:
+        """A page of ``rep_grp``'s completed jobs, the most recently started first."""
+        return await self._read(_read_complete_page, rep_grp, limit, offset)
+
+    async def usage_sample(self, rep_grp: str, *, size: int) -> dict[str, Any]:
+        """What ``rep_grp``'s completed jobs used against what they asked for.
+
+        ``{"count": n, "points": [[peak_ram_mb, ram_mb, wall_s, time_s, cpu_s], ...]}`` for at
+        most ``size`` jobs spread evenly over their start times, so a 100,000-job rep group
+        costs ``size`` record reads, not 100,000."""
+        return await self._read(_read_usage_sample, rep_grp, size)
+
+    async def recent_rep_grps(self, since: float, limit: int) -> list[tuple[str, float]]:
+        """Rep groups with a job that ended at ``since`` or later, with their latest end,
+        most recent first."""
+        return await self._read(_read_recent_rep_grps, since, limit)
+
+    async def throughput(self, since: float, bucket: float,
+                         rep_grp: str | None = None) -> list[tuple[float, int]]:
+        """Jobs completed (by end time) per ``bucket`` seconds from ``since`` on, optionally
+        of one rep group: ``[(bucket start, count), ...]``, empty buckets left out."""
+        return await self._read(_read_throughput, since, bucket, rep_grp)
+
     async def backup_to(self, path: Path) -> None:
         """Write a consistent snapshot, including every write submitted before this call, to
         ``path`` (via ``path.tmp``, mode 0600, renamed into place)."""
@@ -362,13 +427,24 @@ class Store:
                 self._wake.notify()
 
     def _write_loop(self) -> None:
+        last_try = False
         while True:
             with self._lock:
                 while not self._queue and not self._stopping:
+                    if self._kept:  # retry them even if nothing new comes
+                        self._wake.wait(RETRY_INTERVAL)
+                        break
                     self._wake.wait()
-                if not self._queue:
+                if not self._queue and not self._kept:
                     return
-                batch = list(self._queue)
+                if self._stopping and not self._queue:
+                    if last_try:
+                        logger.error("closing with %d changes not stored: %s",
+                                     len(self._kept), self._kept[0].error)
+                        return
+                    last_try = True
+                batch = self._kept + list(self._queue)
+                self._kept = []
                 self._queue.clear()
             try:
                 self._commit(batch)
@@ -383,6 +459,7 @@ class Store:
         """Apply ``batch`` in one transaction, retrying without any write that fails on its
         own; on a storage failure every remaining write gets `StorageUnavailable`."""
         todo = batch
+        began = time.perf_counter()
         while todo:
             current: _Write | None = None
             try:
@@ -405,13 +482,27 @@ class Store:
                         current.error.__cause__ = exc
                     todo = [op for op in todo if op is not current]
                     continue
-                logger.error("db commit of %d writes failed: %s", len(todo), exc)
+                self._kept = [op for op in todo if op.fn is not sql.write_add]
+                self.failed_commits += 1
+                if self._failing_since is None:
+                    self._failing_since = time.monotonic()
+                    logger.error("db commit of %d writes failed: %s; retrying the %d that "
+                                 "record changes already made", len(todo), exc, len(self._kept))
                 for op in todo:
                     op.error = StorageUnavailable(
                         f"could not write to db file {self.path}: {exc}")
                     op.error.__cause__ = exc
                 return
+            if self._failing_since is not None:
+                logger.warning("db commits work again, after failing for %.1f s; stored %d "
+                               "kept changes", time.monotonic() - self._failing_since,
+                               sum(op.error is not None and op.fn is not sql.write_nothing
+                                   for op in todo))
+                self._failing_since = None
             self.commits += 1
+            if self.on_commit is not None:
+                with contextlib.suppress(Exception):  # a figure never fails a commit
+                    self.on_commit(time.perf_counter() - began)
             self._request_backup()
             return
 
@@ -613,7 +704,7 @@ class Store:
 
 def _resolve(ops: list[_Write]) -> None:
     for op in ops:
-        if op.future.cancelled():
+        if op.future.done():  # cancelled, or a kept write whose caller heard already
             continue
         if op.error is not None:
             op.future.set_exception(op.error)
@@ -626,3 +717,116 @@ def _is_storage_error(exc: BaseException) -> bool:
     if isinstance(exc, (sqlite3.OperationalError, sqlite3.InternalError, OSError, MemoryError)):
         return True
     return type(exc) is sqlite3.DatabaseError  # corrupt, not a database
+
+
+_FIGURES = ("ram", "disk", "wall", "cpu")
+
+
+def _read_complete_figures(conn: sqlite3.Connection, rep_grp: str, exclude: list[str],
+                           usage: bool) -> dict[str, Any]:
+    """The query behind `Store.complete_figures` (a reader thread, in a read transaction).
+
+    Wall time is end minus start, never below 0 (as status objects report it: a job's end
+    comes from its runner, its start from the manager's clock). Peak disk is only in the
+    record, so it is read with json_extract; the rows are
+    materialised once and scanned twice (means, then squared deviations), which keeps the
+    standard deviation exact where sum-of-squares would cancel badly.
+    """
+    where = "r.rep_grp = ?"
+    params: list[Any] = [rep_grp]
+    if exclude:
+        where += " AND r.key NOT IN (SELECT value FROM json_each(?))"
+        params.append(orjson.dumps(exclude).decode())
+    source = f"FROM rep_grp_keys r JOIN complete c ON c.key = r.key WHERE {where}"
+    if not usage:
+        return {"n": conn.execute(f"SELECT count(*) {source}", params).fetchone()[0]}
+    deviations = ", ".join(f"total((h.{f} - m.{f}) * (h.{f} - m.{f}))" for f in _FIGURES)
+    # Records are positional ([RECORD_TAG, field, ...]); a keyed record is read by name.
+    disk_at = f"$[{[f.name for f in dataclasses.fields(Job)].index('peak_disk') + 1}]"
+    params = [RECORD_TAG, disk_at, *params]
+    row = conn.execute(f"""
+        WITH h AS MATERIALIZED (
+            SELECT coalesce(peak_ram, 0) AS ram,
+                   coalesce(CASE WHEN json_extract(d, '$[0]') = ? THEN json_extract(d, ?)
+                            ELSE json_extract(d, '$.peak_disk') END, 0) AS disk,
+                   max(coalesce(ended - started, 0), 0) AS wall,
+                   coalesce(cpu_time, 0) AS cpu,
+                   started AS s, ended AS e
+            FROM (SELECT c.peak_ram, c.ended, c.started, c.cpu_time,
+                         CAST(c.data AS TEXT) AS d {source})),
+        m AS (SELECT count(*) AS n, avg(ram) AS ram, avg(disk) AS disk, avg(wall) AS wall,
+                     avg(cpu) AS cpu, min(s) AS s, max(e) AS e FROM h)
+        SELECT m.n, m.ram, m.disk, m.wall, m.cpu, m.s, m.e, {deviations}
+        FROM m LEFT JOIN h""", params).fetchone()
+    out: dict[str, Any] = {"n": row[0] or 0, "first": row[5], "last": row[6]}
+    for i, name in enumerate(_FIGURES):
+        out[f"{name}_mean"] = float(row[1 + i] or 0.0)
+        out[f"{name}_m2"] = float(row[7 + i] or 0.0)
+    return out
+
+
+# -- queries of the web page's reads (reader threads, in a read transaction) ------------------
+
+_NOT_REQUEUED = "NOT EXISTS (SELECT 1 FROM live l WHERE l.key = c.key)"
+
+
+def _read_complete_counts(conn: sqlite3.Connection,
+                          rep_grps: list[str] | None) -> dict[str, int]:
+    if rep_grps is None:
+        sql_all = ("SELECT c.rep_grp, count(*) FROM complete c WHERE "
+                   f"{_NOT_REQUEUED} GROUP BY c.rep_grp")
+        return dict(conn.execute(sql_all))
+    out: dict[str, int] = {}
+    names = list(dict.fromkeys(rep_grps))
+    for i in range(0, len(names), 500):
+        chunk = names[i:i + 500]
+        marks = ",".join("?" * len(chunk))
+        query = (f"SELECT c.rep_grp, count(*) FROM complete c WHERE c.rep_grp IN ({marks}) "
+                 f"AND {_NOT_REQUEUED} GROUP BY c.rep_grp")
+        out.update(conn.execute(query, chunk))
+    return out
+
+
+def _read_complete_page(conn: sqlite3.Connection, rep_grp: str, limit: int,
+                        offset: int) -> list[Job]:
+    # started, ended, rowid is the order of the complete_rep_grp index: no sort needed.
+    query = (f"SELECT c.data FROM complete c WHERE c.rep_grp = ? AND {_NOT_REQUEUED} "
+             "ORDER BY c.started DESC, c.ended DESC, c.rowid DESC LIMIT ? OFFSET ?")
+    return [Job.from_record(orjson.loads(data))
+            for (data,) in conn.execute(query, (rep_grp, max(limit, 0), max(offset, 0)))]
+
+
+def _read_usage_sample(conn: sqlite3.Connection, rep_grp: str, size: int) -> dict[str, Any]:
+    rowids = [r for (r,) in conn.execute(
+        "SELECT rowid FROM complete WHERE rep_grp = ? ORDER BY started, ended", (rep_grp,))]
+    count = len(rowids)
+    if size > 0 and count > size:
+        step = count / size
+        rowids = [rowids[int(i * step)] for i in range(size)]
+    points = []
+    for i in range(0, len(rowids), 500):
+        chunk = rowids[i:i + 500]
+        query = ("SELECT peak_ram, started, ended, cpu_time, data FROM complete "
+                 f"WHERE rowid IN ({','.join('?' * len(chunk))})")
+        for peak, started, ended, cpu, data in conn.execute(query, chunk):
+            job = Job.from_record(orjson.loads(data))
+            wall = (ended - started) if started is not None and ended is not None else 0.0
+            points.append([peak or 0, job.ram, max(wall, 0.0), job.time, cpu or 0.0])
+    return {"count": count, "points": points}
+
+
+def _read_throughput(conn: sqlite3.Connection, since: float, bucket: float,
+                     rep_grp: str | None) -> list[tuple[float, int]]:
+    # Both forms read only the complete_rep_grp index, which holds ``ended``.
+    where = "ended >= ?" + (" AND rep_grp = ?" if rep_grp is not None else "")
+    params: list[Any] = [bucket, since] + ([rep_grp] if rep_grp is not None else [])
+    query = (f"SELECT CAST(ended / ? AS INTEGER) AS b, count(*) FROM complete WHERE {where} "
+             "GROUP BY b ORDER BY b")
+    return [(b * bucket, n) for b, n in conn.execute(query, params)]
+
+
+def _read_recent_rep_grps(conn: sqlite3.Connection, since: float,
+                          limit: int) -> list[tuple[str, float]]:
+    query = ("SELECT rep_grp, max(ended) AS e FROM complete GROUP BY rep_grp HAVING e >= ? "
+             "ORDER BY e DESC LIMIT ?")
+    return [(name, ended) for name, ended in conn.execute(query, (since, limit))]

@@ -183,6 +183,10 @@ def write_archive(conn: sqlite3.Connection, rows: list[tuple[Any, ...]],
     conn.executemany("INSERT INTO samples VALUES (?, ?, ?)", samples)
 
 
+def write_nothing(conn: sqlite3.Connection) -> None:
+    """A write that changes nothing: it commits only with every write queued before it."""
+
+
 def write_std(conn: sqlite3.Connection, key: str, stdout: str, stderr: str) -> None:
     conn.execute("INSERT OR REPLACE INTO std VALUES (?, ?, ?)", (key, stdout, stderr))
 

@@ -357,6 +357,42 @@ def test_a_reservation_never_started_expires_to_ready():
     assert_consistent(q)
 
 
+def test_a_reservation_held_by_a_connected_runner_does_not_expire():
+    """Issue 6: a slow runner under load may start its job after ``ttr``; while it is
+    connected the job stays its own, or another runner would run it too."""
+    q = make_queue()
+    connected = {"r1"}
+    q.connected = connected.__contains__
+    q.add([new_job("a")], 0)
+    q.reserve("", "r1", 0)
+    assert q.tick(TTR * 5) == [] and q.get("a").state == S.RESERVED
+    assert q.reserve("", "r2", TTR * 5) is None
+    q.start("a", "r1", pid=1, host="h", host_ip="", now=TTR * 5)
+    assert q.get("a").state == S.RUNNING
+    connected.clear()  # gone without a word: its next reservation expires as before
+    q.add([new_job("b")], TTR * 5)
+    q.reserve("", "r1", TTR * 5)
+    q.tick(TTR * 6)
+    assert q.get("b").state == S.READY
+    assert_consistent(q)
+
+
+def test_postpone_moves_keep_alive_deadlines_but_not_retry_delays():
+    """Issue 6: time the manager could not listen (a stalled loop) does not count against
+    runners; a retry delay is the job's own and still ends on time."""
+    q = make_queue(retry_delay_min=10, retry_delay_max=10, rng=random.Random(1))
+    q.add([new_job("run"), new_job("wait", retries=1)], 0)
+    take(q, "run")
+    take(q, "wait")
+    q.end("wait", "r1", failed(), 0)
+    delay = q.get("wait").delay
+    q.postpone(100)
+    assert q.tick(TTR + 50) == [] and q.get("run").state == S.RUNNING
+    assert delay < TTR + 50 and q.get("wait").state == S.READY
+    assert [j.key for j in q.tick(TTR + 100)] == ["run"]
+    assert_consistent(q)
+
+
 def test_a_silent_running_job_becomes_lost():
     q = make_queue()
     q.add([new_job("a")], 0)
@@ -870,3 +906,22 @@ def test_next_deadline_is_the_earliest_timer():
     assert q.next_deadline() == 5 + TTR
     q.touch("a", "r1", 30)
     assert q.next_deadline() == 10 + TTR
+
+
+def test_start_time_is_the_runners_and_end_never_precedes_it():
+    """A start report can arrive after the command ended (it travels while the job runs):
+    Started is the runner's start time, and Ended is never before it."""
+    q = Queue()
+    job = Job(key="k", cmd="true")
+    q.add([job], 0)
+    q.reserve("", "r", 10)
+    q.start("k", "r", pid=1, host="h", host_ip="i", now=12, at=10.5)
+    assert job.started == 10.5
+    q.end("k", "r", EndReport("archive", ended=10.4), 12)
+    assert job.ended == 10.5
+    q2 = Queue()
+    late = Job(key="k2", cmd="true")
+    q2.add([late], 0)
+    q2.reserve("", "r", 1)
+    q2.start("k2", "r", pid=1, host="h", host_ip="i", now=5, at=99)  # a runner clock ahead
+    assert late.started == 5

@@ -491,3 +491,60 @@ def test_open_refuses_a_newer_schema(db: Path) -> None:
     with pytest.raises(StorageUnavailable, match="newer"):
         Store(db).open()
     assert not os.path.exists(f"{db}.corrupt")
+
+
+def test_a_failed_commit_keeps_changes_already_made_and_stores_them_later(db: Path) -> None:
+    """Issue 6: a full disk fails every future of its batch (nobody is told a write is
+    stored when it is not); the add is forgotten, as its caller queued nothing, but a state
+    change (already made in memory) is kept, retried ahead of newer writes and stored by
+    itself once space returns; `durable` fails until then."""
+    full = True
+
+    def disk(conn: sqlite3.Connection) -> None:  # stands in for a disk that is full
+        if full:
+            raise sqlite3.OperationalError("database or disk is full")
+
+    store = Store(db)
+    store.open()
+    running = make_job("echo running")
+
+    async def main() -> None:
+        nonlocal full
+        await store.add_jobs([running])
+        running.state = State.RUNNING
+        writes = [store._submit(disk), store.add_jobs([make_job("echo new")]),
+                  store.save([running]), store.set_limit("l", 3)]
+        for future in writes:
+            with pytest.raises(StorageUnavailable, match="database or disk is full"):
+                await future
+        with pytest.raises(StorageUnavailable):
+            await store.durable()
+        [live] = await store.live_jobs()
+        assert live.state == State.READY and await store.limits() == {}
+        full = False
+        deadline = time.monotonic() + 10
+        while not (await store.limits()) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)  # no new write: the store retries by itself
+        await store.durable()
+        [live] = await store.live_jobs()
+        assert live.state == State.RUNNING and await store.limits() == {"l": 3}
+
+    asyncio.run(main())
+    store.close()
+
+
+def test_close_gives_up_on_changes_it_cannot_store(db: Path) -> None:
+    def disk(conn: sqlite3.Connection) -> None:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    store = Store(db)
+    store.open()
+
+    async def main() -> None:
+        with pytest.raises(StorageUnavailable):
+            await store._submit(disk)
+
+    asyncio.run(main())
+    started = time.monotonic()
+    store.close()  # one last try, then it stops instead of retrying forever
+    assert time.monotonic() - started < 5

@@ -7,7 +7,11 @@ import sys
 import click
 
 from wr import __version__
+from wr.cli.actions import kill, mod, remove, retry
+from wr.cli.add import add
+from wr.cli.limit import limit
 from wr.cli.manager import manager
+from wr.cli.status import status
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -23,6 +27,13 @@ def version() -> None:
 
 
 cli.add_command(manager)
+cli.add_command(kill)
+cli.add_command(retry)
+cli.add_command(remove)
+cli.add_command(mod)
+cli.add_command(limit)
+cli.add_command(add)
+cli.add_command(status)
 
 
 def main() -> None:

@@ -3,9 +3,10 @@
 * ``POST /rest/v1/actions/{kill|confirmdead|retry|remove|modify}`` with a JSON body that
   selects jobs — ``{"ids": [rep groups or keys], "search": bool, "all": bool, "keys": [...],
   "age": seconds, "buried_only": bool, "changes": {...}}`` — and answers
-  ``{"Eligible": n, "Affected": k, "Keys": [...], "Modified": {old: new}}``. Each action is
-  one step on the event loop and one store transaction, however many jobs it touches, so
-  retrying 100,000 buried jobs takes seconds and never times out half-way.
+  ``{"Matched": m, "Eligible": n, "Affected": k, "Keys": [...], "Modified": {old: new}}``
+  (``Matched``: selected jobs in the action's state; ``Eligible``: those also old enough).
+  Each action is one step on the event loop and one store transaction, however many jobs
+  it touches, so retrying 100,000 buried jobs takes seconds and never times out half-way.
 * ``GET /rest/v1/limits/`` (all), ``GET|PUT /rest/v1/limits/{name}[?limit=N]`` (-1 removes).
 * ``POST /rest/v1/manager/{pause|resume|drain}`` -> ``{"Mode", "Running", "ETC"}``;
   ``GET /rest/v1/manager/backup`` -> a consistent copy of the database.
@@ -89,8 +90,8 @@ class ManagementAPI:
             limit = int(value)
         except ValueError:
             raise BadRequest(f'limit must be an integer (-1 removes it), not "{value}"') from None
-        if limit < -1:
-            raise BadRequest(f"limit must be -1 (no limit) or more, not {limit}")
+        if not -1 <= limit < 2**63:  # stored as a SQLite INTEGER
+            raise BadRequest(f"limit must be from -1 (no limit) to {2**63 - 1}, not {limit}")
         q.set_limit(name, None if limit == -1 else limit)
         await self.manager._after()
         return json_response({"name": name, "limit": q.limits.get(name, -1)})
@@ -99,6 +100,9 @@ class ManagementAPI:
         check_token(request, self.token)
         op = request.path_params["op"]
         m = self.manager
+        if op in ("pause", "resume") and m.mode == "draining":
+            # wr refuses both while draining (spec cli §1.1).
+            raise BadRequest("server is being drained")
         if op == "pause":
             m.pause()
         elif op == "resume":
@@ -156,36 +160,50 @@ def select(manager: Manager, spec: dict[str, Any]) -> list[Job]:
 
 async def perform(manager: Manager, action: str, jobs: list[Job], spec: dict[str, Any]
                   ) -> dict[str, Any]:
+    """Act on the selected jobs in the action's state. ``Matched`` counts those before the
+    ``age`` filter, ``Eligible`` after it, so a client can tell "no such jobs" from "none
+    old enough" (wr's two messages, spec cli §1.4)."""
     now = time.time()
-    age = float(spec.get("age") or 0)
+    age = _age(spec.get("age"))
     if action == "kill":
-        eligible = [j for j in jobs if j.state in (State.RUNNING, State.RESERVED)
-                    and (not age or (j.started and now - j.started >= age))]
+        matched = [j for j in jobs if j.state in (State.RUNNING, State.RESERVED)]
+        eligible = [j for j in matched
+                    if not age or (j.started and now - j.started >= age)]
         done = manager.kill([j.key for j in eligible])
     elif action == "confirmdead":
-        eligible = [j for j in jobs if j.state == State.LOST
-                    and (not age or (j.ended and now - j.ended >= age))]
+        matched = [j for j in jobs if j.state == State.LOST]
+        eligible = [j for j in matched if not age or (j.ended and now - j.ended >= age)]
         done = manager.kill([j.key for j in eligible])
     elif action == "retry":
-        eligible = [j for j in jobs if j.state == State.BURIED]
+        matched = eligible = [j for j in jobs if j.state == State.BURIED]
         done = manager.kick([j.key for j in eligible])
     elif action == "remove":
         wanted = {State.BURIED} if spec.get("buried_only") else DELETABLE_STATES
-        eligible = [j for j in jobs if j.state in wanted]
+        matched = eligible = [j for j in jobs if j.state in wanted]
         done = manager.delete([j.key for j in eligible])
     else:
         changes = check_changes(spec.get("changes") or {})
         eligible = [j for j in jobs if j.state in _MODIFIABLE_STATES]
-        if "cmd" in changes and len(eligible) != 1:
-            raise BadRequest(f"cmd can only be changed for exactly one job; "
-                             f"{len(eligible)} matched")
+        if "cmd" in changes and len(eligible) > 1:
+            raise BadRequest(f"{len(eligible)} jobs matched, but cmd (--cmdline) can only "
+                             f"be changed for one job at a time")
         mapping = await modify(manager, eligible, changes, now)
         await manager._after()
-        return {"Eligible": len(eligible), "Affected": len(mapping),
-                "Keys": list(mapping.values()), "Modified": mapping}
+        return {"Matched": len(eligible), "Eligible": len(eligible),
+                "Affected": len(mapping), "Keys": list(mapping.values()),
+                "Modified": mapping}
     await manager._after()
-    return {"Eligible": len(eligible), "Affected": len(done),
+    return {"Matched": len(matched), "Eligible": len(eligible), "Affected": len(done),
             "Keys": [j.key for j in done], "Modified": {}}
+
+
+def _age(value: Any) -> float:
+    """The ``age`` of a kill in seconds (0: no age filter)."""
+    if value in (None, ""):
+        return 0.0
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise BadRequest(f"age must be a number of seconds, 0 or more, not {value!r}")
+    return float(value)
 
 
 async def modify(manager: Manager, jobs: list[Job], changes: dict[str, Any], now: float

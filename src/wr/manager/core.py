@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from wr.config import Config
-from wr.jobs import RUN_STATES, Job, State
+from wr.errors import StorageUnavailable
+from wr.jobs import RUN_STATES, FailReason, Job, State
 from wr.learning import DISK, RAM, TIME, Learner
 from wr.manager.events import EventHub
 from wr.queue import EndReport, LimitChanged, Queue, QueueError, Replaced
@@ -36,6 +37,12 @@ log = logging.getLogger("wr.manager")
 RECOVERY_GRACE = 60.0
 """Seconds a job restored as running may stay lost before its gone process counts as dead:
 runners retry their connection at least every few seconds, so a live one is back by then."""
+
+BEAT = 0.1
+"""Seconds between the heartbeats that measure how long the event loop was held up."""
+STALL_SLACK = 0.25
+"""Seconds a heartbeat may come late before the delay counts as a stall of the event loop,
+which postpones keep-alive deadlines (`Queue.postpone`)."""
 
 
 @dataclass(slots=True)
@@ -79,12 +86,13 @@ class Manager:
             group_of=self._group_of,
             recommend=self.learner.recommend,
         )
+        self.runner_links: dict[str, RunnerLink] = {}
+        self.queue.connected = self.runner_links.__contains__
         self.warnings: dict[str, Warning_] = {}
         self.page_warnings: dict[str, Warning_] = {}
         """The web page's copy of the warnings, kept until dismissed there (reading
         GET /rest/v1/warnings/ clears only ``warnings``)."""
         self.events = EventHub()
-        self.runner_links: dict[str, RunnerLink] = {}
         self._group_reqs: dict[str, tuple[GroupRequirements, int]] = {}
         self._wanted: set[str] = set()
         self._waiters: dict[str, list[asyncio.Future[None]]] = defaultdict(list)
@@ -92,7 +100,11 @@ class Manager:
         self._tick_wakeup: asyncio.Event | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._stopping = False
+        self._beat = 0.0
         self.on_drained: Any = lambda: None
+        self.watchers: list[Any] = []
+        """Callables ``(events, now)`` given each batch of queue events as ``_after`` persists
+        it (wr.manager.metrics counts with one); they must be quick and must not raise."""
         scheduler.warn = self.add_warning
         scheduler.on_change = self._request_schedule
 
@@ -112,6 +124,8 @@ class Manager:
         self._after()
         self._tick_wakeup = asyncio.Event()
         self._tasks.append(asyncio.ensure_future(self._ticker()))
+        self._beat = time.time()
+        self._tasks.append(asyncio.ensure_future(self._heartbeat()))
         self._request_schedule()
 
     async def shutdown(self, grace: float = 15.0) -> None:
@@ -153,6 +167,8 @@ class Manager:
         woke: set[str] = set()
         published = []
         now = time.time()
+        for watch in self.watchers:
+            watch(events, now)
         for ev in events:
             if isinstance(ev, LimitChanged):
                 futures.append(self.store.set_limit(ev.name, ev.limit))
@@ -248,8 +264,6 @@ class Manager:
     async def add(self, jobs: list[Job], *, rerun: bool = False) -> list[Job]:
         """Store then queue new jobs; return the queue's copy of each input still queued."""
         if self._stopping:
-            from wr.errors import StorageUnavailable
-
             raise StorageUnavailable("the manager is shutting down")
         for job in jobs:
             self.queue.prepare(job)
@@ -260,7 +274,9 @@ class Manager:
             self.queue.prepare(job)
         now = time.time()
         self.queue.add([*result.stored, *result.resurrected], now)
-        await self._after()
+        # The jobs are stored: a limit or rerun write that fails here is kept and retried.
+        with contextlib.suppress(StorageUnavailable):
+            await self._after()
         return [q for j in jobs if (q := self.queue.jobs.get(j.key)) is not None]
 
     # -- scheduling -------------------------------------------------------------------------
@@ -293,7 +309,7 @@ class Manager:
             return
         q = self.queue
         groups = {g for g, n in q.ready_by_group.items() if n > 0}
-        impossible: list[str] = []
+        impossible: dict[str, str] = {}
         wanted: set[str] = set()
         if self.mode == "started":
             for group in groups:
@@ -301,7 +317,7 @@ class Manager:
                 try:
                     self.scheduler.check(req)
                 except ImpossibleError as exc:
-                    impossible.append(group)
+                    impossible[group] = str(exc)
                     self.add_warning(str(exc))
                     continue
                 count = q.ready_by_group[group] + q.run_by_group[group]
@@ -314,8 +330,9 @@ class Manager:
             self.scheduler.want(group, req, 0, prio, self._runner_command(group, req))
         self._wanted = wanted
         if impossible:
-            for group in impossible:
-                q.bury_impossible(group, time.time())
+            for group, why in impossible.items():
+                for job in q.bury_impossible(group, time.time()):
+                    job.fail_reason = f"{FailReason.IMPOSSIBLE}: {why}"
             self._after()
 
     def _limits_allow_group(self, group: str) -> bool:
@@ -390,8 +407,9 @@ class Manager:
                     waiters.remove(fut)
 
     async def started(self, key: str, runner_id: str, *, pid: int, host: str,
-                      host_ip: str) -> None:
-        self.queue.start(key, runner_id, pid=pid, host=host, host_ip=host_ip, now=time.time())
+                      host_ip: str, at: float | None = None) -> None:
+        self.queue.start(key, runner_id, pid=pid, host=host, host_ip=host_ip, now=time.time(),
+                         at=at)
         await self._after()
 
     def touch(self, key: str, runner_id: str) -> bool:
@@ -481,11 +499,18 @@ class Manager:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._tick_wakeup.wait(), wait)
             now = time.time()
+            self._catch_up(now)
             try:
                 lost = self.queue.tick(now)
                 self._after()
+                if lost:
+                    keys = ", ".join(j.key for j in lost[:10]) + (", ..." if len(lost) > 10
+                                                                  else "")
+                    log.warning("%d running jobs lost contact with their runners: %s",
+                                len(lost), keys)
                 for job in lost:
-                    asyncio.ensure_future(self._check_lost(job.key, job.pid, job.host))
+                    asyncio.ensure_future(
+                        self._check_lost(job.key, job.pid, job.host, job.reserved_by))
                 if any(n > 0 for n in self.queue.ready_by_group.values()):
                     self._request_schedule()
                 self._check_drained()
@@ -495,25 +520,52 @@ class Manager:
                     for job in list(self.queue.jobs.values()):
                         if job.state == State.LOST:
                             asyncio.ensure_future(
-                                self._check_lost(job.key, job.pid, job.host))
+                                self._check_lost(job.key, job.pid, job.host,
+                                                 job.reserved_by))
             except Exception:  # the clock must keep going whatever one tick hit
                 log.exception("tick failed")
 
-    async def _check_lost(self, key: str, pid: int, host: str) -> None:
-        """Release a lost job automatically when its process is certainly gone."""
+    async def _heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(BEAT)
+            self._catch_up(time.time())
+
+    def _catch_up(self, now: float) -> None:
+        """Postpone keep-alive deadlines by any stretch the loop could not listen: held up
+        by a huge request, nothing a runner sent could be heard, so that time does not count
+        against it (issue 6: a slow runner under load is not marked lost). The heartbeat
+        notices a stall when the loop is free again; the clock checks before each tick."""
+        gap = now - self._beat - BEAT
+        self._beat = now
+        if gap > STALL_SLACK:
+            if gap >= 1.0:
+                log.info("busy for %.1f s without listening; keep-alive deadlines moved on "
+                         "as much", gap)
+            self.queue.postpone(gap)
+
+    async def _check_lost(self, key: str, pid: int, host: str, runner_id: str = "") -> None:
+        """Release a lost job automatically when its process is certainly gone; what the
+        scheduler knows of its runner's end (e.g. Slurm killed it) goes into its FailReason."""
         try:
-            gone = await self.scheduler.process_gone(pid, host)
+            said = await self.scheduler.job_gone(pid, host, runner_id)
         except Exception:
-            gone = False
+            said = None
+        gone = said is not None
         job = self.queue.jobs.get(key)
         if (gone and job is not None and job.recovered and job.ended is not None
                 and time.time() - job.ended < RECOVERY_GRACE):
             # Restored after a crash: its runner may have finished the job and be about to
             # report it. Confirming it dead now could run it twice.
             return
+        if job is not None and job.reserved_by in self.runner_links:
+            # Its runner is still connected, only silent (frozen, starved): the process may
+            # have just finished and the runner will report it. Issue 6: never run it twice.
+            return
         if gone and job is not None and job.state == State.LOST and job.pid == pid:
             with contextlib.suppress(QueueError):
                 self.queue.confirm_dead(key, time.time())
+                if said is not None and said.reason:
+                    job.fail_reason = f"{FailReason.LOST}: {said.reason}"
                 self._after()
 
     # -- information ------------------------------------------------------------------------

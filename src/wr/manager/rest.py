@@ -7,6 +7,7 @@ info), and ``/rest/v1/jobs`` works without its slash, as DESIGN.md settles.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import tempfile
@@ -15,12 +16,20 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
-from starlette.requests import Request
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from wr import __version__
-from wr.errors import BadRequest, NotFound, PayloadTooLarge, Unauthorized, WrError
+from wr.errors import (
+    BadRequest,
+    NotFound,
+    PayloadTooLarge,
+    StorageUnavailable,
+    Unauthorized,
+    WrError,
+)
 from wr.jobs import DELETABLE_STATES, RUN_STATES, Job, State
 from wr.manager.core import Manager
 from wr.security import tokens_match
@@ -143,9 +152,13 @@ class RestAPI:
         wanted = request.query_params.get("path", "")
         try:
             path = self._save_upload(body, wanted)
-        except BadRequest:
-            raise
-        except OSError:
+        except (IsADirectoryError, NotADirectoryError, FileExistsError,
+                PermissionError) as exc:
+            raise BadRequest(f"path {wanted!r} cannot be written: {exc.strerror}") from None
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise StorageUnavailable(f"no space to store the upload: {exc.strerror}"
+                                         ) from None
             return text_error("file upload failed", 500)
         return json_response({"path": str(path)})
 
@@ -159,6 +172,10 @@ class RestAPI:
                 path = Path(wanted)
             if not path.is_absolute():
                 raise BadRequest(f"path {wanted!r} must be absolute or start with ~/")
+            if _holds_manager_state(path, self.manager.config):
+                # Its token, keys and db: overwriting them would lock everyone out or
+                # corrupt the queue, however the path is spelled (.., symlinks). Issue 6.
+                raise BadRequest(f"path {wanted!r} is in the manager's directory")
             path.parent.mkdir(parents=True, exist_ok=True)
             _write_atomically(path, body)
             return path
@@ -284,6 +301,18 @@ class RestAPI:
 _ALL = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"]
 
 
+def _holds_manager_state(path: Path, config: Any) -> bool:
+    """Whether ``path`` resolves into the manager's directory (outside its uploads)."""
+    real = Path(os.path.realpath(path))
+    home = Path(os.path.realpath(config.manager_dir))
+    uploads = Path(os.path.realpath(config.upload_dir))
+
+    def within(root: Path) -> bool:
+        return real == root or root in real.parents
+
+    return within(home) and not (within(uploads) and real != uploads)
+
+
 def _write_atomically(path: Path, body: bytes) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".upload")
     try:
@@ -303,6 +332,16 @@ async def error_handler(request: Request, exc: Exception) -> Response:
         return text_error(exc.message, exc.status)
     if isinstance(exc, NotFound):
         return text_error(str(exc), 404)
+    if isinstance(exc, ClientDisconnect):
+        # The client went away mid-request (or stalled and was cut off): nobody to answer,
+        # nothing to log as an error.
+        return text_error("client disconnected", 400)
+    if isinstance(exc, HTTPException):
+        # The router's own 404 and 405 (and the page's static files'): text like every
+        # other error, not the framework's JSON.
+        response = text_error(exc.detail, exc.status_code)
+        response.headers.update(exc.headers or {})
+        return response
     import logging
 
     logging.getLogger("wr.manager").exception("unexpected error answering %s", request.url.path)

@@ -3,12 +3,20 @@
 Runner -> manager requests carry an ``id`` that the answer repeats:
 
 * ``{"op": "reserve", "timeout": s}`` -> ``{"job": {...} | null}``
-* ``{"op": "started", "key", "pid", "host", "ip"}`` -> ``{}`` (stored before answered)
+* ``{"op": "started", "key", "pid", "host", "ip", "at"}`` -> ``{}`` (stored before answered;
+  ``at`` is the start time by the runner's clock)
 * ``{"op": "touch", "key"}`` -> ``{"kill": bool}``
 * ``{"op": "end", "key", "report": {...}, "stdout", "stderr", "reserve": s | null}`` ->
   ``{"job": next job | null}``: the end of one job and the reservation of the next travel
   together, so a busy runner costs one round trip per job.
 * ``{"op": "release", "key"}`` -> ``{}``: give back a reserved job it will not start.
+
+An answer ``{"error": ..., "retry": true}`` means the manager could not store the change (a
+full disk, issue 6): the runner asks again later. A job it would have been given is put back
+first, so nothing is handed out that was not stored. A report the queue refuses (a repeated
+or late ``end``, a job removed meanwhile) is refused only once the state it conflicts with is
+stored, so a runner never drops a report the db does not yet reflect; a repeated ``started``
+for the job already running under this runner and pid is accepted again.
 
 Manager -> runner pushes (no ``id``): ``{"op": "kill", "key"}`` (kill that job now) and
 ``{"op": "stop"}`` (the manager is stopping: put the job back and exit).
@@ -26,8 +34,8 @@ from typing import Any
 import orjson
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from wr.errors import Unauthorized
-from wr.jobs import Job
+from wr.errors import StorageUnavailable, Unauthorized
+from wr.jobs import Job, State
 from wr.manager.core import Manager, RunnerLink
 from wr.queue import EndReport, QueueError
 from wr.security import tokens_match
@@ -113,14 +121,18 @@ class RunnerEndpoint:
         manager = self.manager
         reply: dict[str, Any] = {"id": msg.get("id")}
         shell = manager.config.runner_exec_shell
+        link = manager.runner_links.get(runner_id)
+        held = set(link.jobs) if link is not None else set()
+        op = msg.get("op")
         try:
-            op = msg.get("op")
             if op == "reserve":
                 job = await manager.reserve(group, runner_id, float(msg.get("timeout", 0)))
                 reply["job"] = job_for_runner(job, shell) if job else None
             elif op == "started":
+                at = msg.get("at")
                 await manager.started(msg["key"], runner_id, pid=int(msg["pid"]),
-                                      host=str(msg["host"]), host_ip=str(msg.get("ip", "")))
+                                      host=str(msg["host"]), host_ip=str(msg.get("ip", "")),
+                                      at=None if at is None else float(at))
             elif op == "end":
                 r = msg["report"]
                 report = EndReport(
@@ -145,6 +157,12 @@ class RunnerEndpoint:
                 reply["error"] = f"unknown op {op!r}"
         except QueueError as exc:
             reply["error"] = str(exc)
+            if op in ("end", "started"):
+                reply = await self._refusal(msg, runner_id, reply)
+        except StorageUnavailable as exc:
+            self._put_back(runner_id, held)
+            reply["error"] = exc.message
+            reply["retry"] = True
         except (KeyError, TypeError, ValueError) as exc:
             reply["error"] = f"bad request: {exc!r}"
         except Exception as exc:  # tell the runner; it retries its report later
@@ -154,6 +172,44 @@ class RunnerEndpoint:
             await send(reply)
         except Exception:
             log.debug("could not answer runner %s", runner_id)
+
+
+    async def _refusal(self, msg: dict[str, Any], runner_id: str,
+                       reply: dict[str, Any]) -> dict[str, Any]:
+        """Answer a report the queue refused, once what it conflicts with is stored."""
+        manager = self.manager
+        try:
+            await manager.store.durable()
+        except StorageUnavailable as exc:
+            return {"id": msg.get("id"), "error": exc.message, "retry": True}
+        if msg.get("op") == "started":
+            job = manager.queue.get(str(msg.get("key")))
+            if (job is not None and job.state == State.RUNNING
+                    and job.reserved_by == runner_id and str(job.pid) == str(msg.get("pid"))):
+                return {"id": msg.get("id")}  # a repeat of the start it already took
+            log.warning("runner %s started job %s, which it no longer held (%s)", runner_id,
+                        msg.get("key"), reply.get("error"))
+        return reply
+
+    def _put_back(self, runner_id: str, held: set[str]) -> None:
+        """Release what this request reserved for the runner but could not store."""
+        manager = self.manager
+        link = manager.runner_links.get(runner_id)
+        if link is None:
+            return
+        now = _now()
+        for key in link.jobs - held:
+            link.jobs.discard(key)
+            job = manager.queue.get(key)
+            if job is not None and job.state == State.RESERVED and job.reserved_by == runner_id:
+                manager.queue.release_unstarted(key, runner_id, now)
+        manager._after().add_done_callback(_quiet)
+
+
+def _quiet(fut: asyncio.Future[Any]) -> None:
+    """Retrieve a write's outcome nobody awaits (a failed one is kept and retried)."""
+    if not fut.cancelled():
+        fut.exception()
 
 
 def _now() -> float:

@@ -121,6 +121,8 @@ async def _main(config: Config, scheduler_name: str, max_cores: int, max_ram: in
 
     from wr.manager.app import build_app
     from wr.manager.core import Manager
+    from wr.manager.guard import guarded
+    from wr.schedulers.base import Scheduler
     from wr.schedulers.local import LocalScheduler
     from wr.store import Store
 
@@ -145,12 +147,21 @@ async def _main(config: Config, scheduler_name: str, max_cores: int, max_ram: in
     manager_port = manager_sock.getsockname()[1]
     web_port = web_sock.getsockname()[1]
 
+    scheduler: Scheduler
     if scheduler_name == "local":
         scheduler = LocalScheduler(max_cores=max_cores, max_ram=max_ram)
+    elif scheduler_name == "slurm":
+        from wr.schedulers.slurm import SlurmScheduler
+
+        scheduler = SlurmScheduler(
+            manager_dir=config.manager_dir, deployment=config.deployment,
+            partition=config.slurm_partition, account=config.slurm_account,
+            options=config.slurm_options)
     else:
-        raise ConfigError(f"scheduler '{scheduler_name}' is not available; use local")
+        raise ConfigError(f"scheduler '{scheduler_name}' is not available; use local or slurm")
     manager = Manager(config, store=store, scheduler=scheduler,
                       manager_port=manager_port, web_port=web_port)
+    await scheduler.start()
     await manager.start()
     # A manager holds many long-lived job records: keep the collector off what start-up
     # loaded, and let it run less often (a 100k-job POST spends half its time in gc).
@@ -159,7 +170,8 @@ async def _main(config: Config, scheduler_name: str, max_cores: int, max_ram: in
     app = build_app(manager, token, max_body=config.max_body_size)
     uv_config = uvicorn.Config(
         app, ssl_certfile=str(config.cert_file), ssl_keyfile=str(config.key_file),
-        http="httptools", ws="websockets-sansio", lifespan="off", log_config=None,
+        http=guarded(config.client_timeout), ws="websockets-sansio", lifespan="off",
+        log_config=None,
         access_log=False, timeout_graceful_shutdown=3, ws_max_size=64 * 1024 * 1024,
         ws_ping_interval=None,
     )

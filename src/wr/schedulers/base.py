@@ -6,6 +6,10 @@ starts runner processes (a local subprocess, an ``sbatch`` job, ...) that connec
 reserve jobs of their group one after another, and exit when none is left. Surplus runners
 need not be killed: they find nothing to reserve and leave by themselves.
 
+A runner's id is ``<random hex>`` or ``<random hex>@<ref>``, where ``ref`` is the scheduler's
+own name for the runner (``slurm:123_4``) handed to it with ``--ref``; ``runner_ref`` takes it
+back out, so a scheduler can say what became of the runner of a lost job (``job_gone``).
+
 A new scheduler is one module with a subclass of ``Scheduler``; docs/schedulers.md says how.
 """
 
@@ -17,7 +21,8 @@ from dataclasses import dataclass
 
 
 class ImpossibleError(Exception):
-    """The group's requirements can never be met here (its jobs are buried)."""
+    """The group's requirements can never be met here: its ready jobs are buried, and the
+    message (say which limit is in the way) is added to their FailReason."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +33,20 @@ class GroupRequirements:
     time_s: float
     cores: float
     disk_gb: int
+
+
+@dataclass(frozen=True, slots=True)
+class RunnerGone:
+    """A scheduler's word that a lost job's runner has certainly ended, and why if it knows."""
+
+    reason: str = ""
+    """What the scheduler said about the runner's end ("Slurm job 12 ran out of memory: ..."),
+    or "" when there is nothing to add to "lost contact with runner"."""
+
+
+def runner_ref(runner_id: str) -> str:
+    """The scheduler's name for a runner (``slurm:12``) from its runner id; "" if none."""
+    return runner_id.partition("@")[2]
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,16 +65,30 @@ class Scheduler(abc.ABC):
 
     def __init__(self) -> None:
         self.warn: Callable[[str], None] = lambda msg: None
+        """Set by the manager: report trouble (shown at /rest/v1/warnings/)."""
         self.on_change: Callable[[], None] = lambda: None
+        """Set by the manager: call when runners ended, so it recounts and calls ``want``."""
+
+    async def start(self) -> None:
+        """Look around before the first ``check`` (a batch system's partitions and limits,
+        runners left by an earlier manager). Raise ConfigError if this scheduler cannot work
+        here; the manager then refuses to start. The default has nothing to look at."""
+        return None
 
     @abc.abstractmethod
     def check(self, req: GroupRequirements) -> None:
-        """Raise ImpossibleError if a runner with these needs could never start here."""
+        """Raise ImpossibleError if a runner with these needs could never start here.
+
+        Called for every group with ready jobs on every scheduling pass: no I/O."""
 
     @abc.abstractmethod
     def want(self, group: str, req: GroupRequirements, count: int, priority: int,
              command: RunnerCommand) -> None:
-        """Ensure about ``count`` runners of ``group`` exist (0: start no more)."""
+        """Ensure about ``count`` runners of ``group`` exist (0: start no more).
+
+        ``count`` is the group's ready plus running jobs. Return at once: start (or cancel
+        not-yet-started) runners in the background. Running runners are never killed for
+        want of work; they find nothing to reserve and exit."""
 
     @abc.abstractmethod
     def runners(self, group: str | None = None) -> int:
@@ -64,6 +97,14 @@ class Scheduler(abc.ABC):
     @abc.abstractmethod
     async def process_gone(self, pid: int, host: str) -> bool:
         """True only if the job process ``pid`` on ``host`` certainly no longer exists."""
+
+    async def job_gone(self, pid: int, host: str, runner_id: str) -> RunnerGone | None:
+        """Whether a lost job certainly no longer runs: a RunnerGone (with what the scheduler
+        knows of its runner's end) if so, None if it may still be running.
+
+        The default asks ``process_gone``; a batch scheduler can also tell from the state of
+        the runner's batch job (``runner_ref(runner_id)``) why it ended."""
+        return RunnerGone() if await self.process_gone(pid, host) else None
 
     @abc.abstractmethod
     async def shutdown(self, grace: float) -> None:

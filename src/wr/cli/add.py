@@ -1,0 +1,629 @@
+"""``wr add``: add commands to the queue, from stdin or a file, one per line (spec cli §1.2).
+
+A line is a bare command, a JSON object with ``cmd`` and any job options, or a command, a
+TAB and a JSON object of options. The flags are defaults for lines that leave an option out.
+Every line is read and checked before anything is sent, so a bad line is named
+(``line 3 had a problem: ...``) and nothing is added. Jobs then go to the manager in batches
+of `BATCH` (each one atomic) through ``POST /rest/v1/add/``, which answers with counts rather
+than a status object per job: 100,000 commands cost two requests and two small answers.
+
+Bare commands (the common case at scale) are not run through the full job conversion
+client-side: once the flag defaults have been checked, nothing about a bare line can be
+wrong except a NUL or bad UTF-8, which are checked over the whole input at once. JSON lines
+are converted with `wr.submission.job_from_object`, the manager's own rules.
+
+Differences from wr (docs/cli.md): the environment of ``wr add`` is not sent (jobs run with
+the runner's environment plus ``--env``); the cloud, LSF, container-user and ``--bsub``
+options are not offered.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import sys
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import click
+
+from wr.cli.options import deployment_option, info, load
+
+BATCH = 50_000
+"""Jobs per POST: each is one atomic step on the manager."""
+PROGRESS_MIN = 10_000
+"""Inputs at least this long show a progress bar (when stderr is a terminal)."""
+ON_EXIT_DEFAULT = '[{"cleanup":true}]'
+"""wr's default --on_exit: delete the unique working directory after every run."""
+RELATIVE_CHECK_LIMIT = 10_000
+"""Commands looked at for relative paths (the check costs a few µs a line)."""
+SYNC_POLL_START = 0.5
+"""--sync: seconds before the first status poll; each wait is 1.1 times the last."""
+SYNC_POLL_MAX = 60.0
+"""--sync: the longest wait between polls."""
+
+_OVERRIDES = {"0": 0, "no": 0, "n": 0, "1": 1, "higher": 1, "h": 1, "2": 2, "always": 2,
+              "a": 2}
+
+
+def warn(message: str) -> None:
+    click.echo(f"warning: {message}", err=True)
+
+
+# -- parameter types ------------------------------------------------------------------------
+
+class MemoryType(click.ParamType):
+    """``5M``, ``3G``, ``1.5GiB`` (checked with wr.jobs.parse_memory; kept as text)."""
+
+    name = "memory"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> str:
+        from wr.jobs import parse_memory
+
+        if value:
+            try:
+                parse_memory(str(value))
+            except ValueError as exc:
+                self.fail(f"'{value}' was not specified correctly: {exc}", param, ctx)
+        return str(value)
+
+
+class DurationType(click.ParamType):
+    """A Go duration like ``30m`` or ``1h30m`` (checked with wr.jobs.parse_duration)."""
+
+    name = "duration"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> str:
+        from wr.jobs import parse_duration
+
+        if value:
+            try:
+                parse_duration(str(value))
+            except ValueError as exc:
+                self.fail(f"'{value}' was not specified correctly: {exc}", param, ctx)
+        return str(value)
+
+
+MEMORY = MemoryType()
+DURATION = DurationType()
+
+
+# -- reading the input ------------------------------------------------------------------------
+
+class LineError(click.ClickException):
+    """A bad input line: wr's own wording, exit status 1, nothing added."""
+
+
+def read_input(path: str) -> str:
+    """The whole input as text (``-`` is stdin); bad UTF-8 names its line."""
+    try:
+        if path == "-":
+            data = sys.stdin.buffer.read()
+        else:
+            with open(path, "rb") as f:
+                data = f.read()
+    except OSError as exc:
+        raise click.ClickException(f"could not open file '{path}': {exc.strerror or exc}"
+                                   ) from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise LineError(f"line {line} had a problem: it is not valid UTF-8 text") from None
+    if "\x00" in text:
+        line = text.count("\n", 0, text.index("\x00")) + 1
+        raise LineError(f"line {line} had a problem: it contains a NUL character")
+    return text
+
+
+def parse_lines(text: str) -> tuple[list[dict[str, Any]], list[int], list[int]]:
+    """Turn the input into job objects (spec cli §1.2 "Input format").
+
+    Returns the objects, the line number of each, and the indexes of those that came from
+    JSON (only they need the full conversion check). Empty lines, and lines whose first
+    TAB-separated column is empty, are skipped, as in wr.
+    """
+    import orjson
+
+    objects: list[dict[str, Any]] = []
+    numbers: list[int] = []
+    from_json: list[int] = []
+    append = objects.append
+    for n, line in enumerate(text.split("\n"), 1):
+        if not line:
+            continue
+        if line[-1] == "\r":
+            line = line[:-1]
+            if not line:
+                continue
+        if "\t" in line:
+            cols = line.split("\t")
+            if not cols[0]:
+                continue
+            if len(cols) > 2:
+                raise LineError(f"line {n} has too many columns; check `wr add -h`")
+            obj = _json_object(orjson, cols[1], n)
+            obj["cmd"] = cols[0]  # column 1 beats a cmd in the JSON
+        elif line[0] == "{":
+            obj = _json_object(orjson, line, n)
+        else:
+            append({"cmd": line})
+            numbers.append(n)
+            continue
+        from_json.append(len(objects))
+        append(_documented_cmd_deps(obj))
+        numbers.append(n)
+    return objects, numbers, from_json
+
+
+def _json_object(orjson: Any, text: str, n: int) -> dict[str, Any]:
+    try:
+        obj = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise LineError(f"line {n} had a problem with the JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        kind = "an array" if isinstance(obj, list) else f"{type(obj).__name__} value"
+        raise LineError(f"line {n} had a problem with the JSON: expected an object of job "
+                        f"options, got {kind}")
+    return obj
+
+
+def _documented_cmd_deps(obj: dict[str, Any]) -> dict[str, Any]:
+    """``cmd_deps`` as wr documents it, ``[{"cmd": ..., "cwd": ...}]``, in the form the
+    REST API takes (``{"Essence": {"Cmd", "Cwd"}}``); spec cli §1.2 says to implement the
+    documented form. Entries already in the REST form pass through."""
+    deps = obj.get("cmd_deps")
+    if not isinstance(deps, list):
+        return obj
+    converted = []
+    for dep in deps:
+        if isinstance(dep, dict):
+            lowered = {str(k).lower(): v for k, v in dep.items()}
+            if "cmd" in lowered and "essence" not in lowered and "depgroup" not in lowered:
+                dep = {"Essence": {"Cmd": lowered["cmd"], "Cwd": lowered.get("cwd") or ""}}
+        converted.append(dep)
+    obj["cmd_deps"] = converted
+    return obj
+
+
+def lacks(obj: dict[str, Any], name: str) -> bool:
+    """True if a job object gives no value for ``name`` (keys are case-insensitive)."""
+    value = obj.get(name)
+    if value is None and len(obj) > 1:
+        for k, v in obj.items():
+            if k.lower() == name:
+                value = v
+                break
+    return value is None or value == "" or value == []
+
+
+# -- flags -> defaults ------------------------------------------------------------------------
+
+def _split(text: str) -> list[str]:
+    return [p for p in text.split(",") if p] if text else []
+
+
+def _check_json(flag: str, text: str) -> str:
+    import orjson
+
+    try:
+        orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise click.ClickException(f"bad {flag}: {exc}") from None
+    return text
+
+
+def simple_mounts(text: str) -> str:
+    """``--mounts`` ([c|u][r|w]:[profile@]bucket[/path],...) as mount JSON: one mount with a
+    target per entry, as wr builds it."""
+    import orjson
+
+    targets = []
+    for simple in text.split(","):
+        parts = simple.split(":")
+        if len(parts) != 2 or len(parts[0]) != 2:
+            raise click.ClickException(f"'{simple}' was not in the right format")
+        mode, path = parts
+        if mode[0] not in "cu":
+            raise click.ClickException(f"'{simple}' did not start with c or u")
+        if mode[1] not in "rw":
+            raise click.ClickException(f"'{simple}' did not specify w or r")
+        target: dict[str, Any] = {"Path": path, "Cache": mode[0] == "c",
+                                  "Write": mode[1] == "w"}
+        if "@" in path:
+            profile, target["Path"] = path.split("@", 1)[0], path.split("@")[1]
+            if profile:
+                target["Profile"] = profile
+        targets.append(target)
+    return orjson.dumps([{"Targets": targets}]).decode()
+
+
+def mounts_option(mount_json: str | None, mounts: str | None) -> str | None:
+    """The mount JSON the -j/--mount_json or --mounts flags give (None if neither)."""
+    if mount_json and mounts:
+        raise click.ClickException("--mounts and --mount_json are mutually exclusive")
+    if mount_json:
+        import orjson
+
+        try:
+            orjson.loads(mount_json)
+        except orjson.JSONDecodeError as exc:
+            raise click.ClickException(f"had a problem with the provided mount JSON "
+                                       f"({mount_json}): {exc}") from None
+        return mount_json
+    return simple_mounts(mounts) if mounts else None
+
+
+def _is_local(url: str) -> bool:
+    """Whether the manager at ``url`` runs on this machine (wr then defaults cwd to the
+    current directory; for a remote manager, to /tmp)."""
+    from urllib.parse import urlsplit
+
+    host = urlsplit(url).hostname or ""
+    if host in ("localhost", "127.0.0.1", "::1") or host == socket.gethostname():
+        return True
+    try:
+        address = socket.gethostbyname(host)
+        return address.startswith("127.") or address == socket.gethostbyname(
+            socket.gethostname())
+    except OSError:
+        return False
+
+
+# -- the relative path check -------------------------------------------------------------------
+
+_RELATIVE_WARNING = (
+    "a job may fail because it seems to contain relative paths, but the job would run in a "
+    "newly created unique sub-directory.\nUse absolute paths instead, or say --cwd_matters."
+    "\nYou can also use --disable_relative_check to disable this warning.")
+
+
+def mentions_relative_path(cmd: str, entries: frozenset[str], exes: dict[str, bool]) -> bool:
+    """Whether ``cmd`` names something in a directory whose entries are ``entries`` by a
+    relative path (a heuristic, as wr's: false positives and negatives are possible). The
+    first word is skipped when it is a program on $PATH."""
+    words = cmd.split()
+    for i, word in enumerate(words):
+        word = word.strip("'\"").rstrip(";)")
+        if "=" in word:
+            word = word.split("=", 1)[1]
+        if word.startswith("./"):
+            word = word[2:]
+        if not word or word.startswith(("/", "~", "$", "-")):
+            continue
+        first = word.split("/", 1)[0]
+        if first not in entries:
+            continue
+        if i == 0:
+            found = exes.get(word)
+            if found is None:
+                found = exes[word] = shutil.which(word) is not None
+            if found:
+                continue
+        return True
+    return False
+
+
+def check_relative_paths(objects: list[dict[str, Any]], default_cwd: str,
+                         cwd_matters: bool) -> None:
+    """Warn once if a job whose working directory will be a new unique one seems to refer
+    to files in its cwd by relative paths (spec cli §1.2). Only the first
+    `RELATIVE_CHECK_LIMIT` commands are looked at: it is a hint, and big inputs are made by
+    scripts that write every line alike."""
+    listings: dict[str, frozenset[str]] = {}
+    exes: dict[str, bool] = {}
+    for obj in objects[:RELATIVE_CHECK_LIMIT]:
+        if cwd_matters or len(obj) > 1 and obj.get("cwd_matters") is True:
+            continue
+        cwd = default_cwd if len(obj) == 1 or lacks(obj, "cwd") else str(obj.get("cwd"))
+        entries = listings.get(cwd)
+        if entries is None:
+            try:
+                entries = listings[cwd] = frozenset(os.listdir(cwd))
+            except OSError:
+                entries = listings[cwd] = frozenset()
+        if entries and mentions_relative_path(str(obj.get("cmd", "")), entries, exes):
+            warn(_RELATIVE_WARNING)
+            return
+
+
+# -- the command --------------------------------------------------------------------------------
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-f", "--file", "file_", default="-", show_default=True,
+              help="file of commands, one per line: a command, a JSON object with cmd, or "
+                   "command TAB JSON; - reads stdin")
+@click.option("-i", "--rep_grp", default="manually_added", show_default=True,
+              help="report group of the commands, to ask about them later")
+@click.option("-g", "--req_grp", default="",
+              help="group of commands with similar resource needs, whose past usage sets "
+                   "memory and time (default: the first word of the command)")
+@click.option("-m", "--memory", type=MEMORY, default="1G", show_default=True,
+              help="peak memory each command needs, with a unit (500M, 2G)")
+@click.option("-t", "--time", "time_", type=DURATION, default="1h", show_default=True,
+              help="longest time each command should take (30m, 1h30m)")
+@click.option("--cpus", type=click.FloatRange(min=0), default=1.0, show_default=True,
+              help="CPU cores each command needs (may be fractional)")
+@click.option("--disk", type=click.IntRange(min=0), default=None,
+              help="GB of disk space each command needs (default 0)")
+@click.option("-o", "--override", default="no", show_default=True,
+              help="do your memory/time values beat learned ones? 0|no|n, 1|higher|h (if "
+                   "higher), 2|always|a")
+@click.option("-p", "--priority", type=click.IntRange(0, 255), default=0, show_default=True,
+              help="0-255: higher-priority commands start first")
+@click.option("-r", "--retries", type=click.IntRange(0, 255), default=3, show_default=True,
+              help="0-255: automatic retries of a failed command before it is buried")
+@click.option("-n", "--no_retry_over_walltime", type=DURATION, default="",
+              help="do not retry a command that failed after running longer than this")
+@click.option("-c", "--cwd", default="",
+              help="base working directory (default: the current directory); commands run "
+                   "in a new unique directory below it unless --cwd_matters")
+@click.option("--cwd_matters", is_flag=True,
+              help="run the commands in --cwd itself (it then is part of their identity)")
+@click.option("--change_home", is_flag=True,
+              help="without --cwd_matters, set $HOME to the unique working directory")
+@click.option("-e", "--dep_grps", default="",
+              help="comma-separated dependency groups the commands belong to")
+@click.option("-d", "--deps", default="",
+              help="comma-separated dependency groups the commands wait for (live: "
+                   "re-run when one is added to again)")
+@click.option("--cmd_deps", default="",
+              help="commands the commands wait for: cmd1,cwd1,cmd2,cwd2,... (cwd empty "
+                   "unless it mattered)")
+@click.option("-l", "--limit_grps", default="",
+              help="comma-separated limit groups; name:N also sets that group's limit to N")
+@click.option("--modules", default="",
+              help="comma-separated environment modules to load before running")
+@click.option("--env", default="",
+              help="comma-separated NAME=VALUE environment variables to set for the commands")
+@click.option("--on_failure", default="",
+              help='JSON behaviours after a command fails, e.g. [{"run":"cmd"}]')
+@click.option("--on_success", default="",
+              help='JSON behaviours after a command succeeds, e.g. [{"cleanup":true}]')
+@click.option("--on_exit", default=ON_EXIT_DEFAULT, show_default=True,
+              help="JSON behaviours after a command ends either way (the default deletes "
+                   "the unique working directory)")
+@click.option("-j", "--mount_json", default=None,
+              help="remote file systems to mount, in JSON (stored; not mounted here)")
+@click.option("--mounts", default=None,
+              help="remote file systems to mount, as [c|u][r|w]:[profile@]bucket[/path],... "
+                   "(stored; not mounted here)")
+@click.option("--monitor_docker", default="",
+              help="docker container (--name or --cidfile path) whose usage to add")
+@click.option("--with_docker", default="",
+              help="docker image to run the commands in (stored; not run here)")
+@click.option("--with_singularity", default="",
+              help="singularity image to run the commands in (stored; not run here)")
+@click.option("--container_mounts", default="",
+              help="comma-separated /outside[:/inside] mounts for the container")
+@click.option("--group", default="", help="unix group to run the commands as")
+@click.option("--rerun", is_flag=True,
+              help="run again commands that were added before and have completed")
+@click.option("--disable_relative_check", is_flag=True,
+              help="do not warn about commands that seem to use relative paths")
+@click.option("-s", "--simple", is_flag=True,
+              help="print only the ids of the commands now in the queue, one per line")
+@click.option("--sync", is_flag=True,
+              help="add exactly one command, wait for it to finish, print its output and "
+                   "exit with its exit code")
+@click.option("--timeout", type=click.IntRange(1), default=120, show_default=True,
+              help="seconds to wait for the manager to answer")
+@click.option("--reserve_timeout", type=click.IntRange(min=0), default=None, hidden=True,
+              help="seconds a runner waits for more work before it exits")
+@deployment_option
+def add(file_: str, rep_grp: str, req_grp: str, memory: str, time_: str, cpus: float,
+        disk: int | None, override: str, priority: int, retries: int,
+        no_retry_over_walltime: str, cwd: str, cwd_matters: bool, change_home: bool,
+        dep_grps: str, deps: str, cmd_deps: str, limit_grps: str, modules: str, env: str,
+        on_failure: str, on_success: str, on_exit: str, mount_json: str | None,
+        mounts: str | None, monitor_docker: str, with_docker: str, with_singularity: str,
+        container_mounts: str, group: str, rerun: bool, disable_relative_check: bool,
+        simple: bool, sync: bool, timeout: int, reserve_timeout: int | None,
+        deployment: str | None) -> None:
+    """Add commands to the queue.
+
+    Give the commands on stdin or with -f, one per line. A line is either a command
+    ("echo hello"), a JSON object of job options with a "cmd" ({"cmd":"echo hi",
+    "memory":"50M"}), or a command, a TAB and a JSON object of options. JSON options are
+    named as in the REST API (cmd, cwd, cwd_matters, change_home, rep_grp, req_grp, memory,
+    time, cpus, disk, override, priority, retries, no_retry_over_walltime, dep_grps, deps,
+    cmd_deps, limit_grps, modules, env, on_failure, on_success, on_exit, mounts, group,
+    ...) and win over the flags, which are defaults.
+
+    Commands already in the queue, or already completed (unless --rerun), are duplicates
+    and are not added again. A bad line is reported with its number and nothing is added.
+    """
+    if override not in _OVERRIDES:
+        raise click.ClickException("invalid override value")
+    if with_docker and with_singularity:
+        raise click.ClickException("--with_docker and --with_singularity are mutually "
+                                   "exclusive")
+    dep_pairs = _split(cmd_deps)
+    if len(dep_pairs) % 2:
+        raise click.ClickException("--cmd_deps must have an even number of comma-separated "
+                                   "entries")
+    for flag, value in (("--on_failure", on_failure), ("--on_success", on_success),
+                        ("--on_exit", on_exit)):
+        if value:
+            _check_json(flag, value)
+    mount_text = mounts_option(mount_json, mounts)
+    config = load(deployment)
+
+    text = read_input(file_)
+    objects, numbers, from_json = parse_lines(text)
+    del text
+    if sync and len(objects) != 1:
+        raise click.ClickException("You must add exactly 1 command when using synchronous "
+                                   "mode.")
+
+    from wr.client import Client
+    from wr.errors import WrError
+
+    try:
+        client = Client.for_deployment(config=config, timeout=timeout)
+    except WrError as exc:
+        raise click.ClickException(exc.message) from exc
+    with client:
+        local = _is_local(client.base_url)
+        if cwd:
+            default_cwd = cwd
+        elif local or cwd_matters:
+            default_cwd = os.getcwd()
+        else:
+            default_cwd = "/tmp"
+            if any(lacks(obj, "cwd") for obj in objects):
+                warn("command working directories defaulting to /tmp since the manager is "
+                     "running remotely")
+        query = {
+            "rep_grp": rep_grp or "manually_added", "req_grp": req_grp, "memory": memory,
+            "time": time_, "cpus": repr(cpus),
+            "disk": disk, "override": _OVERRIDES[override], "priority": priority,
+            "retries": retries, "no_retry_over_walltime": no_retry_over_walltime,
+            "cwd": default_cwd, "cwd_matters": _flag(cwd_matters),
+            "change_home": _flag(change_home), "dep_grps": dep_grps, "deps": deps,
+            "limit_grps": limit_grps, "env": env, "on_failure": on_failure,
+            "on_success": on_success, "on_exit": on_exit, "mounts": mount_text,
+            "monitor_docker": monitor_docker, "with_docker": with_docker,
+            "with_singularity": with_singularity, "container_mounts": container_mounts,
+            "rerun": _flag(rerun),
+        }
+        query = {k: str(v) for k, v in query.items() if v is not None and v != ""}
+        extra = _per_job_defaults(dep_pairs, modules, group, reserve_timeout)
+        _apply(objects, extra)
+        _check(objects, numbers, from_json, query, extra)
+        if not disable_relative_check:
+            check_relative_paths(objects, default_cwd, cwd_matters)
+        defaulted = (query["rep_grp"] if any(lacks(obj, "rep_grp") for obj in objects)
+                     else None)
+        added, existed, keys = _send(client, objects, query, want_keys=simple or sync)
+
+        if sync:
+            if not keys:
+                sys.exit(1)
+            _wait_and_exit(client, keys[0])
+    if simple:
+        if not keys:
+            sys.exit(1)
+        click.echo("\n".join(keys))
+        return
+    suffix = f" using default identifier '{defaulted}'" if defaulted is not None else ""
+    info(f"Added {added} new commands ({existed} were duplicates) to the queue{suffix}")
+
+
+def _flag(value: bool) -> str | None:
+    return "true" if value else None
+
+
+def _per_job_defaults(dep_pairs: list[str], modules: str, group: str,
+                      reserve_timeout: int | None) -> dict[str, Any]:
+    """Flag defaults the REST API has no query parameter for: set on each job object that
+    lacks them."""
+    extra: dict[str, Any] = {}
+    if dep_pairs:
+        extra["cmd_deps"] = [{"Essence": {"Cmd": dep_pairs[i], "Cwd": dep_pairs[i + 1]}}
+                             for i in range(0, len(dep_pairs), 2)]
+    if modules:
+        extra["modules"] = _split(modules)
+    if group:
+        extra["group"] = group
+    if reserve_timeout is not None:
+        extra["reserve_timeout"] = reserve_timeout
+    return extra
+
+
+def _apply(objects: list[dict[str, Any]], extra: dict[str, Any]) -> None:
+    if not extra:
+        return
+    for obj in objects:
+        for name, value in extra.items():
+            if lacks(obj, name):
+                obj[name] = value
+
+
+def _check(objects: list[dict[str, Any]], numbers: list[int], from_json: Iterable[int],
+           query: dict[str, str], extra: dict[str, Any]) -> None:
+    """Check the flag defaults once, then every JSON line, with the manager's own rules;
+    bare lines need no more checking (see the module docstring)."""
+    from wr.errors import BadRequest
+    from wr.submission import PROBLEM, job_from_object, parse_query_defaults
+
+    try:
+        defaults, _ = parse_query_defaults(query)
+        if extra:  # the per-job defaults, checked once on a stand-in job
+            job_from_object({"cmd": "true", **extra}, defaults)
+    except BadRequest as exc:
+        raise click.ClickException(exc.message.removeprefix(PROBLEM)) from None
+    for i in from_json:
+        try:
+            job_from_object(objects[i], defaults)
+        except BadRequest as exc:
+            raise LineError(f"line {numbers[i]} had a problem: "
+                            f"{exc.message.removeprefix(PROBLEM)}") from None
+
+
+def _send(client: Any, objects: list[dict[str, Any]], query: dict[str, str], *,
+          want_keys: bool) -> tuple[int, int, list[str]]:
+    """POST the jobs in batches; returns (added, existed, keys of the jobs now queued)."""
+    import orjson
+
+    from wr.errors import WrError
+
+    added = existed = 0
+    keys: dict[str, None] = {}
+    total = len(objects)
+    progress = None
+    if total >= PROGRESS_MIN and sys.stderr.isatty():
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+        progress = Progress("adding commands", BarColumn(), MofNCompleteColumn(),
+                            TimeElapsedColumn(), console=Console(stderr=True),
+                            transient=True)
+        task = progress.add_task("add", total=total)
+        progress.start()
+    # With a bar, ten smaller batches let it move; each is still one atomic step.
+    size = BATCH if progress is None else max(PROGRESS_MIN, min(BATCH, -(-total // 10)))
+    try:
+        for start in range(0, total, size):
+            body = orjson.dumps(objects[start:start + size])
+            try:
+                answer = client.submit(body, keys=want_keys, **query)
+            except WrError as exc:
+                done = f" (the first {start} commands were added)" if start else ""
+                raise click.ClickException(f"{exc.message}{done}") from exc
+            added += answer["Added"]
+            existed += answer["Existed"]
+            keys.update(dict.fromkeys(answer.get("Keys") or ()))
+            if progress is not None:
+                progress.update(task, completed=min(start + size, total))
+    finally:
+        if progress is not None:
+            progress.stop()
+    return added, existed, list(keys)
+
+
+def _wait_and_exit(client: Any, key: str) -> None:
+    """--sync: poll the job until it is complete or buried, print its stored output, and
+    exit with its exit code (spec cli §1.2)."""
+    from wr.errors import WrError
+
+    delay = SYNC_POLL_START
+    while True:
+        time.sleep(delay)
+        try:
+            found = client.status(key, std="true")
+        except WrError as exc:
+            raise click.ClickException(exc.message) from exc
+        if not found:
+            raise click.ClickException(f"job {key} is no longer in the queue")
+        job = found[0]
+        if job["State"] in ("complete", "buried"):
+            break
+        delay = min(delay * 1.1, SYNC_POLL_MAX)
+    if job.get("StdOut"):
+        click.echo(job["StdOut"])
+    if job.get("StdErr"):
+        click.echo(job["StdErr"], err=True)
+    sys.exit(int(job["Exitcode"]))

@@ -1,0 +1,111 @@
+"""Connections that stall are closed: slow clients must not pile up (issue 6).
+
+uvicorn closes a connection that idles *between* requests (its keep-alive timeout), but
+nothing closes one that never finishes a request: a client that opens TLS and sends nothing,
+sends its headers a byte at a time, or promises a body and stops. Each holds a socket and a
+file descriptor for ever, and enough of them lock every other client out. Anyone who can
+reach the port can do it: the token is only checked once the headers are in.
+
+`guarded` gives uvicorn an HTTP protocol with one more timer, armed while the manager is
+waiting for the *client*:
+
+* from the moment the connection is up (after the TLS handshake, which asyncio limits to
+  60 s) or a request begins, until its headers are complete;
+* while its body is arriving, reset by every piece of it (so a large upload that keeps
+  moving is never cut off, however long it takes).
+
+It is disarmed while the manager works on a request and after the answer (uvicorn's
+keep-alive timeout takes over), and when the connection becomes a websocket (runners keep
+theirs alive with their own messages). When it fires, the connection is closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+
+class GuardedHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with a deadline on the client's part of each request."""
+
+    client_timeout = 30.0
+    """Seconds the client may take to send its headers, or pause in its body."""
+
+    _deadline: asyncio.TimerHandle | None = None
+    _in_request = False
+    _upgraded = False
+
+    def _arm(self) -> None:
+        self._disarm()
+        if self._upgraded:  # the transport now belongs to a websocket: never time it out
+            return
+        self._deadline = self.loop.call_later(self.client_timeout, self._expired)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _expired(self) -> None:
+        self._deadline = None
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        if self.flow is not None and self.flow.read_paused:
+            self._arm()  # we stopped reading (the app is behind), not the client
+            return
+        transport.close()
+
+    def _awaiting_client(self) -> bool:
+        """No request is being read or answered: the next move is the client's."""
+        cycle = self.cycle
+        return not self._in_request and (cycle is None or cycle.response_complete)
+
+    # -- uvicorn's callbacks ---------------------------------------------------------------
+
+    def connection_made(self, transport: Any) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        # Bytes that begin no request (blank lines) cancel uvicorn's keep-alive timer.
+        if (self._deadline is None and self.timeout_keep_alive_task is None
+                and self._awaiting_client() and not self.transport.is_closing()):
+            self._arm()
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._in_request = True
+        self._arm()
+
+    def on_headers_complete(self) -> None:
+        super().on_headers_complete()
+        self._arm()  # now for the body; on_message_complete disarms it
+
+    def on_body(self, body: bytes) -> None:
+        super().on_body(body)
+        self._arm()
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._in_request = False
+        self._disarm()
+
+    def handle_websocket_upgrade(self) -> None:
+        self._upgraded = True
+        self._disarm()
+        self._in_request = False
+        super().handle_websocket_upgrade()
+
+
+def guarded(client_timeout: float) -> type[GuardedHttpToolsProtocol]:
+    """The protocol class to give uvicorn (``http=``) for this ``clienttimeout``."""
+    return type("GuardedHttpToolsProtocol", (GuardedHttpToolsProtocol,),
+                {"client_timeout": client_timeout})

@@ -1,0 +1,174 @@
+"""A hypothesis fuzz of what a ``POST /rest/v1/jobs/`` can carry: body bytes and URL query.
+
+The property (issue 6, DESIGN.md principle 6): `jobs_from_request` either raises `BadRequest`
+(which the REST layer answers with a 400) or returns one job for every element of the body's
+array, each one storable and queueable; never another exception, never a part of the batch.
+Bodies come in three kinds: job arrays built from wr's field names with good and bad values
+mixed, those same bodies with bytes flipped, dropped or inserted, and raw bytes. The REST
+variant, against a real manager, is tests/integration/test_fuzz_rest.py.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import orjson
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from wr.errors import BadRequest
+from wr.jobs import Job
+from wr.queue import Queue
+from wr.submission import jobs_from_request
+
+FIELDS = [
+    "cmd", "cwd", "cwd_matters", "change_home", "rep_grp", "req_grp", "memory", "time",
+    "cpus", "disk", "override", "priority", "retries", "no_retry_over_walltime",
+    "limit_grps", "dep_grps", "deps", "cmd_deps", "env", "on_failure", "on_success",
+    "on_exit", "mounts", "cloud_os", "cloud_ram", "cloud_script", "reserve_timeout", "CMD",
+    "Priority",
+]
+QUERY_KEYS = [
+    "rep_grp", "cwd", "req_grp", "limit_grps", "dep_grps", "deps", "env", "cpus", "disk",
+    "override", "priority", "retries", "memory", "time", "no_retry_over_walltime",
+    "cwd_matters", "change_home", "on_failure", "on_success", "on_exit", "mounts", "rerun",
+    "cloud_ram", "cloud_shared",
+]
+
+weird_text = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=16)
+numbers = (st.integers(min_value=-(2**70), max_value=2**70)
+           | st.floats(allow_nan=True, allow_infinity=True)
+           | st.sampled_from([0, 1, -1, 255, 256, 2**63 - 1, 2**63, 1e308, 0.5]))
+good_values = st.sampled_from([
+    "echo hi", "5M", "3G", "1h30m", "30s", "/tmp", "A=1", "grp", "grp:3", 2, 0.5, True,
+    ["a", "b"], [{"run": "echo x"}], [{"Mount": "/m", "Targets": [{"Path": "b/d"}]}],
+    [{"DepGroup": "g"}], [{"Essence": {"Cmd": "echo x"}}],
+])
+scalars = st.none() | st.booleans() | numbers | weird_text | good_values
+values = st.recursive(scalars, lambda kids: st.lists(kids, max_size=3)
+                      | st.dictionaries(weird_text | st.sampled_from(FIELDS), kids,
+                                        max_size=3),
+                      max_leaves=10)
+safe_text = st.text(st.sampled_from("abcxyz019_-. /"), min_size=1, max_size=12)
+VALID: dict[str, st.SearchStrategy[Any]] = {
+    "cwd": st.sampled_from(["/tmp", "/", "/var/tmp"]),
+    "cwd_matters": st.booleans(), "change_home": st.booleans(),
+    "rep_grp": safe_text, "req_grp": safe_text,
+    "memory": st.sampled_from(["5M", "3G", "100MB", "1GiB", "500K"]),
+    "time": st.sampled_from(["1h", "30m", "1h30m", "45s"]),
+    "cpus": st.integers(0, 64) | st.floats(0, 64), "disk": st.integers(0, 1000),
+    "override": st.integers(0, 2), "priority": st.integers(0, 255),
+    "retries": st.integers(0, 255), "limit_grps": st.lists(st.sampled_from(["a", "b:3"])),
+    "dep_grps": st.lists(safe_text, max_size=2), "deps": st.lists(safe_text, max_size=2),
+    "env": st.lists(st.sampled_from(["A=1", "B=x y", "C="]), max_size=2),
+    "on_failure": st.just([{"run": "echo failed"}]), "on_success": st.just([{"cleanup": True}]),
+    "mounts": st.just([{"Mount": "/m", "Targets": [{"Path": "bucket/dir"}]}]),
+    "cmd_deps": st.just([{"DepGroup": "g"}]),
+}
+valid_jobs = st.fixed_dictionaries(
+    {"cmd": safe_text.map(lambda t: f"echo {t}")},
+    optional=VALID)  # type: ignore[arg-type]
+
+
+@st.composite
+def job_objects(draw: st.DrawFn) -> dict[str, Any]:
+    """Mostly good jobs; some with one or two fields (or their names) gone wrong."""
+    job = draw(valid_jobs)
+    for _ in range(draw(st.sampled_from([0, 0, 0, 1, 2]))):
+        job[draw(st.sampled_from(FIELDS))] = draw(values)
+    return job
+
+
+arrays = st.lists(st.one_of(job_objects(), job_objects(), job_objects(), st.none(), scalars),
+                  max_size=6)
+
+
+def _dump(value: Any) -> bytes:
+    """JSON as a client might write it, including what orjson itself would not produce
+    (integers past 64 bits, NaN, Infinity)."""
+    return json.dumps(value, allow_nan=True).encode()
+
+
+@st.composite
+def mutated(draw: st.DrawFn) -> bytes:
+    body = bytearray(_dump(draw(arrays)))
+    for _ in range(draw(st.integers(1, 4))):
+        if not body:
+            break
+        at = draw(st.integers(0, len(body) - 1))
+        how = draw(st.sampled_from(["flip", "drop", "insert", "cut"]))
+        if how == "flip":
+            body[at] = draw(st.integers(0, 255))
+        elif how == "drop":
+            del body[at]
+        elif how == "insert":
+            body[at:at] = draw(st.binary(min_size=1, max_size=4))
+        else:
+            del body[at:]
+    return bytes(body)
+
+
+bodies = st.one_of(
+    st.lists(valid_jobs, max_size=6).map(_dump), arrays.map(_dump), arrays.map(_dump),
+    mutated(), st.binary(max_size=64),
+    st.sampled_from([b"", b"null", b"[]", b"[null]", b"[" * 5000, b"\xef\xbb\xbf[]"]))
+GOOD_QUERY = {
+    "rep_grp": "q", "cwd": "/tmp", "limit_grps": "a,b:2", "deps": "g", "env": "A=1,B=2",
+    "cpus": "2", "disk": "3", "priority": "5", "retries": "1", "memory": "2G", "time": "2h",
+    "cwd_matters": "true", "on_failure": '[{"run":"echo x"}]', "rerun": "true",
+}
+queries = st.dictionaries(
+    st.sampled_from(QUERY_KEYS),
+    weird_text | st.sampled_from(["5M", "1h", "3", "-1", "true", "[]", "%5B%5D",
+                                  '[{"run":"x"}]', "1e400", "nan", "a,,b", "A=1,B"]),
+    max_size=3) | st.dictionaries(st.sampled_from(sorted(GOOD_QUERY)), st.just(""),
+                                  max_size=5).map(lambda d: {k: GOOD_QUERY[k] for k in d})
+
+
+def check_request(body: bytes, query: dict[str, str]) -> list[Job] | None:
+    """The property; returns the jobs of an accepted request, None for a refused one."""
+    try:
+        jobs, _rerun = jobs_from_request(body, query, now=1000.0)
+    except BadRequest as exc:
+        assert exc.status == 400 and exc.message.strip()
+        return None
+    elements = orjson.loads(body)
+    assert len(jobs) == (0 if elements is None else len(elements))  # all, not some
+    for job in jobs:
+        assert len(job.key) == 32
+        record = orjson.loads(orjson.dumps(job.to_record()))
+        assert Job.from_record(record).to_record() == job.to_record()  # storable as is
+    return jobs
+
+
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(body=bodies, query=queries)
+def test_a_post_is_refused_with_a_400_or_taken_whole(body: bytes, query: dict[str, str]) -> None:
+    jobs = check_request(body, query)
+    if not jobs:
+        return
+    q = Queue(ttr=60)
+    queued = q.add(jobs, 1000.0)
+    assert len(queued) == len(jobs)
+    assert {j.key for j in jobs} == set(q.jobs)  # every job of the batch is queued
+
+
+BAD_JOBS = [
+    {"cmd": "echo bad", "priority": 256}, {"cmd": ""}, {"memory": "1G"},
+    {"cmd": "echo bad", "time": "5"}, {"cmd": "echo bad", "cpus": -1},
+    {"cmd": "echo bad", "env": ["novalue"]}, {"cmd": "echo a\x00b"},
+    {"cmd": "echo bad", "retries": 2**64}, {"cmd": ["echo", "bad"]},
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(good=st.lists(valid_jobs, min_size=1, max_size=6), bad=st.sampled_from(BAD_JOBS),
+       at=st.integers(0, 6))
+def test_one_bad_job_refuses_the_whole_batch(good: list[dict[str, Any]], bad: dict[str, Any],
+                                             at: int) -> None:
+    """However good the other jobs are, a batch with one bad job gives no job at all."""
+    assert check_request(_dump(good), {})  # the good ones alone are taken...
+    objects = [*good]
+    objects.insert(min(at, len(objects)), bad)
+    assert check_request(_dump(objects), {}) is None  # ... but not beside a bad one
