@@ -42,7 +42,7 @@ def document() -> dict[str, Any]:
     """The document, with ``info.version`` set to this wr's version."""
     text = resources.files("wr.manager").joinpath(*DOCUMENT).read_text(encoding="utf-8")
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    doc = yaml.load(text, Loader=loader)  # noqa: S506 - a safe loader, our own file
+    doc = yaml.load(text, Loader=loader)  # a safe loader (C-accelerated when available)
     doc["info"]["version"] = __version__
     return doc
 
@@ -164,8 +164,6 @@ class _Page:
         rows = []
         for name, sub, required in self.properties(schema):
             sub_doc = sub.get("description", "") if isinstance(sub, dict) else ""
-            if not sub_doc and isinstance(sub, dict) and "$ref" in sub:
-                sub_doc = ""
             rows.append(f"<tr><td><code>{_esc(name)}</code>{' <b>*</b>' if required else ''}"
                         f"</td><td>{self.type_of(_without_description(sub))}</td>"
                         f"<td>{_inline(sub_doc)}</td></tr>")
