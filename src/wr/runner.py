@@ -37,6 +37,10 @@ RECONNECT_FOR = 24 * 3600.0
 """How long a runner holding a finished job's report keeps trying to reach a manager."""
 
 
+RETRY_FOR = 30.0
+"""Least time a runner keeps asking again when the manager cannot store a change yet."""
+
+
 class ManagerGone(Exception):
     """The manager cannot be reached (and the runner has nothing worth waiting for)."""
 
@@ -99,8 +103,12 @@ class Link:
     async def request(self, msg: dict[str, Any], *, patience: float = 0.0) -> dict[str, Any]:
         """Send and await the answer; on a dropped connection, reconnect for up to
         ``patience`` seconds and send again. An answer marked ``retry`` (the manager could
-        not store the change yet: a full disk) is asked again, with back-off, the same way."""
+        not store the change yet: a full disk) is asked again, with back-off, for up to
+        ``patience`` seconds (at least ``RETRY_FOR``: a runner that gave up at once would
+        only be replaced by another that does the same)."""
         delay = 0.2
+        loop = asyncio.get_running_loop()
+        retry_until = loop.time() + max(patience, RETRY_FOR)
         while True:
             mid = next(self._ids)
             fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
@@ -116,7 +124,7 @@ class Link:
                 await self.connect(patience)
                 continue
             if "error" in reply and reply.get("retry"):
-                if patience <= 0:
+                if loop.time() + delay > retry_until:
                     raise ManagerGone(reply["error"])
                 if delay == 0.2:
                     log.warning("manager asked to retry later: %s", reply["error"])

@@ -357,8 +357,8 @@ def test_a_connection_reset_mid_body_harms_nobody(mgr: ManagerHandle, api: httpx
 
 def test_every_file_holding_a_secret_is_private(mgr: ManagerHandle, api: httpx.Client,
                                                 tmp_path: Path) -> None:
-    """The token, the TLS key, the db (and its WAL), the automatic backup and a backup
-    made on request are all mode 0600, whatever the manager's umask."""
+    """The token, the TLS key, the db (and its WAL), the automatic backup, a backup made
+    on request and uploaded files are all mode 0600, whatever the manager's umask."""
     r = api.post("/rest/v1/jobs/", content=orjson.dumps([{"cmd": "echo secret-ish",
                                                           "limit_grps": ["hold:0"]}]))
     assert r.status_code == 201
@@ -370,7 +370,11 @@ def test_every_file_holding_a_secret_is_private(mgr: ManagerHandle, api: httpx.C
         c.backup(str(copy))
     finally:
         c.close()
-    files = [d / "client.token", d / "key.pem", d / "db", d / "db_bk", copy]
+    uploaded = api.put("/rest/v1/upload/", content=b"secret data").json()["path"]
+    placed = api.put("/rest/v1/upload/", params={"path": str(tmp_path / "placed")},
+                     content=b"secret data").json()["path"]
+    files = [d / "client.token", d / "key.pem", d / "db", d / "db_bk", copy, Path(uploaded),
+             Path(placed)]
     files += [p for p in (d / "db-wal", d / "db-shm") if p.exists()]
     modes = {str(p): oct(stat.S_IMODE(p.stat().st_mode)) for p in files}
     assert set(modes.values()) == {"0o600"}, modes
