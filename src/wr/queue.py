@@ -217,9 +217,11 @@ class Queue:
                 job.reserved_by = ""
                 self._enter(job, now)
 
-    def prepare(self, job: Job) -> None:
-        """Give a job its place in line and apply its ``name:N`` limit settings, before it is
-        stored, so that what is stored is what a restart will restore."""
+    def prepare(self, job: Job, limits: list[tuple[str, int | None]] | None = None) -> None:
+        """Give a job its place in line and take its ``name:N`` limit settings out of its
+        limit groups, before it is stored, so that what is stored is what a restart will
+        restore. The settings are applied at once, or, given a ``limits`` list, collected
+        there for the caller to apply (with ``set_limit``) once the job is stored."""
         if not job.seq:
             self._seq += 1
             job.seq = self._seq
@@ -229,7 +231,11 @@ class Queue:
             for entry in job.limit_grps:
                 name, limit = split_limit_group(entry)
                 if limit is not None:
-                    self.set_limit(name, None if limit < 0 else limit)
+                    setting = (name, None if limit < 0 else limit)
+                    if limits is None:
+                        self.set_limit(*setting)
+                    else:
+                        limits.append(setting)
             job.limit_grps = job.effective_limit_groups()
         job.compact()
 

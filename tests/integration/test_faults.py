@@ -120,7 +120,7 @@ def test_a_full_disk_refuses_what_it_cannot_store_and_heals(small_disk: ManagerH
     with _api(m) as api:
         def add(tag: str, n: int = 6) -> httpx.Response:
             r = api.post("/rest/v1/jobs/", content=_batch(record, tag, n),
-                         params={"rep_grp": tag})
+                         params={"rep_grp": tag, "limit_grps": f"{tag}-lim:7"})
             if r.status_code == 201:
                 assert len(r.json()) == n
                 accepted[tag] = n
@@ -147,6 +147,9 @@ def test_a_full_disk_refuses_what_it_cannot_store_and_heals(small_disk: ManagerH
         for tag in refused:
             got = api.get(f"/rest/v1/jobs/{tag}")
             assert (got.status_code, got.json()) == (200, []), tag
+            # nor did its jobs' "name:N" limit settings take effect
+            assert api.get(f"/rest/v1/limits/{tag}-lim").json()["limit"] == -1, tag
+        assert api.get("/rest/v1/limits/before0-lim").json()["limit"] == 7
         time.sleep(4)  # jobs keep ending (and failing to be stored) meanwhile
         filler.unlink()
         assert wait_for(lambda: add("after").status_code == 201, timeout=30,

@@ -265,10 +265,13 @@ class Manager:
         """Store then queue new jobs; return the queue's copy of each input still queued."""
         if self._stopping:
             raise StorageUnavailable("the manager is shutting down")
+        limits: list[tuple[str, int | None]] = []
         for job in jobs:
-            self.queue.prepare(job)
+            self.queue.prepare(job, limits)
         live = frozenset(j.key for j in jobs if j.key in self.queue.jobs)
         result = await self.store.add_jobs(jobs, rerun=rerun, live_keys=live)
+        for name, limit in limits:  # only now: a refused add changes nothing
+            self.queue.set_limit(name, limit)
         for job in result.resurrected:
             _reset_for_rerun(job)
             self.queue.prepare(job)
@@ -343,12 +346,18 @@ class Manager:
         return all(q.limit_counts[name] < q.limits.get(name, 1 << 62)
                    for name in limits.split(","))
 
+    def _runner_host(self) -> str:
+        """Where runners find the manager: loopback for a manager that only listens there
+        (managerhost localhost), else the configured host, for runners on other nodes."""
+        host = self.config.manager_host
+        return "127.0.0.1" if host in ("localhost", "127.0.0.1") else host
+
     def _runner_command(self, group: str, req: GroupRequirements) -> RunnerCommand:
         cfg = self.config
         argv = [
             sys.executable, "-m", "wr.runner",
             "--group", group,
-            "--server", f"127.0.0.1:{self.manager_port}",
+            "--server", f"{self._runner_host()}:{self.manager_port}",
             "--domain", cfg.cert_domain,
             "--idle", f"{cfg.runner_idle_timeout:g}",
             "--touch", f"{cfg.touch_interval:g}",
