@@ -48,7 +48,7 @@ class Manager:
 
     def start(self, *args: str) -> float:
         t = time.perf_counter()
-        out = self.wr("manager", "start", *args)
+        out = self.wr("manager", "start", "--timeout", "120", *args)
         if out.returncode:
             raise RuntimeError(out.stderr + (self.dir / "log").read_text())
         return time.perf_counter() - t

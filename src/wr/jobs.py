@@ -382,9 +382,22 @@ class Job:
     def compact(self) -> None:
         """Share what many jobs hold alike, because a manager holds a million of them:
         empty lists become one shared empty tuple, and group names and paths are interned."""
-        for name in _SEQUENCE_FIELDS:
-            if not getattr(self, name):
-                setattr(self, name, ())
+        if not self.limit_grps:
+            self.limit_grps = ()
+        if not self.modules:
+            self.modules = ()
+        if not self.dep_grps:
+            self.dep_grps = ()
+        if not self.deps:
+            self.deps = ()
+        if not self.cmd_deps:
+            self.cmd_deps = ()
+        if not self.behaviours:
+            self.behaviours = ()
+        if not self.mounts:
+            self.mounts = ()
+        if not self.env:
+            self.env = ()
         self.rep_grp = sys.intern(self.rep_grp)
         self.req_grp = sys.intern(self.req_grp)
         self.cwd = sys.intern(self.cwd)
@@ -400,8 +413,6 @@ _FIELD_NAMES = tuple(f.name for f in fields(Job))
 _get_fields = operator.attrgetter(*_FIELD_NAMES)
 RECORD_TAG = "j1"
 """Marks the positional record layout of ``Job.to_record``."""
-_SEQUENCE_FIELDS = ("limit_grps", "modules", "dep_grps", "deps", "cmd_deps", "behaviours",
-                    "mounts", "env")
 _FIELD_SET = frozenset(_FIELD_NAMES)
 
 

@@ -35,6 +35,7 @@ import random
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from wr.jobs import (
     DELETABLE_STATES,
@@ -71,25 +72,24 @@ TRANSITIONS: frozenset[tuple[State | None, State]] = frozenset(
 _FOREVER = float("inf")
 
 
-@dataclass(frozen=True, slots=True)
-class Changed:
-    """A job moved from ``old`` (None: it is new to the queue) to ``new``."""
+class Changed(NamedTuple):
+    """A job moved from ``old`` (None: it is new to the queue) to ``new``.
+
+    Events are named tuples: a restart or a big add makes a million of them."""
 
     job: Job
     old: State | None
     new: State
 
 
-@dataclass(frozen=True, slots=True)
-class LimitChanged:
+class LimitChanged(NamedTuple):
     """A limit group's count limit was set (None: removed) by a job's ``name:N`` entry."""
 
     name: str
     limit: int | None
 
 
-@dataclass(frozen=True, slots=True)
-class Replaced:
+class Replaced(NamedTuple):
     """A job was replaced by a modified version (``old_key`` may equal ``job.key``)."""
 
     old_key: str

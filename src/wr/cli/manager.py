@@ -32,7 +32,7 @@ def _announce(config: Config, details: dict) -> None:
 @click.option("-f", "--foreground", is_flag=True, help="do not daemonize")
 @click.option("-s", "--scheduler", default=None,
               help="where jobs run: local or slurm (default: the managerscheduler setting)")
-@click.option("-t", "--timeout", default=10, show_default=True, type=click.IntRange(1),
+@click.option("-t", "--timeout", default=60, show_default=True, type=click.IntRange(1),
               help="seconds to wait for the daemon to come up")
 @click.option("--max_cores", default=0, type=int,
               help="local scheduler: cores jobs may use (default: all)")

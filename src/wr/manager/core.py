@@ -119,6 +119,8 @@ class Manager:
         now = time.time()
         jobs.sort(key=lambda j: (j.seq, j.added))
         self.queue.restore(jobs, now, grace=RECOVERY_GRACE)
+        # Nothing to store or announce: these jobs came from the store as they are now.
+        self.queue.drain()
         if jobs:
             log.info("recovered %d incomplete jobs from the database", len(jobs))
         self._after()

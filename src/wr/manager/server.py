@@ -126,6 +126,10 @@ async def _main(config: Config, scheduler_name: str, max_cores: int, max_ram: in
     from wr.schedulers.local import LocalScheduler
     from wr.store import Store
 
+    # A manager holds many long-lived job records: let the collector run less often, from
+    # the start (loading a million records, or a 100k-job POST, spends most of its time in
+    # collections that find nothing to free otherwise).
+    gc.set_threshold(50_000, 20, 100)
     token, reused = load_or_create_token(config.token_file)
     if reused:
         log.info("will re-use the existing token in %s", config.token_file)
@@ -163,10 +167,8 @@ async def _main(config: Config, scheduler_name: str, max_cores: int, max_ram: in
                       manager_port=manager_port, web_port=web_port)
     await scheduler.start()
     await manager.start()
-    # A manager holds many long-lived job records: keep the collector off what start-up
-    # loaded, and let it run less often (a 100k-job POST spends half its time in gc).
+    # Keep the collector off the long-lived records start-up loaded (see _main's start).
     gc.freeze()
-    gc.set_threshold(50_000, 20, 100)
     app = build_app(manager, token, max_body=config.max_body_size)
     uv_config = uvicorn.Config(
         app, ssl_certfile=str(config.cert_file), ssl_keyfile=str(config.key_file),
