@@ -71,7 +71,7 @@ class Link:
                 self.ws = await websockets.connect(
                     self.url, ssl=self.ssl_ctx, server_hostname=self.domain,
                     additional_headers={"Authorization": f"Bearer {self.token}"},
-                    max_size=None, ping_interval=None, open_timeout=10,
+                    max_size=None, ping_interval=None, open_timeout=10, compression=None,
                 )
                 break
             except (TimeoutError, OSError, websockets.WebSocketException) as exc:

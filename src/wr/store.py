@@ -131,6 +131,7 @@ class Store:
         self._failing_since: float | None = None
         self._writer: threading.Thread | None = None
         self._wconn: sqlite3.Connection | None = None
+        self._sync_full = True
         self._last_write: asyncio.Future[Any] | None = None
         self._readers: ThreadPoolExecutor | None = None
         self._bulk: ThreadPoolExecutor | None = None
@@ -464,6 +465,7 @@ class Store:
             current: _Write | None = None
             try:
                 conn = self._write_conn()
+                self._set_sync(conn, any(op.fn is sql.write_add for op in todo))
                 conn.execute("BEGIN IMMEDIATE")
                 for op in todo:
                     current = op
@@ -506,9 +508,19 @@ class Store:
             self._request_backup()
             return
 
+    def _set_sync(self, conn: sqlite3.Connection, full: bool) -> None:
+        """Sync the disk on commits that add jobs (a user was promised them); commit state
+        changes in WAL's NORMAL mode, which survives any crash of the manager process (the
+        write reached the OS) but not a power cut — then the last changes of running jobs
+        are redone. The next FULL commit syncs everything before it too."""
+        if full != self._sync_full:
+            conn.execute("PRAGMA synchronous=FULL" if full else "PRAGMA synchronous=NORMAL")
+            self._sync_full = full
+
     def _write_conn(self) -> sqlite3.Connection:
         if self._wconn is None:
             self._wconn = self._connect(write=True)
+            self._sync_full = True
         return self._wconn
 
     def _rollback(self) -> None:

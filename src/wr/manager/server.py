@@ -175,7 +175,7 @@ async def _main(config: Config, scheduler_name: str, max_cores: int, max_ram: in
         http=guarded(config.client_timeout), ws="websockets-sansio", lifespan="off",
         log_config=None,
         access_log=False, timeout_graceful_shutdown=3, ws_max_size=64 * 1024 * 1024,
-        ws_ping_interval=None,
+        ws_ping_interval=None, ws_per_message_deflate=False,
     )
     server = _Server(uv_config)
     serving = asyncio.ensure_future(server.serve(sockets=[manager_sock, web_sock]))
