@@ -143,6 +143,27 @@ def _descendants_of_home(home: Path) -> list[int]:
     return found
 
 
+@contextlib.contextmanager
+def running_manager(home: Path, *start_args: str, **extra_env: str) -> Iterator[ManagerHandle]:
+    """A started manager in ``home`` with the fast timings, stopped afterwards; fails if it
+    left a process behind. For module-scoped fixtures (one manager for many tests)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WR_")}
+    env.update(HOME=str(home), WR_MANAGERPORT="0", WR_MANAGERWEB="0",
+               WR_DEPLOYMENT="production", **FAST_TIMINGS)
+    env.update(extra_env)
+    handle = ManagerHandle(home=home, env=env)
+    handle.start(*start_args)
+    try:
+        yield handle
+    finally:
+        handle.stop()
+        leftovers = _descendants_of_home(home)
+        for pid in leftovers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        assert not leftovers, f"processes left behind: {leftovers}\n{handle.log()}"
+
+
 @pytest.fixture
 def make_manager(tmp_path: Path) -> Iterator[Any]:
     """Factory: ``make_manager(**env)`` gives a ManagerHandle (not yet started)."""

@@ -7,16 +7,14 @@ group ``hold`` whose limit is 0 (``-l hold:0``), so they never start.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pytest
 
-from tests.conftest import FAST_TIMINGS, ManagerHandle, _descendants_of_home
+from tests.conftest import ManagerHandle, running_manager
 from wr.jobs import compute_key
 
 pytestmark = pytest.mark.e2e
@@ -26,18 +24,8 @@ HOLD = ("-l", "hold:0")
 
 @pytest.fixture(scope="module")
 def mgr(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ManagerHandle]:
-    home = tmp_path_factory.mktemp("home")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WR_")}
-    env.update(HOME=str(home), WR_MANAGERPORT="0", WR_MANAGERWEB="0",
-               WR_DEPLOYMENT="production", **FAST_TIMINGS)
-    handle = ManagerHandle(home=home, env=env)
-    handle.start()
-    yield handle
-    handle.stop()
-    leftovers = _descendants_of_home(home)
-    for pid in leftovers:
-        psutil.Process(pid).kill()
-    assert not leftovers, f"processes left behind: {leftovers}\n{handle.log()}"
+    with running_manager(tmp_path_factory.mktemp("home")) as handle:
+        yield handle
 
 
 @pytest.fixture(scope="module")

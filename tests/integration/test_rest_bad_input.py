@@ -8,16 +8,14 @@ second one, started with ``WR_MAXBODYSIZE=1000``.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import orjson
-import psutil
 import pytest
 
-from tests.conftest import FAST_TIMINGS, ManagerHandle, _descendants_of_home
+from tests.conftest import ManagerHandle, running_manager
 
 pytestmark = pytest.mark.integration
 
@@ -30,18 +28,8 @@ BYTEFMT = ("byte quantity must be a positive integer with a unit of measurement 
 @pytest.fixture(scope="module")
 def mgr(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ManagerHandle]:
     """One manager for the module, in its own HOME, with the fast test timings."""
-    home = tmp_path_factory.mktemp("home")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WR_")}
-    env.update(HOME=str(home), WR_MANAGERPORT="0", WR_MANAGERWEB="0",
-               WR_DEPLOYMENT="production", **FAST_TIMINGS)
-    handle = ManagerHandle(home=home, env=env)
-    handle.start()
-    yield handle
-    handle.stop()
-    leftovers = _descendants_of_home(home)
-    for pid in leftovers:
-        psutil.Process(pid).kill()
-    assert not leftovers, f"processes left behind: {leftovers}\n{handle.log()}"
+    with running_manager(tmp_path_factory.mktemp("home")) as handle:
+        yield handle
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,6 @@ by DESIGN.md "Compatibility decisions" (unset times are -62135596800, memory def
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +23,7 @@ import psutil
 import pytest
 
 import wr
-from tests.conftest import FAST_TIMINGS, ManagerHandle, _descendants_of_home, wait_for
+from tests.conftest import ManagerHandle, running_manager, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -38,18 +37,8 @@ TEXT_TYPE = "text/plain; charset=utf-8"
 @pytest.fixture(scope="module")
 def mgr(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ManagerHandle]:
     """One manager for the module, in its own HOME, with the fast test timings."""
-    home = tmp_path_factory.mktemp("home")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WR_")}
-    env.update(HOME=str(home), WR_MANAGERPORT="0", WR_MANAGERWEB="0",
-               WR_DEPLOYMENT="production", **FAST_TIMINGS)
-    handle = ManagerHandle(home=home, env=env)
-    handle.start()
-    yield handle
-    handle.stop()
-    leftovers = _descendants_of_home(home)
-    for pid in leftovers:
-        psutil.Process(pid).kill()
-    assert not leftovers, f"processes left behind: {leftovers}\n{handle.log()}"
+    with running_manager(tmp_path_factory.mktemp("home")) as handle:
+        yield handle
 
 
 @pytest.fixture(scope="module")

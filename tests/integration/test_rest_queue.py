@@ -20,10 +20,9 @@ from typing import Any
 
 import httpx
 import orjson
-import psutil
 import pytest
 
-from tests.conftest import FAST_TIMINGS, ManagerHandle, _descendants_of_home, wait_for
+from tests.conftest import ManagerHandle, running_manager, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -31,18 +30,8 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def mgr(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ManagerHandle]:
     """One single-core manager for the module, in its own HOME, with fast timings."""
-    home = tmp_path_factory.mktemp("home")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WR_")}
-    env.update(HOME=str(home), WR_MANAGERPORT="0", WR_MANAGERWEB="0",
-               WR_DEPLOYMENT="production", **FAST_TIMINGS)
-    handle = ManagerHandle(home=home, env=env)
-    handle.start("--max_cores", "1")
-    yield handle
-    handle.stop()
-    leftovers = _descendants_of_home(home)
-    for pid in leftovers:
-        psutil.Process(pid).kill()
-    assert not leftovers, f"processes left behind: {leftovers}\n{handle.log()}"
+    with running_manager(tmp_path_factory.mktemp("home"), "--max_cores", "1") as handle:
+        yield handle
 
 
 @pytest.fixture(scope="module")
