@@ -14,7 +14,6 @@ wr's ``buried`` and ``running``), and ``--no_std`` skips fetching the output of 
 
 from __future__ import annotations
 
-import os
 import re
 import sys
 import time
@@ -22,8 +21,8 @@ from typing import Any
 
 import click
 
-from wr.cli.add import mounts_option, parse_lines, read_input
 from wr.cli.options import deployment_option, load
+from wr.cli.select import command_keys
 
 FORMATS = {"counts": "counts", "c": "counts", "summary": "summary", "s": "summary",
            "details": "details", "d": "details", "plain": "plain", "p": "plain",
@@ -120,7 +119,8 @@ def status(file_: str | None, identifier: str | None, search: bool, internal: bo
 
     keys: list[str] | None = None
     if file_ or cmdline:
-        keys = _keys(file_, cmdline, cwd, mounts_option(mount_json, mounts))
+        keys = command_keys(file=file_, cmdline=cmdline, cwd=cwd,
+                            mount_json=mount_json, mounts=mounts)
     config = load(deployment)
 
     from wr.client import Client
@@ -136,36 +136,6 @@ def status(file_: str | None, identifier: str | None, search: bool, internal: bo
         raise click.ClickException(exc.message) from exc
     click.echo(text, nl=False)
     sys.exit(code)
-
-
-def _keys(file_: str | None, cmdline: str | None, cwd: str, mounts: str | None) -> list[str]:
-    """The keys of the -f/-l commands, computed as the manager computed them at add time:
-    from cmd, the cwd if it mattered (the line's, else -c, else the current directory),
-    the mounts and any container options."""
-    from wr.errors import BadRequest
-    from wr.submission import PROBLEM, job_from_object, parse_query_defaults
-
-    query = {"cwd": cwd or os.getcwd()}
-    if cwd:
-        query["cwd_matters"] = "true"
-    if mounts:
-        query["mounts"] = mounts
-    try:
-        defaults, _ = parse_query_defaults(query)
-    except BadRequest as exc:
-        raise click.ClickException(exc.message) from None
-    if cmdline:
-        objects, numbers = [{"cmd": cmdline}], [1]
-    else:
-        objects, numbers, _ = parse_lines(read_input(file_ or "-"))
-    keys: dict[str, None] = {}
-    for obj, n in zip(objects, numbers, strict=True):
-        try:
-            keys[job_from_object(obj, defaults).key] = None
-        except BadRequest as exc:
-            raise click.ClickException(
-                f"line {n} had a problem: {exc.message.removeprefix(PROBLEM)}") from None
-    return list(keys)
 
 
 def _report(client: Any, fmt: str, *, keys: list[str] | None, identifier: str | None,

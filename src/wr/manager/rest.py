@@ -34,6 +34,7 @@ from wr.jobs import DELETABLE_STATES, RUN_STATES, Job, State
 from wr.manager.core import Manager
 from wr.security import tokens_match
 from wr.status import (
+    display_env,
     encode,
     group_similar,
     job_status,
@@ -269,11 +270,7 @@ class RestAPI:
         now = time.time()
         out = []
         for job, rep, similar in chosen:
-            env = None
-            if env_base is not None:
-                from wr.status import display_env
-
-                env = display_env(job, env_base)
+            env = display_env(job, env_base) if env_base is not None else None
             out.append(job_status(job, now=now, std=std.get(job.key), env=env,
                                   similar=similar, rep_grp=rep, state=state))
         return out

@@ -109,3 +109,18 @@ class Scheduler(abc.ABC):
     @abc.abstractmethod
     async def shutdown(self, grace: float) -> None:
         """Start no more runners; after ``grace`` seconds, end any still running."""
+
+
+def local_process_gone(pid: int, host: str, this_host: str) -> bool:
+    """True only if ``pid`` is certainly gone, which can be known only for a process of this
+    host (a zombie counts as gone: it will never run again)."""
+    if host != this_host or pid <= 0:
+        return False
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+    except psutil.Error:
+        return False

@@ -24,6 +24,7 @@ from wr.schedulers.base import (
     ImpossibleError,
     RunnerCommand,
     Scheduler,
+    local_process_gone,
 )
 
 
@@ -93,14 +94,7 @@ class LocalScheduler(Scheduler):
         return g.size if g else 0
 
     async def process_gone(self, pid: int, host: str) -> bool:
-        if host != self.host or pid <= 0:
-            return False
-        try:
-            return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-        except psutil.NoSuchProcess:
-            return True
-        except psutil.Error:
-            return False
+        return local_process_gone(pid, host, self.host)
 
     def _process(self) -> None:
         """Start as many wanted runners as fit, best groups first."""

@@ -47,8 +47,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-import psutil
-
 from wr.errors import ConfigError
 from wr.schedulers.base import (
     GroupRequirements,
@@ -56,6 +54,7 @@ from wr.schedulers.base import (
     RunnerCommand,
     RunnerGone,
     Scheduler,
+    local_process_gone,
     runner_ref,
 )
 
@@ -565,14 +564,7 @@ class SlurmScheduler(Scheduler):
         return len(self._live(g.job_name)) if g else 0
 
     async def process_gone(self, pid: int, host: str) -> bool:
-        if host != self.host or pid <= 0:
-            return False
-        try:
-            return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-        except psutil.NoSuchProcess:
-            return True
-        except psutil.Error:
-            return False
+        return local_process_gone(pid, host, self.host)
 
     async def job_gone(self, pid: int, host: str, runner_id: str) -> RunnerGone | None:
         ref = runner_ref(runner_id)
