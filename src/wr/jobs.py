@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 import cityhash
+import orjson
 
 from wr.errors import BadRequest
 
@@ -245,8 +246,6 @@ def behaviours_to_text(behaviours: list[dict[str, Any]]) -> str:
     """Render behaviours as the compact JSON string status objects show (``""`` if none)."""
     if not behaviours:
         return ""
-    import orjson
-
     grouped: dict[str, list[dict[str, Any]]] = {}
     for b in behaviours:
         grouped.setdefault(b["when"], []).append({b["do"]: b["arg"]})
@@ -368,6 +367,15 @@ class Job:
         """
         return [RECORD_TAG, *_get_fields(self)]
 
+    def record_bytes(self) -> bytes:
+        """`to_record` encoded for the store.
+
+        Copied out of orjson's buffer: orjson returns its output in an over-sized allocation,
+        so keeping 100,000 of them at once (a big add's rows before the insert) cost two
+        fresh pages each: 200,000 page faults and 0.4 s where the copies take 0.06 s.
+        """
+        return memoryview(orjson.dumps(self.to_record())).tobytes()
+
     @classmethod
     def from_record(cls, record: list[Any] | dict[str, Any]) -> Job:
         if isinstance(record, dict):  # a keyed record, as tests and tools may write
@@ -406,9 +414,19 @@ class Job:
 
     def effective_limit_groups(self) -> list[str]:
         """Limit group names without their ``:N`` settings (sorted, deduplicated)."""
-        return sorted({g.split(":", 1)[0] if _is_count_limit(g) else g for g in self.limit_grps})
+        given = tuple(self.limit_grps)
+        names = _LIMIT_NAMES.get(given)
+        if names is None:
+            if len(_LIMIT_NAMES) >= 10_000:  # jobs share a few sets; don't grow without end
+                _LIMIT_NAMES.clear()
+            names = _LIMIT_NAMES[given] = tuple(sorted(
+                {g.split(":", 1)[0] if _is_count_limit(g) else g for g in given}))
+        return list(names)
 
 
+_LIMIT_NAMES: dict[tuple[str, ...], tuple[str, ...]] = {}
+"""`Job.effective_limit_groups` by limit_grps: status objects of 100,000 jobs ask 100,000
+times about the same few lists."""
 _FIELD_NAMES = tuple(f.name for f in fields(Job))
 _get_fields = operator.attrgetter(*_FIELD_NAMES)
 RECORD_TAG = "j1"

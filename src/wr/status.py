@@ -60,7 +60,7 @@ def job_status(
     (see `display_env`) when ``env=true`` was asked for. ``rep_grp`` reports the job under the
     rep group it was found by, ``state`` overrides its state (``deleted`` in DELETE answers).
     """
-    shown_state = state if state is not None else str(job.state)
+    shown_state = state if state is not None else job.state.value
     stdout, stderr = std if std is not None else ("", "")
     deps = [*job.deps, *job.cmd_deps]
     limit_groups = job.effective_limit_groups() if job.limit_grps else None

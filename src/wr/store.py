@@ -16,7 +16,7 @@ Tables::
     limits(name, lim)               limit group counts
     samples(req_grp, kind, value)   learning samples; kind is ram (MB), disk (MB) or time (s)
 
-Records are ``orjson.dumps(job.to_record())``. The queries are in `wr.store_sql`; checking and
+Records are ``job.record_bytes()``. The queries are in `wr.store_sql`; checking and
 restoring db files is in `wr.store_files`. Lookup rows are never deleted when their job
 goes: readers skip keys with no record, and ``dep_waiters`` rows are checked against the
 dependant's stored ``deps`` before it is resurrected, so a stale row costs nothing.
@@ -246,7 +246,7 @@ class Store:
         is no longer live (archived or deleted by an earlier write) is skipped, so a late save
         cannot bring it back at the next start (spec cli-manager §6.2); new jobs go in through
         `add_jobs`."""
-        rows = [(job.key, orjson.dumps(job.to_record())) for job in jobs]
+        rows = [(job.key, job.record_bytes()) for job in jobs]
         return self._submit(sql.write_save, rows) if rows else self._barrier()
 
     def archive(self, jobs: Iterable[Job]) -> asyncio.Future[None]:
@@ -256,7 +256,7 @@ class Store:
         for job in jobs:
             rows.append((job.key, job.rep_grp, job.req_grp, job.started, job.ended,
                          job.exitcode, job.peak_ram, job.cpu_time,
-                         orjson.dumps(job.to_record())))
+                         job.record_bytes()))
             samples.append((job.req_grp, "ram", int(job.peak_ram)))
             samples.append((job.req_grp, "disk", int(job.peak_disk)))
             if job.started is not None and job.ended is not None:
@@ -292,7 +292,7 @@ class Store:
         and recording its rep group and deps. Use it rather than `save` whenever ``deps`` or
         ``rep_grp`` changed, even if the key did not. Serialised now, like `save`."""
         return self._submit(sql.write_rekey, old_key, job.key, job.rep_grp, list(job.deps),
-                            orjson.dumps(job.to_record()))
+                            job.record_bytes())
 
     # -- reads -----------------------------------------------------------------------------
 

@@ -117,7 +117,7 @@ def write_add(conn: sqlite3.Connection, jobs: list[Job], rerun: bool,
             continue
         seen.add(key)
         result.stored.append(job)
-        live_rows.append((key, orjson.dumps(job.to_record())))
+        live_rows.append((key, job.record_bytes()))
         dep_rows.extend((dep, key) for dep in job.deps)
         if len(live_rows) % _YIELD_EVERY == 0:
             time.sleep(0)  # let a waiting event loop have the GIL now, not in 5 ms

@@ -293,8 +293,8 @@ def jobs_from_request(
     """
     defaults, rerun = parse_query_defaults(query)
     objects = parse_jobs_body(body)
-    scripts: dict[str, str] = {}
-    return [_job(obj, defaults, now, scripts) for obj in objects], rerun
+    seen = _Seen()
+    return [_job(obj, defaults, now, seen) for obj in objects], rerun
 
 
 def job_from_object(obj: Mapping[str, Any], defaults: JobDefaults, *, now: float = 0.0) -> Job:
@@ -302,25 +302,49 @@ def job_from_object(obj: Mapping[str, Any], defaults: JobDefaults, *, now: float
 
     Raises BadRequest ``there was a problem interpreting your job: <reason>``.
     """
-    return _job(obj, defaults, now, {})
+    return _job(obj, defaults, now, _Seen())
+
+
+class _Seen:
+    """What one request has already worked out, because its jobs mostly look alike: parsed
+    memory and time texts, cloud scripts read, the fields of jobs that set none of the rarely
+    used keys, and one shared copy of each group name (a manager holds a million jobs)."""
+
+    __slots__ = ("memory", "seconds", "scripts", "rare", "names")
+
+    def __init__(self) -> None:
+        self.memory: dict[str, int] = {}
+        self.seconds: dict[str, float] = {}
+        self.scripts: dict[str, str] = {}
+        self.rare: _Rare | None = None
+        self.names: dict[str, str] = {}
+
+    def name(self, text: str) -> str:
+        return self.names.setdefault(text, text)
 
 
 # -- one job ------------------------------------------------------------------------------
 
-def _job(obj: Mapping[str, Any], d: JobDefaults, now: float, scripts: dict[str, str]) -> Job:
+def _job(obj: Mapping[str, Any], d: JobDefaults, now: float, seen: _Seen) -> Job:
     if not isinstance(obj, Mapping):
         raise BadRequest(PROBLEM + f"a job must be a JSON object, not {_show(obj)}")
     try:
-        return _convert(obj, d, now, scripts)
+        return _convert(obj, d, now, seen)
     except _Invalid as e:
         raise BadRequest(PROBLEM + str(e)) from None
 
 
-def _convert(obj: Mapping[str, Any], d: JobDefaults, now: float, scripts: dict[str, str]) -> Job:
-    o: dict[str, Any] = {}
-    for k, v in obj.items():
-        if isinstance(k, str):
-            o[k.lower()] = v
+_COMMON_KEYS = frozenset({
+    "cmd", "cwd", "cwd_matters", "change_home", "rep_grp", "req_grp", "memory", "time",
+    "no_retry_over_walltime", "cpus", "disk", "override", "priority", "retries", "deps",
+    "dep_grps", "limit_grps",
+})
+"""The keys most jobs use; a job with keys beyond these takes the full (slower) reading of
+`_rare_fields`, and one without shares a reading of the query defaults."""
+
+
+def _convert(obj: Mapping[str, Any], d: JobDefaults, now: float, seen: _Seen) -> Job:
+    o = obj if obj.keys() <= _COMMON_KEYS else _lowered(obj)
 
     cmd = _string(o, "cmd")
     if not cmd:
@@ -328,24 +352,24 @@ def _convert(obj: Mapping[str, Any], d: JobDefaults, now: float, scripts: dict[s
     cwd = _string(o, "cwd") or d.cwd or DEFAULT_CWD
     cwd_matters = _bool(o, "cwd_matters") or d.cwd_matters
     change_home = _bool(o, "change_home") or d.change_home
-    rep_grp = _string(o, "rep_grp") or d.rep_grp
-    req_grp = _string(o, "req_grp") or d.req_grp or default_req_grp(cmd)
+    rep_grp = seen.name(_string(o, "rep_grp") or d.rep_grp)
+    req_grp = seen.name(_string(o, "req_grp") or d.req_grp or default_req_grp(cmd))
 
     memory_text = _string(o, "memory")
-    if memory_text:
+    if not memory_text:
+        ram = d.memory if d.memory >= 1 else DEFAULT_RAM_MB
+    elif (ram := seen.memory.get(memory_text, -1)) < 0:
         try:
-            ram = parse_memory(memory_text)
+            ram = seen.memory[memory_text] = parse_memory(memory_text)
         except ValueError as e:
             raise _Invalid(
                 f"memory value ({memory_text}) was not specified correctly: {e}"
             ) from None
-    else:
-        ram = d.memory if d.memory >= 1 else DEFAULT_RAM_MB
     time_text = _string(o, "time")
-    if time_text:
-        seconds = _duration("time", time_text)
-    else:
+    if not time_text:
         seconds = d.time if d.time != 0 else DEFAULT_TIME_S
+    elif (seconds := seen.seconds.get(time_text, -1.0)) < 0:
+        seconds = seen.seconds[time_text] = _duration("time", time_text)
     nrow_text = _string(o, "no_retry_over_walltime")
     no_retry = (_duration("no_retry_over_walltime", nrow_text) if nrow_text
                 else d.no_retry_over_walltime)
@@ -356,8 +380,90 @@ def _convert(obj: Mapping[str, Any], d: JobDefaults, now: float, scripts: dict[s
     disk_set = disk is not None or d.disk_set
     if disk is None:
         disk = d.disk
-    ranged = {name: _ranged(o, name, top, getattr(d, name)) for name, top in _RANGES.items()}
+    override = _ranged(o, "override", 2, d.override)
+    priority = _ranged(o, "priority", 255, d.priority)
+    retries = _ranged(o, "retries", 255, d.retries)
 
+    if o is obj:  # none of the rare keys: the query defaults decide them, as for every such job
+        if seen.rare is None:
+            seen.rare = _rare_fields({}, d, seen)
+        rare = seen.rare
+    else:
+        rare = _rare_fields(o, d, seen)
+    deps = _strings(o, "deps")
+    if rare.cmd_dep_grps:
+        deps = rare.cmd_dep_grps + deps
+    elif not deps:
+        deps = list(d.deps)
+
+    key = compute_key(
+        cmd, cwd=cwd, cwd_matters=cwd_matters, mounts=rare.mounts,
+        with_docker=rare.with_docker, with_singularity=rare.with_singularity,
+        container_mounts=rare.container_mounts,
+    )
+    return Job(
+        key=key,
+        cmd=cmd,
+        cwd=seen.name(cwd),
+        cwd_matters=cwd_matters,
+        change_home=change_home,
+        rep_grp=rep_grp,
+        req_grp=req_grp,
+        ram=ram,
+        time=seconds,
+        cores=cores,
+        disk=disk,
+        disk_set=disk_set,
+        other=dict(rare.other),
+        override=override,
+        priority=priority,
+        retries=retries,
+        no_retry_over_walltime=no_retry,
+        limit_grps=_strings(o, "limit_grps") or list(d.limit_grps),
+        modules=list(rare.modules),
+        dep_grps=_strings(o, "dep_grps") or list(d.dep_grps),
+        deps=deps,
+        cmd_deps=list(rare.cmd_deps),
+        behaviours=list(rare.behaviours),
+        mounts=list(rare.mounts),
+        monitor_docker=rare.monitor_docker,
+        with_docker=rare.with_docker,
+        with_singularity=rare.with_singularity,
+        container_mounts=rare.container_mounts,
+        env=list(rare.env),
+        group=rare.group,
+        bsub_mode=rare.bsub_mode,
+        reserve_timeout=rare.reserve_timeout,
+        user_ram=ram,
+        user_time=seconds,
+        user_disk=disk,
+        state=State.READY,
+        until_buried=retries + 1,
+        added=now,
+    )
+
+
+@dataclass(slots=True)
+class _Rare:
+    """The fields few jobs set (containers, clouds, behaviours, ...), read together."""
+
+    mounts: list[dict[str, Any]]
+    behaviours: list[dict[str, Any]]
+    cmd_dep_grps: list[str]
+    cmd_deps: list[str]
+    env: list[str]
+    modules: list[str]
+    with_docker: str
+    with_singularity: str
+    container_mounts: str
+    monitor_docker: str
+    group: str
+    bsub_mode: str
+    reserve_timeout: int
+    other: dict[str, str]
+
+
+def _rare_fields(o: Mapping[str, Any], d: JobDefaults, seen: _Seen) -> _Rare:
     mounts_raw = o.get("mounts")
     mounts = _mounts(mounts_raw) if _given(mounts_raw) else list(d.mounts)
     behaviours: list[dict[str, Any]] = []
@@ -365,19 +471,12 @@ def _convert(obj: Mapping[str, Any], d: JobDefaults, now: float, scripts: dict[s
         raw = o.get(name)
         behaviours.extend(_behaviours(name, raw) if _given(raw) else getattr(d, name))
 
-    deps = _strings(o, "deps")
+    cmd_dep_grps: list[str] = []
     cmd_deps: list[str] = []
     raw_cmd_deps = o.get("cmd_deps")
     if _given(raw_cmd_deps):
-        group_deps, cmd_deps = _cmd_deps(raw_cmd_deps)
-        deps = group_deps + deps
-    elif not deps:
-        deps = list(d.deps)
+        cmd_dep_grps, cmd_deps = _cmd_deps(raw_cmd_deps)
     env = [_check_env(e) for e in _strings(o, "env")] or list(d.env)
-
-    with_docker = _string(o, "with_docker") or d.with_docker
-    with_singularity = _string(o, "with_singularity") or d.with_singularity
-    container_mounts = _string(o, "container_mounts") or d.container_mounts
     reserve_timeout = _int(o, "reserve_timeout", non_negative=True)
 
     other: dict[str, str] = {}
@@ -394,7 +493,7 @@ def _convert(obj: Mapping[str, Any], d: JobDefaults, now: float, scripts: dict[s
             other[key] = value
     script = _string(o, "cloud_script") or d.cloud_script
     if script:
-        other["cloud_script"] = _read_script(script, scripts)
+        other["cloud_script"] = _read_script(script, seen.scripts)
     cloud_ram = _int(o, "cloud_ram", non_negative=True)
     if cloud_ram is not None:
         other["cloud_os_ram"] = str(cloud_ram)
@@ -404,50 +503,15 @@ def _convert(obj: Mapping[str, Any], d: JobDefaults, now: float, scripts: dict[s
         other["cloud_shared"] = "true"
     if reserve_timeout is not None:
         other["rtimeout"] = str(reserve_timeout)
-
-    key = compute_key(
-        cmd, cwd=cwd, cwd_matters=cwd_matters, mounts=mounts, with_docker=with_docker,
-        with_singularity=with_singularity, container_mounts=container_mounts,
-    )
-    return Job(
-        key=key,
-        cmd=cmd,
-        cwd=cwd,
-        cwd_matters=cwd_matters,
-        change_home=change_home,
-        rep_grp=rep_grp,
-        req_grp=req_grp,
-        ram=ram,
-        time=seconds,
-        cores=cores,
-        disk=disk,
-        disk_set=disk_set,
-        other=other,
-        override=ranged["override"],
-        priority=ranged["priority"],
-        retries=ranged["retries"],
-        no_retry_over_walltime=no_retry,
-        limit_grps=_strings(o, "limit_grps") or list(d.limit_grps),
-        modules=_strings(o, "modules"),
-        dep_grps=_strings(o, "dep_grps") or list(d.dep_grps),
-        deps=deps,
-        cmd_deps=cmd_deps,
-        behaviours=behaviours,
-        mounts=mounts,
+    return _Rare(
+        mounts=mounts, behaviours=behaviours, cmd_dep_grps=cmd_dep_grps, cmd_deps=cmd_deps,
+        env=env, modules=_strings(o, "modules"),
+        with_docker=_string(o, "with_docker") or d.with_docker,
+        with_singularity=_string(o, "with_singularity") or d.with_singularity,
+        container_mounts=_string(o, "container_mounts") or d.container_mounts,
         monitor_docker=_string(o, "monitor_docker") or d.monitor_docker,
-        with_docker=with_docker,
-        with_singularity=with_singularity,
-        container_mounts=container_mounts,
-        env=env,
-        group=_string(o, "group"),
-        bsub_mode=_string(o, "bsub_mode") or d.bsub_mode,
-        reserve_timeout=reserve_timeout or 0,
-        user_ram=ram,
-        user_time=seconds,
-        user_disk=disk,
-        state=State.READY,
-        until_buried=ranged["retries"] + 1,
-        added=now,
+        group=_string(o, "group"), bsub_mode=_string(o, "bsub_mode") or d.bsub_mode,
+        reserve_timeout=reserve_timeout or 0, other=other,
     )
 
 
