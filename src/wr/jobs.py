@@ -389,23 +389,21 @@ class Job:
 
     def compact(self) -> None:
         """Share what many jobs hold alike, because a manager holds a million of them:
-        empty lists become one shared empty tuple, and group names and paths are interned."""
-        if not self.limit_grps:
-            self.limit_grps = ()
-        if not self.modules:
-            self.modules = ()
-        if not self.dep_grps:
-            self.dep_grps = ()
-        if not self.deps:
-            self.deps = ()
-        if not self.cmd_deps:
-            self.cmd_deps = ()
+        lists of names become one shared tuple per distinct list (empty ones the empty
+        tuple), an empty ``other`` one shared read-only dict, and group names and paths are
+        interned."""
+        self.limit_grps = _shared(self.limit_grps)
+        self.modules = _shared(self.modules)
+        self.dep_grps = _shared(self.dep_grps)
+        self.deps = _shared(self.deps)
+        self.cmd_deps = _shared(self.cmd_deps)
+        self.env = _shared(self.env)
         if not self.behaviours:
             self.behaviours = ()
         if not self.mounts:
             self.mounts = ()
-        if not self.env:
-            self.env = ()
+        if not self.other:
+            self.other = NO_OTHER
         self.rep_grp = sys.intern(self.rep_grp)
         self.req_grp = sys.intern(self.req_grp)
         self.cwd = sys.intern(self.cwd)
@@ -422,6 +420,34 @@ class Job:
             names = _LIMIT_NAMES[given] = tuple(sorted(
                 {g.split(":", 1)[0] if _is_count_limit(g) else g for g in given}))
         return list(names)
+
+
+class _ReadOnlyDict(dict):  # type: ignore[type-arg]
+    """An empty dict that refuses changes, so one can stand for every job's empty ``other``
+    (a million empty dicts are 64 MB); code that wants to change ``other`` assigns a new
+    dict."""
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> None:
+        raise TypeError("this shared empty dict cannot be changed; assign a new one")
+
+    __setitem__ = __delitem__ = update = setdefault = pop = popitem = clear = _refuse
+
+
+NO_OTHER: dict[str, str] = _ReadOnlyDict()
+_TUPLES: dict[tuple[str, ...], tuple[str, ...]] = {(): ()}
+
+
+def _shared(items: list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """One tuple object for every equal list of names (dep groups, limit groups, ...)."""
+    if not items:
+        return ()
+    given = tuple(items)
+    found = _TUPLES.get(given)
+    if found is None:
+        if len(_TUPLES) >= 100_000:  # names shared by few jobs: stop sharing, don't grow
+            return given
+        found = _TUPLES[given] = tuple(sys.intern(x) for x in given)
+    return found
 
 
 _LIMIT_NAMES: dict[tuple[str, ...], tuple[str, ...]] = {}

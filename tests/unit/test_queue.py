@@ -671,7 +671,7 @@ def test_a_count_limit_lets_one_job_run_at_a_time():
     a, b = q.add([new_job("a", limit_grps=["lim:1"]), new_job("b", limit_grps=["lim"])], 0)
     assert [e for e in q.drain() if isinstance(e, LimitChanged)] == [LimitChanged("lim", 1)]
     assert q.limits == {"lim": 1}
-    assert a.limit_grps == ["lim"]
+    assert list(a.limit_grps) == ["lim"]
     take(q, "a")
     assert q.limit_counts["lim"] == 1
     assert q.reserve("", "r2", 1) is None
@@ -722,7 +722,7 @@ def test_time_window_limit_groups_set_no_count_limit():
     q = make_queue()
     [a] = q.add([new_job("a", limit_grps=["time < 23:59:59"])], 0)
     assert q.limits == {}
-    assert a.limit_grps == ["time < 23:59:59"]
+    assert list(a.limit_grps) == ["time < 23:59:59"]
 
 
 # -- learned requirements -----------------------------------------------------------------
