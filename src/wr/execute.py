@@ -4,14 +4,18 @@ A runner (runner.py) reserves a job, hands its details here as an ExecSpec, and 
 ExecResult back. The runner is an asyncio program that must keep its websocket to the manager
 alive meanwhile, so nothing here blocks the event loop for long:
 
-* the command is spawned with `subprocess.Popen` without `preexec_fn` and with `close_fds`, so
-  CPython uses vfork/posix_spawn (DESIGN.md principle 5), in a session of its own;
+* the command is spawned with `os.posix_spawn` (glibc's is a vfork; DESIGN.md principle 5),
+  in a session of its own, with SIGPIPE and SIGXFSZ back to their defaults and only its three
+  standard streams open, as `subprocess.Popen(close_fds=True, start_new_session=True)` would;
+  it costs the runner half the CPU of `Popen`, which matters for jobs that take milliseconds
+  (docs/benchmarks.md). Where posix_spawn cannot be used, `Popen` does it;
 * its pipes are read by event-loop readers as the output is produced (no deadlock on big
   output) into bounded captures (capture.py);
 * its exit is noticed through a pidfd (or a thread in `waitid(WNOWAIT)`), and it is reaped with
   `os.wait4` so its rusage gives CPU time and max RSS;
 * /proc inspection (memory of the process tree, disk use of its directories) and the kill
-  procedure run in threads.
+  procedure run in threads. Monitoring begins only FIRST_SAMPLE_S after the start, so a job
+  that is over by then costs no monitoring at all.
 
 Lifecycle: `Execution(spec)` only stores; `start()` prepares the working directory and
 environment and spawns, raising ExecSetupError when it cannot; `wait()` returns the ExecResult
@@ -358,6 +362,79 @@ def _signal_all(procs: dict[int, psutil.Process], sig: int) -> None:
             proc.send_signal(sig)
 
 
+_DEFAULT_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ)
+"""Python ignores these; Popen(restore_signals=True) gives a command their defaults back."""
+
+_devnull = -1
+_shells: dict[tuple[str, str | None], str] = {}
+
+
+def _find_shell(shell: str, path: str | None) -> str:
+    """The file `shell` names, looked up in the command's PATH as Popen would ("" if none)."""
+    found = _shells.get((shell, path))
+    if found is None:
+        found = ""
+        if os.path.dirname(shell):
+            found = shell
+        else:
+            for folder in os.get_exec_path({} if path is None else {"PATH": path}):
+                candidate = os.path.join(folder, shell)
+                if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+                    found = candidate
+                    break
+        _shells[(shell, path)] = found
+    return found
+
+
+def _spawn(argv: list[str], cwd: str, env: dict[str, str], out: int, err: int) -> int:
+    """Start `argv` in `cwd` in a new session, stdin from /dev/null, stdout and stderr to
+    `out` and `err`, with posix_spawn; 0 if that cannot be done here (the caller uses Popen,
+    which also gives the usual errors for a shell or directory that is missing).
+
+    posix_spawn has no working-directory action before Python 3.13, so we change ours for
+    the moment of the spawn; a runner runs one command at a time and uses absolute paths.
+    Descriptors Python opens are close-on-exec (PEP 446); any others we were given (8 us to
+    find) are closed in the command, so only the three given reach it, as with Popen's
+    close_fds.
+    """
+    global _devnull
+    shell = _find_shell(argv[0], env.get("PATH"))
+    if not shell or not hasattr(os, "posix_spawn"):
+        return 0
+    try:
+        if _devnull < 0:
+            _devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        if min(_devnull, out, err) <= 2:
+            return 0  # we lack standard streams of our own: Popen knows how to shuffle
+        actions = [(os.POSIX_SPAWN_DUP2, _devnull, 0), (os.POSIX_SPAWN_DUP2, out, 1),
+                   (os.POSIX_SPAWN_DUP2, err, 2)]
+        actions += [(os.POSIX_SPAWN_CLOSE, fd) for fd in _inheritable_fds()]
+        here = os.getcwd()
+        os.chdir(cwd)
+    except OSError:
+        return 0
+    try:
+        return os.posix_spawn(shell, argv, env, file_actions=actions, setsid=True,
+                              setsigdef=_DEFAULT_SIGNALS)
+    except (OSError, NotImplementedError):
+        return 0
+    finally:
+        with contextlib.suppress(OSError):
+            os.chdir(here)
+
+
+def _inheritable_fds() -> list[int]:
+    """Our descriptors above 2 that are not close-on-exec."""
+    found = []
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd > 2:
+            with contextlib.suppress(OSError):  # the listing's own, closed by now
+                if os.get_inheritable(fd):
+                    found.append(fd)
+    return found
+
+
 def _killpg(pgid: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGKILL)
@@ -399,6 +476,7 @@ class Execution:
         self._last_output = 0.0
         self._pidfd = -1
         self._exited: asyncio.Future | None = None
+        self._monitor_timer: asyncio.TimerHandle | None = None
         self._monitor_task: asyncio.Task | None = None
         self._peak_ram = 0
         self._peak_disk = 0
@@ -413,7 +491,7 @@ class Execution:
 
     async def start(self) -> int:
         """Prepare the working directory and environment, spawn the command; return its pid."""
-        if self._proc is not None:
+        if self._exited is not None:
             raise RuntimeError("this Execution has already been started")
         spec = self.spec
         env = job_environment(spec.base_env, spec.env_override)
@@ -431,16 +509,19 @@ class Execution:
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
         try:
             self._started = time.time()
-            self._proc = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=out_w,
-                stderr=err_w,
-                cwd=self._run_dir,
-                env=env,
-                close_fds=True,
-                start_new_session=True,
-            )
+            self.pid = _spawn(argv, self._run_dir, env, out_w, err_w)
+            if not self.pid:
+                self._proc = subprocess.Popen(
+                    argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out_w,
+                    stderr=err_w,
+                    cwd=self._run_dir,
+                    env=env,
+                    close_fds=True,
+                    start_new_session=True,
+                )
+                self.pid = self._proc.pid
         except (OSError, ValueError, subprocess.SubprocessError) as exc:
             os.close(out_r)
             os.close(err_r)
@@ -450,13 +531,13 @@ class Execution:
             os.close(out_w)
             os.close(err_w)
 
-        self.pid = self._proc.pid
         loop = asyncio.get_running_loop()
         self._last_output = loop.time()
         self._pipes = {out_r: self._read_pipe(loop, out_r, self._out, "STDOUT")}
         self._pipes[err_r] = self._read_pipe(loop, err_r, self._err, "STDERR")
         self._exited = self._watch_exit(loop)
-        self._monitor_task = loop.create_task(self._monitor())
+        first = min(FIRST_SAMPLE_S, max(self.spec.monitor_interval, 0.01))
+        self._monitor_timer = loop.call_later(first, self._begin_monitoring)
         if self.marks.stopped or self.marks.user_killed or self.marks.signalled:
             self._launch_killer()  # kill() came before we had a process
         return self.pid
@@ -534,17 +615,27 @@ class Execution:
 
     # ---------------------------------------------------------------- monitor
 
+    def _begin_monitoring(self) -> None:
+        """FIRST_SAMPLE_S (or monitor_interval, if shorter) after the start: begin sampling,
+        unless the command is already over."""
+        self._monitor_timer = None
+        if not self._exited.done():
+            self._monitor_task = asyncio.get_running_loop().create_task(self._monitor())
+
     async def _monitor(self) -> None:
-        """Sample memory and disk every monitor_interval until the command exits."""
+        """Sample memory and disk now, then every monitor_interval until the command exits."""
         interval = max(self.spec.monitor_interval, 0.01)
-        wait = min(FIRST_SAMPLE_S, interval)  # so short jobs get a measurement too
         while True:
-            done, _ = await asyncio.wait([self._exited], timeout=wait)
-            wait = interval
-            if done:
-                return
             mem, disk, full = await asyncio.to_thread(self._sample)
             self._account(mem, disk, full)
+            done, _ = await asyncio.wait([self._exited], timeout=interval)
+            if done:
+                return
+
+    def _stop_monitoring(self) -> None:
+        if self._monitor_timer is not None:
+            self._monitor_timer.cancel()
+            self._monitor_timer = None
 
     def _sample(self) -> tuple[int, int, bool]:
         """(tree memory, directory bytes, filesystem full); runs in a worker thread."""
@@ -599,7 +690,7 @@ class Execution:
 
     def _launch_killer(self) -> None:
         """Run the kill procedure once, in a thread (it scans /proc and sleeps)."""
-        if self._proc is None or self._reaped or self._killer is not None:
+        if not self.pid or self._reaped or self._killer is not None:
             return
         killer: concurrent.futures.Future = concurrent.futures.Future()
         root, seen, pgid, token = self._process(), self._seen, self.pid, self._token
@@ -629,7 +720,9 @@ class Execution:
 
     async def _finish(self) -> ExecResult:
         await self._exited
-        await self._monitor_task
+        self._stop_monitoring()
+        if self._monitor_task is not None:
+            await self._monitor_task
         status, rusage = self._reap()
         ended = time.time()
         await self._drain()
@@ -688,8 +781,9 @@ class Execution:
         except ChildProcessError:
             status, rusage = None, None
         self._reaped = True
-        # Popen would warn (and try to reap) in __del__ if it thought the child still ran.
-        self._proc.returncode = -1 if status is None else os.waitstatus_to_exitcode(status)
+        if self._proc is not None:
+            # Popen would warn (and try to reap) in __del__ if it thought the child still ran.
+            self._proc.returncode = -1 if status is None else os.waitstatus_to_exitcode(status)
         if self._pidfd >= 0:
             os.close(self._pidfd)
             self._pidfd = -1
@@ -725,7 +819,9 @@ class Execution:
 
     def _abandon(self) -> None:
         """wait() was cancelled: kill everything now, reap, and release our resources."""
-        self._monitor_task.cancel()
+        self._stop_monitoring()
+        if self._monitor_task is not None:
+            self._monitor_task.cancel()
         if not self._exited.done():
             self._exited.cancel()
         if not self._reaped:
@@ -736,7 +832,8 @@ class Execution:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(self.pid, 0)
             self._reaped = True
-            self._proc.returncode = -1
+            if self._proc is not None:
+                self._proc.returncode = -1
         if self._pidfd >= 0:
             asyncio.get_running_loop().remove_reader(self._pidfd)
             os.close(self._pidfd)

@@ -483,3 +483,29 @@ def test_cancelled_wait_kills_the_command(tmp_path: Path) -> None:
         return pid
 
     assert not alive(asyncio.run(go()))
+
+
+def test_the_command_gets_default_signals_and_only_its_standard_streams(
+        tmp_path: Path) -> None:
+    """As with Popen(close_fds=True, restore_signals=True, start_new_session=True): SIGPIPE
+    and SIGXFSZ, which Python ignores, are back to their defaults; no descriptor but 0-2
+    reaches the command (ls lists its own too); it leads a session of its own."""
+    import signal
+
+    ignored = int(execute(make_spec(tmp_path, "grep SigIgn /proc/self/status")).stdout.split()[1],
+                  16)
+    assert not ignored & (1 << (signal.SIGPIPE - 1) | 1 << (signal.SIGXFSZ - 1))
+    fds = execute(make_spec(tmp_path, "ls /proc/self/fd")).stdout.split()
+    assert sorted(fds) == ["0", "1", "2", "3"]
+    ids = execute(make_spec(tmp_path, "ps -o pid=,sid= -p $$")).stdout.split()
+    assert ids[0] == ids[1]
+
+
+def test_a_command_that_ends_at_once_is_never_sampled(tmp_path: Path, monkeypatch) -> None:
+    """Monitoring begins FIRST_SAMPLE_S after the start: a job over by then costs none."""
+    samples = []
+    monkeypatch.setattr(Execution, "_sample", lambda self: samples.append(1) or (0, 0, False))
+    assert execute(make_spec(tmp_path, "true", monitor_interval=1.0)).outcome == "archive"
+    assert samples == []
+    assert execute(make_spec(tmp_path, "sleep 0.3", monitor_interval=1.0)).outcome == "archive"
+    assert samples == [1]
