@@ -387,25 +387,24 @@ class Manager:
                 self.queue.release_unstarted(key, runner_id, now)
         self._after()
 
-    async def reserve(self, group: str, runner_id: str, timeout: float) -> Job | None:
-        """The best ready job of ``group``, waiting up to ``timeout`` seconds for one."""
+    async def reserve(self, group: str, runner_id: str, timeout: float, many: int = 1
+                      ) -> list[Job]:
+        """Up to ``many`` of the best ready jobs of ``group``, waiting up to ``timeout``
+        seconds for the first."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
             if self.mode != "started":
-                return None
-            job = self.queue.reserve(group, runner_id, time.time())
-            if job is not None:
-                link = self.runner_links.get(runner_id)
-                if link is not None:
-                    link.jobs.add(job.key)
-                # Stored before the runner hears of it: after a crash the job is known to
-                # be this runner's, so it can never be handed to a second runner.
+                return []
+            jobs = self._reserve_now(group, runner_id, time.time(), many)
+            if jobs:
+                # Stored before the runner hears of them: after a crash they are known to
+                # be this runner's, so none can ever be handed to a second runner.
                 await self._after()
-                return job
+                return jobs
             remaining = deadline - loop.time()
             if remaining <= 0:
-                return None
+                return []
             fut: asyncio.Future[None] = loop.create_future()
             self._waiters[group].append(fut)
             try:
@@ -428,30 +427,55 @@ class Manager:
         self._after()
         return kill
 
-    async def ended(self, key: str, runner_id: str, report: EndReport, stdout: str,
-                    stderr: str, *, group: str = "", reserve: float | None = None
-                    ) -> Job | None:
-        """A runner finished a job (and, with ``reserve``, wants the next of ``group``).
+    def _reserve_now(self, group: str, runner_id: str, now: float, many: int) -> list[Job]:
+        link = self.runner_links.get(runner_id)
+        jobs: list[Job] = []
+        while len(jobs) < many:
+            job = self.queue.reserve(group, runner_id, now)
+            if job is None:
+                break
+            jobs.append(job)
+            if link is not None:
+                link.jobs.add(job.key)
+        return jobs
 
-        The outcome and the next reservation are stored in one commit before the runner is
+    async def ended(self, runner_id: str, ends: Sequence[tuple[str, EndReport, str, str]], *,
+                    group: str = "", reserve: float | None = None, many: int = 1
+                    ) -> tuple[list[Job], dict[str, str]]:
+        """A runner finished jobs (and, with ``reserve``, wants up to ``many`` more of
+        ``group``): ``ends`` holds (key, report, stdout, stderr) for each. Returns the jobs
+        now reserved for it and the ends the queue refused (key: why); if it refused them
+        all, it raises that QueueError instead and nothing is reserved.
+
+        The outcomes and the next reservations are stored in one commit before the runner is
         answered; only if no job is ready at once does it wait (``reserve`` seconds)."""
         now = time.time()
-        job = self.queue.end(key, runner_id, report, now)
         link = self.runner_links.get(runner_id)
-        if link is not None:
-            link.jobs.discard(key)
-        nxt = None
+        refused: dict[str, str] = {}
+        std: list[tuple[str, str, str]] = []
+        for key, report, stdout, stderr in ends:
+            try:
+                job = self.queue.end(key, runner_id, report, now)
+            except QueueError as exc:
+                if len(ends) == 1:
+                    raise
+                refused[key] = str(exc)
+                continue
+            if link is not None:
+                link.jobs.discard(key)
+            if report.outcome in ("release", "bury") or report.exitcode != 0:
+                std.append((job.key, stdout, stderr))
+        if ends and len(refused) == len(ends):
+            raise QueueError("; ".join(refused.values()))
+        nxt: list[Job] = []
         if reserve is not None and self.mode == "started":
-            nxt = self.queue.reserve(group, runner_id, now)
-            if nxt is not None and link is not None:
-                link.jobs.add(nxt.key)
+            nxt = self._reserve_now(group, runner_id, now, many)
         futs = [self._after()]
-        if report.outcome in ("release", "bury") or report.exitcode != 0:
-            futs.append(self.store.save_std(job.key, stdout, stderr))
+        futs.extend(self.store.save_std(key, out, err) for key, out, err in std)
         await _gather(futs)
-        if nxt is None and reserve is not None and reserve > 0:
-            nxt = await self.reserve(group, runner_id, reserve)
-        return nxt
+        if not nxt and reserve is not None and reserve > 0:
+            nxt = await self.reserve(group, runner_id, reserve, many)
+        return nxt, refused
 
     # -- user actions -----------------------------------------------------------------------
 

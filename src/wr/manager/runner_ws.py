@@ -2,13 +2,24 @@
 
 Runner -> manager requests carry an ``id`` that the answer repeats:
 
-* ``{"op": "reserve", "timeout": s}`` -> ``{"job": {...} | null}``
+* ``{"op": "reserve", "timeout": s, "many"?: n}`` -> ``{"job": {...} | null, "more"?: [...]}``:
+  with ``many`` (a runner whose jobs end within milliseconds), up to ``n`` jobs are reserved
+  at once (fewer when that would leave other runners of the group without a fair share of
+  the ready ones): the first in ``job``, the rest in ``more``.
 * ``{"op": "started", "key", "pid", "host", "ip", "at"}`` -> ``{}`` (stored before answered;
   ``at`` is the start time by the runner's clock)
 * ``{"op": "touch", "key"}`` -> ``{"kill": bool}``
-* ``{"op": "end", "key", "report": {...}, "stdout", "stderr", "reserve": s | null}`` ->
-  ``{"job": next job | null}``: the end of one job and the reservation of the next travel
-  together, so a busy runner costs one round trip per job.
+* ``{"op": "end", "key", "report": {...}, "stdout", "stderr", "reserve": s | null,
+  "many"?: n, "start"?: {"pid", "host", "ip", "at"}}`` -> ``{"job": next job | null,
+  "more"?: [...]}``: the end of one job and the reservation of the next travel together, so
+  a busy runner costs one round trip per job. A job that ended within
+  wr.runner.START_REPORT_DELAY of its start has no ``started`` of its own: its ``end``
+  carries ``start``, and the manager takes the start, then the end, in one commit (the job
+  still goes reserved -> running -> complete, with its start time).
+* ``{"op": "end", "ends": [{"key", "report", "stdout", "stderr", "start"?}, ...], "reserve",
+  "many"?}``: the ends of several jobs (a batch of short ones) in one message; the answer
+  adds ``"refused": {key: why}`` for those the queue refused, once what they conflict with
+  is stored. If it refuses them all, the answer is an error, as for one.
 * ``{"op": "release", "key"}`` -> ``{}``: give back a reserved job it will not start.
 
 An answer ``{"error": ..., "retry": true}`` means the manager could not store the change (a
@@ -41,6 +52,9 @@ from wr.queue import EndReport, QueueError
 from wr.security import tokens_match
 
 log = logging.getLogger("wr.manager")
+
+MAX_MANY = 64
+"""Most jobs one runner request may reserve at once."""
 
 
 def job_for_runner(job: Job, shell: str) -> dict[str, Any]:
@@ -126,28 +140,28 @@ class RunnerEndpoint:
         op = msg.get("op")
         try:
             if op == "reserve":
-                job = await manager.reserve(group, runner_id, float(msg.get("timeout", 0)))
-                reply["job"] = job_for_runner(job, shell) if job else None
+                jobs = await manager.reserve(group, runner_id, float(msg.get("timeout", 0)),
+                                             self._many(msg, group))
+                _give(reply, jobs, shell)
             elif op == "started":
                 at = msg.get("at")
                 await manager.started(msg["key"], runner_id, pid=int(msg["pid"]),
                                       host=str(msg["host"]), host_ip=str(msg.get("ip", "")),
                                       at=None if at is None else float(at))
             elif op == "end":
-                r = msg["report"]
-                report = EndReport(
-                    outcome=r["outcome"], exitcode=int(r.get("exitcode", 0)),
-                    fail_reason=str(r.get("fail_reason", "")),
-                    peak_ram=int(r.get("peak_ram", 0)), peak_disk=int(r.get("peak_disk", 0)),
-                    cpu_time=float(r.get("cpu_time", 0.0)), ended=float(r.get("ended", 0.0)),
-                    actual_cwd=str(r.get("actual_cwd", "")), remove=bool(r.get("remove")),
-                )
+                ends = msg.get("ends", [msg])
+                reports = [_end_report(end) for end in ends]
+                for end in ends:
+                    if end.get("start") is not None:
+                        self._start_first(end["key"], runner_id, end["start"])
                 wait = msg.get("reserve")
-                job = await manager.ended(
-                    msg["key"], runner_id, report, str(msg.get("stdout", "")),
-                    str(msg.get("stderr", "")), group=group,
-                    reserve=None if wait is None else float(wait))
-                reply["job"] = job_for_runner(job, shell) if job else None
+                jobs, refused = await manager.ended(
+                    runner_id, reports, group=group,
+                    reserve=None if wait is None else float(wait), many=self._many(msg, group))
+                _give(reply, jobs, shell)
+                if refused:
+                    reply["refused"] = refused
+                    await manager.store.durable()
             elif op == "release":
                 job = manager.queue.get(msg["key"])
                 if job is not None and job.reserved_by == runner_id:
@@ -173,6 +187,29 @@ class RunnerEndpoint:
         except Exception:
             log.debug("could not answer runner %s", runner_id)
 
+
+    def _many(self, msg: dict[str, Any], group: str) -> int:
+        """How many jobs to reserve for a runner that asks for ``many``: at most its fair
+        share of the group's ready jobs, so its group's other runners are not left idle."""
+        many = min(int(msg.get("many") or 1), MAX_MANY)
+        if many <= 1:
+            return 1
+        manager = self.manager
+        runners = sum(1 for link in manager.runner_links.values() if link.group == group)
+        ready = manager.queue.ready_by_group[group]
+        return max(1, min(many, -(-ready // max(runners, 1))))
+
+    def _start_first(self, key: str, runner_id: str, start: dict[str, Any]) -> None:
+        """Take the start an ``end`` carries, unless the queue has it already: a report sent
+        again (the connection dropped, the manager restarted, or its disk was full) finds
+        the job running, or lost, under this runner."""
+        job = self.manager.queue.get(key)
+        if job is None or job.state != State.RESERVED or job.reserved_by != runner_id:
+            return  # already started, or not this runner's: ``end`` tells which
+        at = start.get("at")
+        self.manager.queue.start(key, runner_id, pid=int(start["pid"]),
+                                 host=str(start["host"]), host_ip=str(start.get("ip", "")),
+                                 now=_now(), at=None if at is None else float(at))
 
     async def _refusal(self, msg: dict[str, Any], runner_id: str,
                        reply: dict[str, Any]) -> dict[str, Any]:
@@ -204,6 +241,25 @@ class RunnerEndpoint:
             if job is not None and job.state == State.RESERVED and job.reserved_by == runner_id:
                 manager.queue.release_unstarted(key, runner_id, now)
         manager._after().add_done_callback(_quiet)
+
+
+def _end_report(end: dict[str, Any]) -> tuple[str, EndReport, str, str]:
+    r = end["report"]
+    report = EndReport(
+        outcome=r["outcome"], exitcode=int(r.get("exitcode", 0)),
+        fail_reason=str(r.get("fail_reason", "")),
+        peak_ram=int(r.get("peak_ram", 0)), peak_disk=int(r.get("peak_disk", 0)),
+        cpu_time=float(r.get("cpu_time", 0.0)), ended=float(r.get("ended", 0.0)),
+        actual_cwd=str(r.get("actual_cwd", "")), remove=bool(r.get("remove")),
+    )
+    return str(end["key"]), report, str(end.get("stdout", "")), str(end.get("stderr", ""))
+
+
+def _give(reply: dict[str, Any], jobs: list[Job], shell: str) -> None:
+    """Put reserved jobs into an answer: the first as ``job``, any others as ``more``."""
+    reply["job"] = job_for_runner(jobs[0], shell) if jobs else None
+    if len(jobs) > 1:
+        reply["more"] = [job_for_runner(job, shell) for job in jobs[1:]]
 
 
 def _quiet(fut: asyncio.Future[Any]) -> None:
