@@ -224,6 +224,7 @@ def bench_scale(n: int, out: dict[str, Any]) -> None:
                 c.add([{"cmd": f"echo {i}", "limit_grps": ["hold:0"]}
                        for i in range(start, min(start + batch, n))],
                       rep_grp=f"scale{start // batch}")
+            time.sleep(2)  # settled: the manager trims its heap a second after a big request
             after = m.rss_mb()
             out[f"scale: manager memory per queued job ({n:,})"] = {
                 "value": round((after - before) * (1 << 20) / n), "unit": "bytes",

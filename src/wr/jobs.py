@@ -17,16 +17,32 @@ from __future__ import annotations
 
 import enum
 import math
-import operator
 import re
 import sys
-from dataclasses import dataclass, field, fields
 from typing import Any
 
 import cityhash
 import orjson
 
 from wr.errors import BadRequest
+from wr.job_fields import (
+    FIELD_NAMES,
+    FIELD_SET,
+    HOT_FIELDS,
+    NO_OTHER,
+    RAN_DEFAULTS,
+    RARE_DEFAULTS,
+    RECORD_TAG,
+    V1_NAMES,
+    V1_TAG,
+    Ran,
+    Rare,
+    delegate_parts,
+    get_hot,
+    get_ran,
+    get_rare,
+    shared_names,
+)
 
 
 class State(enum.StrEnum):
@@ -289,83 +305,156 @@ def compute_key(
 
 # -- the record ---------------------------------------------------------------------------
 
-@dataclass(slots=True, eq=False)
+@delegate_parts
 class Job:
     """One command and everything known about it.
 
     The first block is what the user asked for; the second is what happened to it. Times are
     Unix seconds as floats (None when unset); memory is MB, disk GB, time seconds.
+
+    A manager holds a million of these, so a job keeps in its own slots only the fields
+    most jobs set; the rarely used requests (containers, behaviours, mounts, ...) and the
+    results of running it live in two small parts made the first time one of their fields
+    is set to something other than its default (all defaults are falsy). Reading such a
+    field when its part is absent gives the default. This took a queued job from 496 to
+    232 bytes.
     """
 
-    key: str
-    cmd: str
-    cwd: str = DEFAULT_CWD
-    cwd_matters: bool = False
-    change_home: bool = False
-    rep_grp: str = DEFAULT_REP_GRP
-    req_grp: str = ""
-    ram: int = DEFAULT_RAM_MB
-    time: float = DEFAULT_TIME_S
-    cores: float = 0.0
-    disk: int = 0
-    disk_set: bool = False
-    other: dict[str, str] = field(default_factory=dict)
-    override: int = 0
-    priority: int = 0
-    retries: int = 0
-    no_retry_over_walltime: float = 0.0
-    limit_grps: list[str] = field(default_factory=list)
-    modules: list[str] = field(default_factory=list)
-    dep_grps: list[str] = field(default_factory=list)
-    deps: list[str] = field(default_factory=list)
-    cmd_deps: list[str] = field(default_factory=list)
-    behaviours: list[dict[str, Any]] = field(default_factory=list)
-    mounts: list[dict[str, Any]] = field(default_factory=list)
-    monitor_docker: str = ""
-    with_docker: str = ""
-    with_singularity: str = ""
-    container_mounts: str = ""
-    env: list[str] = field(default_factory=list)
-    group: str = ""
-    bsub_mode: str = ""
-    reserve_timeout: int = 0
-    user_ram: int = DEFAULT_RAM_MB
-    user_time: float = DEFAULT_TIME_S
-    user_disk: int = 0
+    __slots__ = (*HOT_FIELDS, "_rare", "_ran")
 
-    state: State = State.READY
-    until_buried: int = 1
-    attempts: int = 0
-    exited: bool = False
-    exitcode: int = 0
-    fail_reason: str = ""
-    pid: int = 0
-    host: str = ""
-    host_id: str = ""
-    host_ip: str = ""
-    started: float | None = None
-    ended: float | None = None
-    peak_ram: int = 0
-    peak_disk: int = 0
-    cpu_time: float = 0.0
-    actual_cwd: str = ""
-    reserved_by: str = ""
-    kill_called: bool = False
-    recovered: bool = False
-    delay: float = 0.0
-    sched_group: str = ""
-    added: float = 0.0
-    seq: int = 0
+    def __init__(
+        self,
+        key: str,
+        cmd: str,
+        cwd: str = DEFAULT_CWD,
+        cwd_matters: bool = False,
+        rep_grp: str = DEFAULT_REP_GRP,
+        req_grp: str = "",
+        ram: int = DEFAULT_RAM_MB,
+        time: float = DEFAULT_TIME_S,
+        cores: float = 0.0,
+        disk: int = 0,
+        priority: int = 0,
+        retries: int = 0,
+        limit_grps: list[str] | tuple[str, ...] = (),
+        dep_grps: list[str] | tuple[str, ...] = (),
+        deps: list[str] | tuple[str, ...] = (),
+        user_ram: int = DEFAULT_RAM_MB,
+        user_time: float = DEFAULT_TIME_S,
+        state: State = State.READY,
+        until_buried: int = 1,
+        attempts: int = 0,
+        sched_group: str = "",
+        added: float = 0.0,
+        seq: int = 0,
+        # the rarely used requests
+        change_home: bool = False,
+        disk_set: bool = False,
+        other: dict[str, str] = NO_OTHER,
+        override: int = 0,
+        no_retry_over_walltime: float = 0.0,
+        modules: list[str] | tuple[str, ...] = (),
+        cmd_deps: list[str] | tuple[str, ...] = (),
+        behaviours: list[dict[str, Any]] | tuple[dict[str, Any], ...] = (),
+        mounts: list[dict[str, Any]] | tuple[dict[str, Any], ...] = (),
+        monitor_docker: str = "",
+        with_docker: str = "",
+        with_singularity: str = "",
+        container_mounts: str = "",
+        env: list[str] | tuple[str, ...] = (),
+        group: str = "",
+        bsub_mode: str = "",
+        reserve_timeout: int = 0,
+        user_disk: int = 0,
+        kill_called: bool = False,
+        recovered: bool = False,
+        delay: float = 0.0,
+        # what happened when it ran
+        exited: bool = False,
+        exitcode: int = 0,
+        fail_reason: str = "",
+        pid: int = 0,
+        host: str = "",
+        host_id: str = "",
+        host_ip: str = "",
+        started: float | None = None,
+        ended: float | None = None,
+        peak_ram: int = 0,
+        peak_disk: int = 0,
+        cpu_time: float = 0.0,
+        actual_cwd: str = "",
+        reserved_by: str = "",
+    ) -> None:
+        self.key = key
+        self.cmd = cmd
+        self.cwd = cwd
+        self.cwd_matters = cwd_matters
+        self.rep_grp = rep_grp
+        self.req_grp = req_grp
+        self.ram = ram
+        self.time = time
+        self.cores = cores
+        self.disk = disk
+        self.priority = priority
+        self.retries = retries
+        self.limit_grps = limit_grps
+        self.dep_grps = dep_grps
+        self.deps = deps
+        self.user_ram = user_ram
+        self.user_time = user_time
+        self.state = state
+        self.until_buried = until_buried
+        self.attempts = attempts
+        self.sched_group = sched_group
+        self.added = added
+        self.seq = seq
+        if (change_home or disk_set or other or override or no_retry_over_walltime or modules
+                or cmd_deps or behaviours or mounts or monitor_docker or with_docker
+                or with_singularity or container_mounts or env or group or bsub_mode
+                or reserve_timeout or user_disk or kill_called or recovered or delay):
+            self._rare: Rare | None = Rare(
+                change_home, disk_set, other, override, no_retry_over_walltime, modules,
+                cmd_deps, behaviours, mounts, monitor_docker, with_docker, with_singularity,
+                container_mounts, env, group, bsub_mode, reserve_timeout, user_disk,
+                kill_called, recovered, delay)
+        else:
+            self._rare = None
+        if (exited or exitcode or fail_reason or pid or host or host_id or host_ip
+                or started is not None or ended is not None or peak_ram or peak_disk
+                or cpu_time or actual_cwd or reserved_by):
+            self._ran: Ran | None = Ran(
+                exited, exitcode, fail_reason, pid, host, host_id, host_ip, started, ended,
+                peak_ram, peak_disk, cpu_time, actual_cwd, reserved_by)
+        else:
+            self._ran = None
+
+    @property
+    def rare(self) -> Rare:
+        """The rarely used requests, for reading many at once (a shared all-defaults part
+        when the job has none: read it, never change it)."""
+        return self._rare or NO_RARE
+
+    @property
+    def results(self) -> Ran:
+        """What running the job told us, for reading many at once (a shared all-defaults
+        part when it never ran: read it, never change it)."""
+        return self._ran or NOT_RUN
+
+    def __repr__(self) -> str:
+        return f"Job(key={self.key!r}, cmd={self.cmd!r}, state={self.state!r})"
 
     def to_record(self) -> list[Any]:
-        """What the store keeps: ``[RECORD_TAG, <every field in declaration order>]``.
+        """What the store keeps: ``[RECORD_TAG, <every field in __init__'s order>]``.
 
         Positional, because a million of these are written on a big add and read on every
         restart: a third of the size of a dict record, and 25 times faster to load.
         ``from_record`` is its inverse; a new field is appended at the end (old records,
         being shorter, get its default) and a removed or reordered one needs a new tag.
         """
-        return [RECORD_TAG, *_get_fields(self)]
+        rare, ran = self._rare, self._ran
+        return [RECORD_TAG, *get_hot(self),
+                *(RARE_DEFAULTS if rare is None else get_rare(rare)),
+                *(RAN_DEFAULTS if ran is None else get_ran(ran))]
 
     def record_bytes(self) -> bytes:
         """`to_record` encoded for the store.
@@ -379,9 +468,11 @@ class Job:
     @classmethod
     def from_record(cls, record: list[Any] | dict[str, Any]) -> Job:
         if isinstance(record, dict):  # a keyed record, as tests and tools may write
-            job = cls(**{k: v for k, v in record.items() if k in _FIELD_SET})
-        elif record and record[0] == RECORD_TAG and len(record) <= len(_FIELD_NAMES) + 1:
+            job = cls(**{k: v for k, v in record.items() if k in FIELD_SET})
+        elif record and record[0] == RECORD_TAG and len(record) <= len(FIELD_NAMES) + 1:
             job = cls(*record[1:])
+        elif record and record[0] == V1_TAG and len(record) <= len(V1_NAMES) + 1:
+            job = cls(**dict(zip(V1_NAMES, record[1:], strict=False)))
         else:
             raise ValueError(f"not a job record: {str(record)[:80]}")
         job.state = State(job.state)
@@ -392,23 +483,27 @@ class Job:
         lists of names become one shared tuple per distinct list (empty ones the empty
         tuple), an empty ``other`` one shared read-only dict, and group names and paths are
         interned."""
-        self.limit_grps = _shared(self.limit_grps)
-        self.modules = _shared(self.modules)
-        self.dep_grps = _shared(self.dep_grps)
-        self.deps = _shared(self.deps)
-        self.cmd_deps = _shared(self.cmd_deps)
-        self.env = _shared(self.env)
-        if not self.behaviours:
-            self.behaviours = ()
-        if not self.mounts:
-            self.mounts = ()
-        if not self.other:
-            self.other = NO_OTHER
+        self.limit_grps = shared_names(self.limit_grps)
+        self.dep_grps = shared_names(self.dep_grps)
+        self.deps = shared_names(self.deps)
         self.rep_grp = sys.intern(self.rep_grp)
         self.req_grp = sys.intern(self.req_grp)
         self.cwd = sys.intern(self.cwd)
         self.sched_group = sys.intern(self.sched_group)
-        self.fail_reason = sys.intern(self.fail_reason)
+        rare = self._rare
+        if rare is not None:
+            rare.modules = shared_names(rare.modules)
+            rare.cmd_deps = shared_names(rare.cmd_deps)
+            rare.env = shared_names(rare.env)
+            if not rare.behaviours:
+                rare.behaviours = ()
+            if not rare.mounts:
+                rare.mounts = ()
+            if not rare.other:
+                rare.other = NO_OTHER
+        ran = self._ran
+        if ran is not None:
+            ran.fail_reason = sys.intern(ran.fail_reason)
 
     def effective_limit_groups(self) -> list[str]:
         """Limit group names without their ``:N`` settings (sorted, deduplicated)."""
@@ -422,42 +517,12 @@ class Job:
         return list(names)
 
 
-class _ReadOnlyDict(dict):  # type: ignore[type-arg]
-    """An empty dict that refuses changes, so one can stand for every job's empty ``other``
-    (a million empty dicts are 64 MB); code that wants to change ``other`` assigns a new
-    dict."""
-
-    def _refuse(self, *args: Any, **kwargs: Any) -> None:
-        raise TypeError("this shared empty dict cannot be changed; assign a new one")
-
-    __setitem__ = __delitem__ = update = setdefault = pop = popitem = clear = _refuse
-
-
-NO_OTHER: dict[str, str] = _ReadOnlyDict()
-_TUPLES: dict[tuple[str, ...], tuple[str, ...]] = {(): ()}
-
-
-def _shared(items: list[str] | tuple[str, ...]) -> tuple[str, ...]:
-    """One tuple object for every equal list of names (dep groups, limit groups, ...)."""
-    if not items:
-        return ()
-    given = tuple(items)
-    found = _TUPLES.get(given)
-    if found is None:
-        if len(_TUPLES) >= 100_000:  # names shared by few jobs: stop sharing, don't grow
-            return given
-        found = _TUPLES[given] = tuple(sys.intern(x) for x in given)
-    return found
-
-
 _LIMIT_NAMES: dict[tuple[str, ...], tuple[str, ...]] = {}
 """`Job.effective_limit_groups` by limit_grps: status objects of 100,000 jobs ask 100,000
 times about the same few lists."""
-_FIELD_NAMES = tuple(f.name for f in fields(Job))
-_get_fields = operator.attrgetter(*_FIELD_NAMES)
-RECORD_TAG = "j1"
-"""Marks the positional record layout of ``Job.to_record``."""
-_FIELD_SET = frozenset(_FIELD_NAMES)
+
+NO_RARE = Rare(*RARE_DEFAULTS)
+NOT_RUN = Ran(*RAN_DEFAULTS)
 
 
 def _is_count_limit(group: str) -> bool:

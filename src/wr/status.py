@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import posixpath
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -62,6 +62,7 @@ def job_status(
     """
     shown_state = state if state is not None else job.state.value
     stdout, stderr = std if std is not None else ("", "")
+    rare, ran = job.rare, job.results
     deps = [*job.deps, *job.cmd_deps]
     limit_groups = job.effective_limit_groups() if job.limit_grps else None
     return {
@@ -73,38 +74,38 @@ def job_status(
         "State": shown_state,
         "Cwd": display_cwd(job),
         "CwdBase": job.cwd,
-        "HomeChanged": job.change_home,
-        "Behaviours": behaviours_to_text(job.behaviours),
-        "Mounts": mounts_to_text(job.mounts),
-        "MonitorDocker": job.monitor_docker,
-        "WithDocker": job.with_docker,
-        "WithSingularity": job.with_singularity,
-        "ContainerMounts": job.container_mounts,
+        "HomeChanged": rare.change_home,
+        "Behaviours": behaviours_to_text(rare.behaviours),
+        "Mounts": mounts_to_text(rare.mounts),
+        "MonitorDocker": rare.monitor_docker,
+        "WithDocker": rare.with_docker,
+        "WithSingularity": rare.with_singularity,
+        "ContainerMounts": rare.container_mounts,
         "ExpectedRAM": job.ram,
         "ExpectedTime": _number(job.time),
         "RequestedDisk": job.disk,
-        "OtherRequests": sorted(f"{k}:{v}" for k, v in job.other.items()) or None,
+        "OtherRequests": sorted(f"{k}:{v}" for k, v in rare.other.items()) or None,
         "Cores": _number(job.cores),
-        "PeakRAM": job.peak_ram,
-        "PeakDisk": job.peak_disk,
-        "Exited": job.exited,
-        "Exitcode": job.exitcode,
-        "FailReason": job.fail_reason,
-        "Pid": job.pid,
-        "Host": job.host,
-        "HostID": job.host_id,
-        "HostIP": job.host_ip,
+        "PeakRAM": ran.peak_ram,
+        "PeakDisk": ran.peak_disk,
+        "Exited": ran.exited,
+        "Exitcode": ran.exitcode,
+        "FailReason": ran.fail_reason,
+        "Pid": ran.pid,
+        "Host": ran.host,
+        "HostID": ran.host_id,
+        "HostIP": ran.host_ip,
         "Walltime": _number(walltime(job, now)),
-        "CPUtime": _number(job.cpu_time),
-        "Started": _unix(job.started),
-        "Ended": _unix(job.ended),
+        "CPUtime": _number(ran.cpu_time),
+        "Started": _unix(ran.started),
+        "Ended": _unix(ran.ended),
         "StdErr": stderr,
         "StdOut": stdout,
         "Env": env,
         "Attempts": job.attempts,
         "Similar": similar,
         "LimitGroups": limit_groups or None,
-        "Modules": list(job.modules) or None,
+        "Modules": list(rare.modules) or None,
         "IsPushUpdate": False,
     }
 
@@ -250,4 +251,20 @@ def group_similar(jobs: Sequence[Job], limit: int) -> list[tuple[Job, int]]:
 def encode(value: Any) -> bytes:
     """JSON bytes for a response body: compact, no HTML escaping, ending in a newline."""
     return orjson.dumps(value, option=orjson.OPT_APPEND_NEWLINE)
+
+
+def encode_array(items: Iterable[Any], chunk: int = 5000) -> bytes:
+    """`encode` of a JSON array whose elements are made as they are encoded, a chunk at a
+    time: the answer to a 100,000-job POST then never holds 100,000 status dicts (150 MB)
+    at once, only their bytes."""
+    parts: list[bytes] = []
+    batch: list[Any] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == chunk:
+            parts.append(orjson.dumps(batch)[1:-1])
+            batch.clear()
+    if batch:
+        parts.append(orjson.dumps(batch)[1:-1])
+    return b"[" + b",".join(parts) + b"]\n"
 

@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import math
 import os
@@ -65,7 +64,8 @@ import orjson
 
 from wr import store_sql as sql
 from wr.errors import StorageUnavailable, WrError
-from wr.jobs import RECORD_TAG, Job
+from wr.job_fields import RECORD_TAG, V1_TAG, record_index
+from wr.jobs import Job
 from wr.store_files import BUSY_TIMEOUT_S, check_db, fsync, move_aside, restore
 from wr.store_sql import SCHEMA_VERSION, AddResult
 
@@ -753,13 +753,14 @@ def _read_complete_figures(conn: sqlite3.Connection, rep_grp: str, exclude: list
     if not usage:
         return {"n": conn.execute(f"SELECT count(*) {source}", params).fetchone()[0]}
     deviations = ", ".join(f"total((h.{f} - m.{f}) * (h.{f} - m.{f}))" for f in _FIGURES)
-    # Records are positional ([RECORD_TAG, field, ...]); a keyed record is read by name.
-    disk_at = f"$[{[f.name for f in dataclasses.fields(Job)].index('peak_disk') + 1}]"
-    params = [RECORD_TAG, disk_at, *params]
+    # Records are positional ([tag, field, ...], two layouts); a keyed record is read by name.
+    params = [RECORD_TAG, f"$[{record_index('peak_disk')}]",
+              V1_TAG, f"$[{record_index('peak_disk', V1_TAG)}]", *params]
     row = conn.execute(f"""
         WITH h AS MATERIALIZED (
             SELECT coalesce(peak_ram, 0) AS ram,
                    coalesce(CASE WHEN json_extract(d, '$[0]') = ? THEN json_extract(d, ?)
+                            WHEN json_extract(d, '$[0]') = ? THEN json_extract(d, ?)
                             ELSE json_extract(d, '$.peak_disk') END, 0) AS disk,
                    max(coalesce(ended - started, 0), 0) AS wall,
                    coalesce(cpu_time, 0) AS cpu,

@@ -8,6 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from wr.errors import BadRequest
+from wr.job_fields import FIELD_NAMES, V1_NAMES
 from wr.jobs import (
     DEFAULT_RAM_MB,
     MEMORY_ERROR,
@@ -197,16 +198,54 @@ def test_record_round_trip():
     )
     record = job.to_record()
     stored = orjson.loads(orjson.dumps(record))  # what the store keeps is plain JSON
-    assert stored[0] == "j1" and "buried" in stored
+    assert stored[0] == "j2" and "buried" in stored
     back = Job.from_record(stored)
     assert back.state is State.BURIED
     assert orjson.dumps(back.to_record()) == orjson.dumps(record)
+    for name in FIELD_NAMES:
+        assert getattr(back, name) == getattr(job, name) or (
+            list(getattr(back, name)) == list(getattr(job, name))), name
 
 
 def test_records_from_an_older_layout_get_defaults_for_new_fields():
-    record = orjson.loads(orjson.dumps(Job(key="k", cmd="true", seq=4).to_record()))
+    job = Job(key="k", cmd="true", seq=4, actual_cwd="/x", reserved_by="r1")
+    record = orjson.loads(orjson.dumps(job.to_record()))
     back = Job.from_record(record[:-2])  # as if the last two fields were added since
-    assert back.key == "k" and back.seq == 0 and back.added == 0.0
+    assert (back.key, back.seq, back.actual_cwd, back.reserved_by) == ("k", 4, "", "")
+
+
+def test_records_of_the_first_layout_are_still_read():
+    # [tag, field...] in the order the j1 layout had: key, cmd, cwd, cwd_matters,
+    # change_home, rep_grp, ... (wr.job_fields.V1_NAMES), as a database from before holds.
+    values = {"key": "k", "cmd": "sleep 1", "rep_grp": "r", "change_home": True,
+              "state": "buried", "exitcode": 3, "peak_disk": 7, "seq": 11, "env": ["A=1"]}
+    record = ["j1", *(values.get(name, getattr(Job("k", "c"), name)) for name in V1_NAMES)]
+    back = Job.from_record(orjson.loads(orjson.dumps(record)))
+    assert (back.key, back.cmd, back.rep_grp, back.change_home, back.state, back.exitcode,
+            back.peak_disk, back.seq, list(back.env)) == (
+        "k", "sleep 1", "r", True, State.BURIED, 3, 7, 11, ["A=1"])
+
+
+def test_a_queued_job_keeps_no_parts_until_a_rare_field_or_a_result_is_set():
+    job = Job(key="k", cmd="true", rep_grp="r", limit_grps=["a"])
+    assert job._rare is None and job._ran is None
+    job.exitcode = 0  # a default: still nothing kept
+    job.started = None
+    job.with_docker = ""
+    assert job._rare is None and job._ran is None
+    assert job.other == {} and job.env == () and job.started is None
+    job.started = 0.0  # falsy, but not the default
+    assert job._ran is not None and job.started == 0.0 and job.ended is None
+    job.with_docker = "ubuntu"
+    assert job._rare is not None and job.with_docker == "ubuntu" and job.mounts == ()
+
+
+def test_the_shared_empty_other_refuses_changes():
+    job = Job(key="k", cmd="true")
+    with pytest.raises(TypeError, match="cannot be changed"):
+        job.other["cloud_os"] = "x"
+    job.other = {"cloud_os": "x"}
+    assert job.other == {"cloud_os": "x"} and Job(key="j", cmd="true").other == {}
 
 
 def test_garbage_is_not_a_record():

@@ -13,6 +13,7 @@ from wr.status import (
     STATE_FILTERS,
     display_env,
     encode,
+    encode_array,
     group_similar,
     job_status,
     matches_state,
@@ -309,3 +310,9 @@ def test_group_similar(jobs, limit, expected):
 def test_encode():
     assert encode([]) == b"[]\n"
     assert encode({"a": "<&>"}) == b'{"a":"<&>"}\n'
+
+
+@pytest.mark.parametrize("count", [0, 1, 2, 3, 7])
+def test_an_array_encoded_in_chunks_is_the_array_encoded_at_once(count: int) -> None:
+    items = [{"Key": f"k{i}", "Cores": i / 2, "Deps": None} for i in range(count)]
+    assert encode_array(iter(items), chunk=3) == encode(items)

@@ -67,7 +67,7 @@ def test_add_stores_jobs_durably(store: Store, db: Path) -> None:
         result = await store.add_jobs(jobs)
         assert result == AddResult(stored=jobs, skipped_complete=[], resurrected=[])
         live = sorted(await store.live_jobs(), key=lambda j: j.cmd)
-        assert [j.to_record() for j in live] == [j.to_record() for j in jobs]
+        assert [j.record_bytes() for j in live] == [j.record_bytes() for j in jobs]
         assert await store.rep_grps("") == ["r"]
 
     asyncio.run(main())

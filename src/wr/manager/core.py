@@ -28,6 +28,7 @@ from wr.errors import StorageUnavailable
 from wr.jobs import RUN_STATES, FailReason, Job, State
 from wr.learning import DISK, RAM, TIME, Learner
 from wr.manager.events import EventHub
+from wr.manager.memory import MemoryTrimmer
 from wr.queue import EndReport, LimitChanged, Queue, QueueError, Replaced
 from wr.schedulers.base import GroupRequirements, ImpossibleError, RunnerCommand, Scheduler
 from wr.store import Store
@@ -93,6 +94,7 @@ class Manager:
         """The web page's copy of the warnings, kept until dismissed there (reading
         GET /rest/v1/warnings/ clears only ``warnings``)."""
         self.events = EventHub()
+        self.trimmer = MemoryTrimmer()
         self._group_reqs: dict[str, tuple[GroupRequirements, int]] = {}
         self._wanted: set[str] = set()
         self._waiters: dict[str, list[asyncio.Future[None]]] = defaultdict(list)
@@ -133,6 +135,7 @@ class Manager:
     async def shutdown(self, grace: float = 15.0) -> None:
         """Stop gracefully: runners put their jobs back in the queue, then everything ends."""
         self._stopping = True
+        self.trimmer.close()
         self.mode = "stopping"
         for futs in self._waiters.values():
             for fut in futs:
@@ -282,6 +285,7 @@ class Manager:
         # The jobs are stored: a limit or rerun write that fails here is kept and retried.
         with contextlib.suppress(StorageUnavailable):
             await self._after()
+        self.trimmer.note(len(jobs))
         return [q for j in jobs if (q := self.queue.jobs.get(j.key)) is not None]
 
     # -- scheduling -------------------------------------------------------------------------
@@ -488,7 +492,9 @@ class Manager:
         return jobs
 
     def delete(self, keys: Sequence[str]) -> list[Job]:
-        return self.queue.delete(keys, time.time())
+        deleted = self.queue.delete(keys, time.time())
+        self.trimmer.note(len(deleted))
+        return deleted
 
     def kick(self, keys: Sequence[str]) -> list[Job]:
         return self.queue.kick(keys, time.time())

@@ -36,6 +36,7 @@ from wr.security import tokens_match
 from wr.status import (
     display_env,
     encode,
+    encode_array,
     group_similar,
     job_status,
     matches_state,
@@ -204,7 +205,8 @@ class RestAPI:
         jobs, rerun = jobs_from_request(body, request.query_params, now=time.time())
         queued = await self.manager.add(jobs, rerun=rerun)
         now = time.time()
-        return json_response([job_status(j, now=now) for j in queued], status=201)
+        body = encode_array(job_status(j, now=now) for j in queued)
+        return Response(body, status_code=201, media_type="application/json; charset=UTF-8")
 
     def _params(self, request: Request) -> tuple[list[str] | None, str, int, bool, bool, bool]:
         q = request.query_params
