@@ -52,7 +52,7 @@ import math
 import os
 import re
 import stat
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote_plus
@@ -295,6 +295,26 @@ def jobs_from_request(
     objects = parse_jobs_body(body)
     seen = _Seen()
     return [_job(obj, defaults, now, seen) for obj in objects], rerun
+
+
+def check_job_objects(objects: Sequence[Mapping[str, Any]], defaults: JobDefaults,
+                      indices: Iterable[int]) -> None:
+    """Validate the job objects at ``indices`` as a POST with these defaults would, sharing
+    the work a request shares; the first bad one raises `BadJobObject` naming its index."""
+    seen = _Seen()
+    for i in indices:
+        try:
+            _job(objects[i], defaults, 0.0, seen)
+        except BadRequest as e:
+            raise BadJobObject(i, e.message) from None
+
+
+class BadJobObject(BadRequest):
+    """A job object failed `check_job_objects`; ``index`` says which."""
+
+    def __init__(self, index: int, message: str) -> None:
+        super().__init__(message)
+        self.index = index
 
 
 def job_from_object(obj: Mapping[str, Any], defaults: JobDefaults, *, now: float = 0.0) -> Job:

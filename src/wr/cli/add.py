@@ -547,7 +547,13 @@ def _check(objects: list[dict[str, Any]], numbers: list[int], from_json: Iterabl
     """Check the flag defaults once, then every JSON line, with the manager's own rules;
     bare lines need no more checking (see the module docstring)."""
     from wr.errors import BadRequest
-    from wr.submission import PROBLEM, job_from_object, parse_query_defaults
+    from wr.submission import (
+        PROBLEM,
+        BadJobObject,
+        check_job_objects,
+        job_from_object,
+        parse_query_defaults,
+    )
 
     try:
         defaults, _ = parse_query_defaults(query)
@@ -555,12 +561,11 @@ def _check(objects: list[dict[str, Any]], numbers: list[int], from_json: Iterabl
             job_from_object({"cmd": "true", **extra}, defaults)
     except BadRequest as exc:
         raise click.ClickException(exc.message.removeprefix(PROBLEM)) from None
-    for i in from_json:
-        try:
-            job_from_object(objects[i], defaults)
-        except BadRequest as exc:
-            raise LineError(f"line {numbers[i]} had a problem: "
-                            f"{exc.message.removeprefix(PROBLEM)}") from None
+    try:
+        check_job_objects(objects, defaults, from_json)
+    except BadJobObject as exc:
+        raise LineError(f"line {numbers[exc.index]} had a problem: "
+                        f"{exc.message.removeprefix(PROBLEM)}") from None
 
 
 def _send(client: Any, objects: list[dict[str, Any]], query: dict[str, str], *,
