@@ -15,10 +15,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-import httpx
 import orjson
 
-from wr.config import Config, load_config_from_process
+from wr.config import Config, load_config_from_process, read_info
 from wr.errors import WrError
 
 __all__ = ["Client", "ClientError"]
@@ -39,22 +38,20 @@ class Client:
                  timeout: float = 120.0) -> None:
         self.base_url = base_url.rstrip("/")
         self.token = token
-        verify: Any = True
+        from wr.transport import Http
+
+        context = None
         if ca_file:
             from wr.security import client_ssl_context
 
-            verify = client_ssl_context(ca_file)
-        self._http = httpx.Client(
-            base_url=self.base_url, verify=verify, timeout=timeout,
-            headers={"Authorization": f"Bearer {token}"}, trust_env=False,
-        )
+            context = client_ssl_context(ca_file)
+        self._http = Http(self.base_url, context=context, timeout=timeout,
+                          headers={"Authorization": f"Bearer {token}"})
 
     @classmethod
     def for_deployment(cls, deployment: str | None = None, *, config: Config | None = None,
                        timeout: float = 120.0) -> Client:
         """Connect to the manager of a deployment (default: as ``wr`` would choose)."""
-        from wr.manager.server import read_info
-
         config = config or load_config_from_process(deployment)
         try:
             token = config.token_file.read_text().strip()
@@ -78,12 +75,14 @@ class Client:
     def _call(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
               body: bytes | None = None) -> Any:
         """One request; errors become ClientError with the manager's message."""
+        from wr.transport import TransportError
+
         try:
-            r = self._http.request(method, path, params=params, content=body)
-        except httpx.HTTPError as exc:
+            r = self._http.request(method, path, params=params, body=body)
+        except TransportError as exc:
             raise WrError(f"could not reach the manager at {self.base_url}: {exc}") from exc
-        if r.status_code >= 400:
-            raise ClientError(r.text.strip() or r.reason_phrase, r.status_code)
+        if r.status >= 400:
+            raise ClientError(r.text.strip() or r.reason, r.status)
         return orjson.loads(r.content) if r.content else None
 
     def version(self) -> dict[str, str]:
@@ -167,12 +166,11 @@ class Client:
 
         tmp = f"{path}.tmp"
         with self._http.stream("GET", "/rest/v1/manager/backup") as r:
-            if r.status_code >= 400:
-                r.read()
-                raise ClientError(r.text.strip(), r.status_code)
+            if r.status >= 400:
+                raise ClientError(r.read().decode("utf-8", "replace").strip(), r.status)
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "wb") as f:
-                for chunk in r.iter_bytes():
+                while chunk := r.read(1 << 20):
                     f.write(chunk)
         os.replace(tmp, path)
 

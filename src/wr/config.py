@@ -393,3 +393,23 @@ _KINDS: Mapping[str, tuple[Callable[[str], object], str]] = MappingProxyType({
     "scheduler": (_parse_scheduler, f"Not a known scheduler: use one of "
                                     f"{', '.join(SCHEDULERS)}."),
 })
+
+
+# -- what a running manager says about itself ------------------------------------------------
+
+INFO_FILE = "manager.info"
+"""Written by a started manager into its directory: its pid, ports and version."""
+
+
+def info_path(config: Config) -> Path:
+    return config.manager_dir / INFO_FILE
+
+
+def read_info(config: Config) -> dict[str, object] | None:
+    """What a running manager wrote about itself, or None."""
+    import orjson
+
+    try:
+        return orjson.loads(info_path(config).read_bytes())
+    except (OSError, ValueError):
+        return None

@@ -54,8 +54,8 @@ def start(foreground: bool, scheduler: str | None, timeout: int, max_cores: int,
     """Start the manager: a daemon that keeps the queue and runs its jobs."""
     import dataclasses
 
-    from wr.config import SCHEDULERS
-    from wr.manager.server import read_info, running_pid, serve
+    from wr.config import SCHEDULERS, read_info
+    from wr.manager.server import running_pid, serve
 
     config = load(deployment)
     scheduler = scheduler or config.scheduler
@@ -104,7 +104,7 @@ def start(foreground: bool, scheduler: str | None, timeout: int, max_cores: int,
 
 
 def _port(config: Config) -> int:
-    from wr.manager.server import read_info
+    from wr.config import read_info
 
     details = read_info(config) or {}
     return int(details.get("port") or config.manager_port)

@@ -19,32 +19,17 @@ import signal
 import socket
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import orjson
 
 from wr import __version__
-from wr.config import Config
+from wr.config import Config, info_path
 from wr.errors import ConfigError, WrError
 from wr.manager.logs import setup_logging
 from wr.security import ensure_certificates, load_or_create_token
 
 log = logging.getLogger("wr.manager")
-
-INFO_FILE = "manager.info"
-
-
-def info_path(config: Config) -> Path:
-    return config.manager_dir / INFO_FILE
-
-
-def read_info(config: Config) -> dict[str, Any] | None:
-    """What a running manager wrote about itself, or None."""
-    try:
-        return orjson.loads(info_path(config).read_bytes())
-    except (OSError, ValueError):
-        return None
 
 
 def pid_alive(pid: int) -> bool:
