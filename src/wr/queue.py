@@ -90,10 +90,12 @@ class LimitChanged(NamedTuple):
 
 
 class Replaced(NamedTuple):
-    """A job was replaced by a modified version (``old_key`` may equal ``job.key``)."""
+    """A job was replaced by a modified version (``old_key`` may equal ``job.key``);
+    ``old_rep_grp`` is the rep group it had, by which it stays findable."""
 
     old_key: str
     job: Job
+    old_rep_grp: str = ""
 
 
 @dataclass(slots=True)
@@ -165,9 +167,10 @@ class Queue:
 
     # -- adding -----------------------------------------------------------------------------
 
-    def add(self, jobs: Iterable[Job], now: float) -> list[Job]:
+    def add(self, jobs: Iterable[Job], now: float, *, prepared: bool = False) -> list[Job]:
         """Queue new jobs; return the queue's job for each input (the existing one for a
-        duplicate key), in input order. Jobs of one call may depend on each other."""
+        duplicate key), in input order. Jobs of one call may depend on each other.
+        ``prepared``: every job went through `prepare` already."""
         result: list[Job] = []
         fresh: list[Job] = []
         for job in jobs:
@@ -175,7 +178,7 @@ class Queue:
             if existing is not None:
                 result.append(existing)
                 continue
-            self._insert(job, now)
+            self._insert(job, now, prepared)
             fresh.append(job)
             result.append(job)
         self._link_fresh(fresh, now)
@@ -239,12 +242,14 @@ class Queue:
             job.limit_grps = job.effective_limit_groups()
         job.compact()
 
-    def _insert(self, job: Job, now: float) -> None:
+    def _insert(self, job: Job, now: float, prepared: bool = False) -> None:
         if not job.seq:
             self.prepare(job)
-        else:  # prepared by the caller, or restored from the store
-            self._seq = max(self._seq, job.seq)
-            job.compact()
+        else:  # prepared by the caller (and so compacted), or restored from the store
+            if job.seq > self._seq:
+                self._seq = job.seq
+            if not prepared:
+                job.compact()
         if not job.added:
             job.added = now
         self.jobs[job.key] = job
@@ -623,7 +628,7 @@ class Queue:
                 unresolved.discard(old_key)
                 unresolved.add(new.key)
                 self._dependants[new.key].add(child)
-        self._outbox.append(Replaced(old_key, new))
+        self._outbox.append(Replaced(old_key, new, old.rep_grp))
         if was == S.BURIED:
             self._move(new, S.BURIED, from_state=None)
         else:

@@ -9,7 +9,8 @@ Tables::
     meta(name, value)               schema_version
     live(key, data)                 every incomplete job, for start-up recovery
     complete(key, rep_grp, ..., data)  permanent history; a rerun overwrites its record
-    rep_grp_keys(rep_grp, key)      every rep group a job was ever added under
+    rep_grp_keys(rep_grp, key)      every rep group a completed job was added under (its own
+                                    from archiving; others from reruns, repeats, wr mod)
     rep_grps(rep_grp)               every rep group ever used (substring searches)
     dep_waiters(dep_grp, key)       jobs that depend on a dep group (live dependencies)
     std(key, stdout, stderr)        output of a job's last failed run
@@ -287,11 +288,13 @@ class Store:
         """Set a limit group's count; None removes it."""
         return self._submit(sql.write_limit, name, limit)
 
-    def rekey(self, old_key: str, job: Job) -> asyncio.Future[None]:
+    def rekey(self, old_key: str, job: Job, old_rep_grp: str = "") -> asyncio.Future[None]:
         """Replace a modified job's live record (its key may have changed), moving its std
-        and recording its rep group and deps. Use it rather than `save` whenever ``deps`` or
-        ``rep_grp`` changed, even if the key did not. Serialised now, like `save`."""
-        return self._submit(sql.write_rekey, old_key, job.key, job.rep_grp, list(job.deps),
+        and recording its rep groups (the one it had too, so it stays findable by it once
+        complete) and deps. Use it rather than `save` whenever ``deps`` or ``rep_grp``
+        changed, even if the key did not. Serialised now, like `save`."""
+        rep_grps = list(dict.fromkeys(g for g in (old_rep_grp, job.rep_grp) if g))
+        return self._submit(sql.write_rekey, old_key, job.key, rep_grps, list(job.deps),
                             job.record_bytes())
 
     # -- reads -----------------------------------------------------------------------------

@@ -103,6 +103,7 @@ def write_add(conn: sqlite3.Connection, jobs: list[Job], rerun: bool,
             complete.update(row[0] for row in conn.execute(sql, chunk))
     live_rows, rep_rows, dep_rows = [], [], []
     seen: set[str] = set()
+    names: set[str] = set()
     for job in jobs:
         key = job.key
         if key in live_keys:
@@ -112,10 +113,16 @@ def write_add(conn: sqlite3.Connection, jobs: list[Job], rerun: bool,
         if key in complete:
             result.skipped_complete.append(key)
             continue
-        rep_rows.append((job.rep_grp, key))
-        if key in seen:
+        if key in seen:  # a repeat in the body, perhaps under another rep group
+            rep_rows.append((job.rep_grp, key))
             continue
+        # A new job's own rep group needs no lookup row until it completes: `write_archive`
+        # adds it then (this saved a sixth of a big add's time). A rerun may bring back a
+        # completed job, whose old record its new rep group must find meanwhile.
         seen.add(key)
+        names.add(job.rep_grp)
+        if rerun:
+            rep_rows.append((job.rep_grp, key))
         result.stored.append(job)
         live_rows.append((key, job.record_bytes()))
         dep_rows.extend((dep, key) for dep in job.deps)
@@ -123,8 +130,8 @@ def write_add(conn: sqlite3.Connection, jobs: list[Job], rerun: bool,
             time.sleep(0)  # let a waiting event loop have the GIL now, not in 5 ms
     conn.executemany("INSERT OR REPLACE INTO live(key, data) VALUES (?, ?)", live_rows)
     conn.executemany("INSERT OR IGNORE INTO rep_grp_keys VALUES (?, ?)", rep_rows)
-    conn.executemany("INSERT OR IGNORE INTO rep_grps VALUES (?)",
-                     [(g,) for g in {rg for rg, _ in rep_rows}])
+    names.update(rg for rg, _ in rep_rows)
+    conn.executemany("INSERT OR IGNORE INTO rep_grps VALUES (?)", [(g,) for g in names])
     conn.executemany("INSERT OR IGNORE INTO dep_waiters VALUES (?, ?)", dep_rows)
     groups = {grp for job in result.stored for grp in job.dep_grps}
     if groups:
@@ -207,15 +214,16 @@ def write_limit(conn: sqlite3.Connection, name: str, limit: int | None) -> None:
         conn.execute("INSERT OR REPLACE INTO limits VALUES (?, ?)", (name, int(limit)))
 
 
-def write_rekey(conn: sqlite3.Connection, old_key: str, key: str, rep_grp: str,
+def write_rekey(conn: sqlite3.Connection, old_key: str, key: str, rep_grps: list[str],
                 deps: list[str], data: bytes) -> None:
     if old_key != key:
         conn.execute("DELETE FROM live WHERE key = ?", (old_key,))
         conn.execute("DELETE FROM std WHERE key = ?", (key,))
         conn.execute("UPDATE std SET key = ? WHERE key = ?", (key, old_key))
     conn.execute("INSERT OR REPLACE INTO live(key, data) VALUES (?, ?)", (key, data))
-    conn.execute("INSERT OR IGNORE INTO rep_grp_keys VALUES (?, ?)", (rep_grp, key))
-    conn.execute("INSERT OR IGNORE INTO rep_grps VALUES (?)", (rep_grp,))
+    conn.executemany("INSERT OR IGNORE INTO rep_grp_keys VALUES (?, ?)",
+                     [(rep_grp, key) for rep_grp in rep_grps])
+    conn.executemany("INSERT OR IGNORE INTO rep_grps VALUES (?)", [(g,) for g in rep_grps])
     conn.executemany("INSERT OR IGNORE INTO dep_waiters VALUES (?, ?)",
                      [(dep, key) for dep in deps])
 

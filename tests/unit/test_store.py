@@ -548,3 +548,20 @@ def test_close_gives_up_on_changes_it_cannot_store(db: Path) -> None:
     started = time.monotonic()
     store.close()  # one last try, then it stops instead of retrying forever
     assert time.monotonic() - started < 5
+
+
+def test_a_completed_job_is_found_by_its_rep_group_and_the_one_it_had_before_a_mod(
+        store: Store) -> None:
+    plain, moved = make_job("echo plain", rep_grp="a"), make_job("echo moved", rep_grp="a")
+
+    async def main() -> None:
+        await store.add_jobs([plain, moved])
+        assert await store.complete_in_rep_grp("a") == []
+        moved.rep_grp = "b"  # as wr mod -i a --rep_grp b would leave it
+        await store.rekey(moved.key, moved, old_rep_grp="a")
+        await store.archive([finished(plain, 1, 2), finished(moved, 3, 4)])
+        assert [j.key for j in await store.complete_in_rep_grp("a")] == [plain.key, moved.key]
+        assert [j.key for j in await store.complete_in_rep_grp("b")] == [moved.key]
+        assert await store.rep_grps("") == ["a", "b"]
+
+    asyncio.run(main())

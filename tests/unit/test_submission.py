@@ -624,3 +624,18 @@ def test_job_from_object_only_raises_bad_request(obj, cmd):
 def test_parse_query_defaults_only_raises_bad_request(query):
     with contextlib.suppress(BadRequest):
         parse_query_defaults(query)
+
+
+@pytest.mark.parametrize(("query", "message"), [
+    ({"priority": "300"}, "priority value (300) is not in the range 0..255"),
+    ({"retries": "-1"}, "retries value (-1) is not in the range 0..255"),
+    ({"override": "3"}, "override value (3) is not in the range 0..2"),
+])
+def test_a_query_default_out_of_range_fails_each_job_that_does_not_set_it(query, message):
+    body = orjson.dumps([{"cmd": "true"}])
+    with pytest.raises(BadRequest) as info:
+        jobs_from_request(body, query, now=0.0)
+    assert info.value.message == "there was a problem interpreting your job: " + message
+    name = next(iter(query))
+    ok = orjson.dumps([{"cmd": "true", name: 1}])  # a job that sets it is fine
+    assert getattr(jobs_from_request(ok, query, now=0.0)[0][0], name) == 1

@@ -181,7 +181,7 @@ class Manager:
                 continue
             if isinstance(ev, Replaced):
                 saves.pop(ev.old_key, None)
-                futures.append(self.store.rekey(ev.old_key, ev.job))
+                futures.append(self.store.rekey(ev.old_key, ev.job, ev.old_rep_grp))
                 continue
             job = ev.job
             published.append((job.key, job.rep_grp, ev.old and str(ev.old), str(ev.new),
@@ -281,7 +281,7 @@ class Manager:
             _reset_for_rerun(job)
             self.queue.prepare(job)
         now = time.time()
-        self.queue.add([*result.stored, *result.resurrected], now)
+        self.queue.add([*result.stored, *result.resurrected], now, prepared=True)
         # The jobs are stored: a limit or rerun write that fails here is kept and retried.
         with contextlib.suppress(StorageUnavailable):
             await self._after()
