@@ -96,6 +96,7 @@ class Manager:
         self.events = EventHub()
         self.trimmer = MemoryTrimmer()
         self._group_reqs: dict[str, tuple[GroupRequirements, int]] = {}
+        self._group_names: dict[tuple[Any, ...], str] = {}
         self._wanted: set[str] = set()
         self._waiters: dict[str, list[asyncio.Future[None]]] = defaultdict(list)
         self._schedule_pending = False
@@ -292,6 +293,18 @@ class Manager:
 
     def _group_of(self, job: Job) -> str:
         """wr's scheduler group: jobs that can share a runner (spec cli §5.2)."""
+        if job.other:
+            return self._make_group(job)
+        # Jobs come in their thousands with the same requirements: name each set once.
+        given = (job.ram, job.time, job.cores, job.disk, tuple(job.limit_grps))
+        name = self._group_names.get(given)
+        if name is None:
+            if len(self._group_names) >= 10_000:
+                self._group_names.clear()
+            name = self._group_names[given] = self._make_group(job)
+        return name
+
+    def _make_group(self, job: Job) -> str:
         minutes = max(30, math.ceil(job.time / 1800) * 30)
         cores = f"{job.cores:g}"
         name = f"{job.ram}:{minutes}:{cores}:{job.disk}"

@@ -73,11 +73,15 @@ class EventHub:
 
     def publish(self, changes: Iterable[tuple[str, str, str | None, str, int, str, float]]
                 ) -> None:
+        subs = list(self._subs)
+        keep = self._recent.append
         for key, rep_grp, old, new, exitcode, reason, when in changes:
             self.last_id += 1
             event = Event(self.last_id, key, rep_grp, old, new, exitcode, reason, when)
-            self._recent.append(event)
-            for sub in list(self._subs):
+            keep(event)
+            for sub in subs:
+                if sub.dropped:
+                    continue
                 try:
                     sub.queue.put_nowait(event)
                 except asyncio.QueueFull:
