@@ -235,6 +235,20 @@ def test_a_bad_line_is_named_and_nothing_is_added(mgr: ManagerHandle, client: An
     assert client.status(tag) == []
 
 
+def test_a_bad_line_after_the_first_batch_is_named_before_anything_is_sent(
+        mgr: ManagerHandle, client: Any, tag: str) -> None:
+    # More lines than one request takes: the batches are separate steps on the manager, so
+    # every line is checked before the first is sent.
+    from wr.cli.add import BATCH
+
+    lines = "".join(f"true {i}\n" for i in range(BATCH)) + '{"cmd":"x","priority":300}\n'
+    out = mgr.wr("add", "-i", tag, *HOLD, input=lines)
+    assert out.returncode == 1
+    assert out.stderr == (f"Error: line {BATCH + 1} had a problem: priority value (300) is "
+                          "not in the range 0..255\n")
+    assert set(client.counts(tag).values()) == {0}
+
+
 def test_bad_utf8_is_named(mgr: ManagerHandle, tag: str, tmp_path: Path) -> None:
     bad = tmp_path / "bad.txt"
     bad.write_bytes(b"echo ok\necho \xff\n")

@@ -2,10 +2,12 @@
 
 A line is a bare command, a JSON object with ``cmd`` and any job options, or a command, a
 TAB and a JSON object of options. The flags are defaults for lines that leave an option out.
-Every line is read and checked before anything is sent, so a bad line is named
-(``line 3 had a problem: ...``) and nothing is added. Jobs then go to the manager in batches
-of `BATCH` (each one atomic) through ``POST /rest/v1/add/``, which answers with counts rather
-than a status object per job: 100,000 commands cost two requests and two small answers.
+A bad line is named (``line 3 had a problem: ...``) and nothing is added. Jobs go to the
+manager in batches of `BATCH` (each one atomic) through ``POST /rest/v1/add/``, which answers
+with counts rather than a status object per job: 100,000 commands cost one request and one
+small answer. An input of one batch is checked by the manager alone (it adds all or none);
+only when it refuses are the lines checked here, to name the bad one. A longer input is
+checked here first, since its batches are separate steps.
 
 Bare commands (the common case at scale) are not run through the full job conversion
 client-side: once the flag defaults have been checked, nothing about a bare line can be
@@ -31,8 +33,8 @@ import click
 
 from wr.cli.options import deployment_option, info, load
 
-BATCH = 50_000
-"""Jobs per POST: each is one atomic step on the manager."""
+BATCH = 100_000
+"""Jobs per POST: each is one atomic step on the manager (of about 2 s for this many)."""
 PROGRESS_MIN = 10_000
 """Inputs at least this long show a progress bar (when stderr is a terminal)."""
 ON_EXIT_DEFAULT = '[{"cleanup":true}]'
@@ -451,6 +453,11 @@ def add(file_: str, rep_grp: str, req_grp: str, memory: str, time_: str, cpus: f
     mount_text = mounts_option(mount_json, mounts)
     config = load(deployment)
 
+    # A big input makes hundreds of thousands of objects that all live to the end: let the
+    # collector run less often than its default of every 700 allocations.
+    import gc
+
+    gc.set_threshold(50_000, 20, 100)
     text = read_input(file_)
     objects, numbers, from_json = parse_lines(text)
     del text
@@ -492,12 +499,20 @@ def add(file_: str, rep_grp: str, req_grp: str, memory: str, time_: str, cpus: f
         query = {k: str(v) for k, v in query.items() if v is not None and v != ""}
         extra = _per_job_defaults(dep_pairs, modules, group, reserve_timeout)
         _apply(objects, extra)
-        _check(objects, numbers, from_json, query, extra)
+
+        def check() -> None:
+            _check(objects, numbers, from_json, query, extra)
+
+        show_progress = len(objects) >= PROGRESS_MIN and sys.stderr.isatty()
+        size = _batch_size(len(objects), show_progress)
+        if len(objects) > size:
+            check()
         if not disable_relative_check:
             check_relative_paths(objects, default_cwd, cwd_matters)
         defaulted = (query["rep_grp"] if any(lacks(obj, "rep_grp") for obj in objects)
                      else None)
-        added, existed, keys = _send(client, objects, query, want_keys=simple or sync)
+        added, existed, keys = _send(client, objects, query, want_keys=simple or sync,
+                                     size=size, progress_bar=show_progress, locate=check)
 
         if sync:
             if not keys:
@@ -568,18 +583,26 @@ def _check(objects: list[dict[str, Any]], numbers: list[int], from_json: Iterabl
                         f"{exc.message.removeprefix(PROBLEM)}") from None
 
 
+def _batch_size(total: int, progress_bar: bool) -> int:
+    """Jobs per request: `BATCH`, or with a bar ten smaller batches so it moves."""
+    return max(PROGRESS_MIN, min(BATCH, -(-total // 10))) if progress_bar else BATCH
+
+
 def _send(client: Any, objects: list[dict[str, Any]], query: dict[str, str], *,
-          want_keys: bool) -> tuple[int, int, list[str]]:
-    """POST the jobs in batches; returns (added, existed, keys of the jobs now queued)."""
+          want_keys: bool, size: int, progress_bar: bool,
+          locate: Any) -> tuple[int, int, list[str]]:
+    """POST the jobs in batches; returns (added, existed, keys of the jobs now queued).
+    ``locate`` names the bad line (raising) when the manager refuses the first batch."""
     import orjson
 
+    from wr.client import ClientError
     from wr.errors import WrError
 
     added = existed = 0
     keys: dict[str, None] = {}
     total = len(objects)
     progress = None
-    if total >= PROGRESS_MIN and sys.stderr.isatty():
+    if progress_bar:
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
@@ -588,14 +611,16 @@ def _send(client: Any, objects: list[dict[str, Any]], query: dict[str, str], *,
                             transient=True)
         task = progress.add_task("add", total=total)
         progress.start()
-    # With a bar, ten smaller batches let it move; each is still one atomic step.
-    size = BATCH if progress is None else max(PROGRESS_MIN, min(BATCH, -(-total // 10)))
     try:
         for start in range(0, total, size):
             body = orjson.dumps(objects[start:start + size])
             try:
                 answer = client.submit(body, keys=want_keys, **query)
             except WrError as exc:
+                if start == 0 and isinstance(exc, ClientError) and exc.status == 400:
+                    if progress is not None:
+                        progress.stop()
+                    locate()  # names the line, if the rules here see the problem too
                 done = f" (the first {start} commands were added)" if start else ""
                 raise click.ClickException(f"{exc.message}{done}") from exc
             added += answer["Added"]
