@@ -89,6 +89,10 @@ class LimitChanged(NamedTuple):
     limit: int | None
 
 
+_NO_PARENTS: set[str] = frozenset()  # type: ignore[assignment]
+"""What `_parents_of` answers for the many jobs without dependencies (never changed)."""
+
+
 class Replaced(NamedTuple):
     """A job was replaced by a modified version (``old_key`` may equal ``job.key``);
     ``old_rep_grp`` is the rep group it had, by which it stays findable."""
@@ -287,6 +291,8 @@ class Queue:
                     self._move(waiter, S.DEPENDENT)
 
     def _parents_of(self, job: Job) -> set[str]:
+        if not job.deps and not job.cmd_deps:
+            return _NO_PARENTS
         parents: set[str] = set()
         for grp in job.deps:
             parents |= self._members.get(grp, set())
