@@ -28,7 +28,7 @@ from typing import Any
 import orjson
 
 from wr.errors import BadRequest
-from wr.jobs import UNSET_TIME, Job, behaviours_to_text
+from wr.jobs import NO_RARE, NOT_RUN, UNSET_TIME, Job, behaviours_to_text
 
 STATE_FILTERS = (
     "delayed", "ready", "reserved", "running", "lost", "buried", "dependent", "complete",
@@ -60,9 +60,41 @@ def job_status(
     (see `display_env`) when ``env=true`` was asked for. ``rep_grp`` reports the job under the
     rep group it was found by, ``state`` overrides its state (``deleted`` in DELETE answers).
     """
+    rare, ran = job.rare, job.results
+    if (rare is NO_RARE and ran is NOT_RUN and std is None and env is None and not similar
+            and state is None):
+        return _unrun_status(job, rep_grp)
+    return _status(job, now, std, env, similar, rep_grp, state, rare, ran)
+
+
+_TEMPLATES: dict[tuple[Any, ...], dict[str, Any]] = {}
+"""Status objects of queued jobs that never ran and asked nothing unusual, by everything
+but key and command: a 100,000-job add answers with 100,000 copies of a handful."""
+
+
+def _unrun_status(job: Job, rep_grp: str | None) -> dict[str, Any]:
+    shown = (job.rep_grp if rep_grp is None else rep_grp, job.dep_grps, job.deps, job.state,
+             job.cwd, job.ram, job.time, job.disk, job.cores, job.attempts, job.limit_grps)
+    try:
+        template = _TEMPLATES.get(shown)
+    except TypeError:  # lists, in a job not yet compacted
+        return _status(job, 0.0, None, None, 0, rep_grp, None, NO_RARE, NOT_RUN)
+    if template is None:
+        if len(_TEMPLATES) >= 10_000:
+            _TEMPLATES.clear()
+        template = _TEMPLATES[shown] = _status(job, 0.0, None, None, 0, rep_grp, None,
+                                               NO_RARE, NOT_RUN)
+    out = template.copy()
+    out["Key"] = job.key
+    out["Cmd"] = job.cmd
+    return out
+
+
+def _status(job: Job, now: float, std: tuple[str, str] | None, env: list[str] | None,
+            similar: int, rep_grp: str | None, state: str | None, rare: Any, ran: Any
+            ) -> dict[str, Any]:
     shown_state = state if state is not None else job.state.value
     stdout, stderr = std if std is not None else ("", "")
-    rare, ran = job.rare, job.results
     deps = [*job.deps, *job.cmd_deps]
     limit_groups = job.effective_limit_groups() if job.limit_grps else None
     return {

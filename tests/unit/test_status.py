@@ -316,3 +316,19 @@ def test_encode():
 def test_an_array_encoded_in_chunks_is_the_array_encoded_at_once(count: int) -> None:
     items = [{"Key": f"k{i}", "Cores": i / 2, "Deps": None} for i in range(count)]
     assert encode_array(iter(items), chunk=3) == encode(items)
+
+
+def test_jobs_that_never_ran_share_a_template_but_not_their_keys_or_commands() -> None:
+    jobs = [Job(key=f"k{i}", cmd=f"echo {i}", rep_grp="r", dep_grps=["d"], deps=["e"],
+                limit_grps=["l"], ram=5, time=5.0, cores=1.0) for i in range(3)]
+    for job in jobs:
+        job.compact()
+    first, second = job_status(jobs[0], now=0.0), job_status(jobs[1], now=0.0)
+    assert (first["Key"], first["Cmd"], second["Key"], second["Cmd"]) == (
+        "k0", "echo 0", "k1", "echo 1")
+    first["State"] = "changed"  # a caller's change stays in its own copy
+    assert job_status(jobs[2], now=0.0)["State"] == "ready"
+    # the same object as the general rendering gives, here forced by asking for std
+    assert job_status(jobs[2], now=0.0) == job_status(jobs[2], now=0.0, std=("", ""))
+    jobs[2].started = 100.0  # once it ran, its own figures show
+    assert job_status(jobs[2], now=110.0)["Started"] == 100
