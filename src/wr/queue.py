@@ -419,6 +419,13 @@ class Queue:
             self.delete([key], now)
         return job
 
+    def hold_reserved(self, key: str, runner: str, now: float) -> None:
+        """Keep a job ``runner`` reserved for another ``ttr`` from ``now`` (its connection
+        just closed; it may be reconnecting with the job started), if it still holds it."""
+        job = self.jobs.get(key)
+        if job is not None and job.state == S.RESERVED and job.reserved_by == runner:
+            self._set_release(job, now + max(self.ttr, 1.0))
+
     def release_unstarted(self, key: str, runner: str, now: float) -> Job:
         """A runner gave back a job it reserved but did not start (it is going away)."""
         job = self._owned(key, runner, (S.RESERVED,))

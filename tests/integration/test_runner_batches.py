@@ -147,3 +147,40 @@ def test_a_fair_share_of_ready_jobs(make_manager: Any) -> None:
         api.delete(f"/rest/v1/jobs/{hog}", params={"state": "running"})
         wait_for(lambda: _states(api, hog)[0]["State"] == "buried", what="the hog killed")
     m.stop()
+
+
+def test_a_dropped_connection_keeps_the_runners_reservations(make_manager: Any) -> None:
+    """Steps: as runner R, reserve a job and drop the connection (as if the network went),
+    without saying whether it started; runner S then asks for a job of the same group. R
+    reconnects and reports the job's start with its end.
+    Expected: S gets nothing (R may have started the job, since a short job's start is
+    only reported with its end); the job completes once, with R's start."""
+    m = make_manager()
+    m.start("--max_ram", "100")
+    with _api(m) as api:
+        [hog] = _add(api, [{"cmd": "sleep 60", "memory": "100M", "cpus": 0}], "hog")
+        wait_for(lambda: _states(api, hog)[0]["State"] == "running", what="the hog to run")
+        [key] = _add(api, [{"cmd": "echo dropped", **HELD}], "dropped")
+        at = time.time() - 0.5
+
+        async def scenario() -> None:
+            async with FakeRunner(m, "runner-r", GROUP) as r:
+                got = await r.ask("reserve", timeout=5)
+                assert got["job"]["key"] == key
+            async with FakeRunner(m, "runner-s", GROUP) as s:
+                assert (await s.ask("reserve", timeout=1))["job"] is None
+            assert _states(api, key)[0]["State"] == "reserved"
+            async with FakeRunner(m, "runner-r", GROUP) as r:
+                reply = await r.ask("end", ends=[{
+                    "key": key, "report": {"outcome": "archive", "ended": at + 0.01},
+                    "stdout": "", "stderr": "",
+                    "start": {"pid": 4343, "host": "h", "ip": "", "at": at}}], reserve=None)
+                assert "error" not in reply and "refused" not in reply
+
+        asyncio.run(scenario())
+        job = _states(api, key)[0]
+        assert (job["State"], job["Attempts"], job["Pid"]) == ("complete", 1, 4343)
+        assert job["Started"] == int(at)
+        api.delete(f"/rest/v1/jobs/{hog}", params={"state": "running"})
+        wait_for(lambda: _states(api, hog)[0]["State"] == "buried", what="the hog killed")
+    m.stop()

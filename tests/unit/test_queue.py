@@ -925,3 +925,20 @@ def test_start_time_is_the_runners_and_end_never_precedes_it():
     q2.reserve("", "r", 1)
     q2.start("k2", "r", pid=1, host="h", host_ip="i", now=5, at=99)  # a runner clock ahead
     assert late.started == 5
+
+
+def test_a_reservation_held_after_a_disconnection_goes_back_after_ttr() -> None:
+    q = Queue(ttr=10)
+    q.connected = lambda runner: runner == "r"
+    [job] = q.add([Job(key="k", cmd="true")], now=0.0)
+    assert q.reserve("", "r", now=0.0) is job
+    q.tick(now=25.0)  # its runner is connected: the reservation is kept
+    assert job.state == State.RESERVED
+    q.connected = lambda runner: False
+    q.hold_reserved("k", "r", now=26.0)
+    q.tick(now=35.0)  # within ttr of the disconnection: still R's
+    assert job.state == State.RESERVED and job.reserved_by == "r"
+    q.tick(now=36.5)
+    assert job.state == State.READY and job.reserved_by == ""
+    q.hold_reserved("k", "r", now=37.0)  # not R's any more: nothing changes
+    assert job.state == State.READY

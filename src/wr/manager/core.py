@@ -390,19 +390,19 @@ class Manager:
         self.runner_links[link.id] = link
 
     def disconnect_runner(self, runner_id: str) -> None:
-        """A runner's connection closed: give back what it reserved but never started.
-
-        Started jobs stay running; if the runner is really gone they become lost after
-        ``ttr`` seconds without a keep-alive (a runner may just be reconnecting)."""
+        """A runner's connection closed. Everything it holds stays its own for now: a runner
+        may just be reconnecting, and one that reports a short job's start together with its
+        end (wr.runner) may have started a job it still calls reserved, so handing that job
+        to another runner could run it twice. A reconnected runner reports what it ran and
+        gives back what it did not; if it never returns, its reserved jobs go back to the
+        queue ``ttr`` seconds from now and its running ones become lost after ``ttr``
+        seconds without a keep-alive."""
         link = self.runner_links.pop(runner_id, None)
         if link is None:
             return
         now = time.time()
         for key in link.jobs:
-            job = self.queue.jobs.get(key)
-            if job is not None and job.state == State.RESERVED and job.reserved_by == runner_id:
-                self.queue.release_unstarted(key, runner_id, now)
-        self._after()
+            self.queue.hold_reserved(key, runner_id, now)
 
     async def reserve(self, group: str, runner_id: str, timeout: float, many: int = 1
                       ) -> list[Job]:
