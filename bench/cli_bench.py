@@ -32,7 +32,9 @@ def environment(home: Path) -> dict[str, str]:
     return env
 
 
-async def fill_history(db: Path, n: int) -> None:
+async def fill_history(db: Path, n: int, groups: int = 1) -> None:
+    """n completed jobs, in ``groups`` rep groups (REP_GRP, or REP_GRP_0, REP_GRP_1, ...),
+    stored and archived 100,000 at a time."""
     from wr.jobs import Job, State, compute_key
     from wr.store import Store
 
@@ -40,24 +42,26 @@ async def fill_history(db: Path, n: int) -> None:
     store.open()
     try:
         start = time.time() - 86_400
-        jobs = []
-        for i in range(n):
-            cmd = f"bench_step --sample {i} --out result{i}.txt"
-            jobs.append(Job(key=compute_key(cmd, cwd="/tmp"), cmd=cmd, rep_grp=REP_GRP,
-                            req_grp="bench_step", cores=1.0))
-        await store.add_jobs(jobs)
-        for i, job in enumerate(jobs):
-            job.state = State.COMPLETE
-            job.exited = True
-            job.exitcode = 0
-            job.attempts = 1
-            job.started = start + i * 0.5
-            job.ended = job.started + 2.0 + (i % 17) * 0.25
-            job.peak_ram = 50 + i % 200
-            job.peak_disk = i % 10
-            job.cpu_time = 1.5 + (i % 13) * 0.1
-            job.host, job.host_ip, job.pid = "bench", "127.0.0.1", 1000 + i
-        await store.archive(jobs)
+        for first in range(0, n, 100_000):
+            jobs = []
+            for i in range(first, min(first + 100_000, n)):
+                cmd = f"bench_step --sample {i} --out result{i}.txt"
+                rep_grp = REP_GRP if groups == 1 else f"{REP_GRP}_{i % groups}"
+                jobs.append(Job(key=compute_key(cmd, cwd="/tmp"), cmd=cmd, rep_grp=rep_grp,
+                                req_grp="bench_step", cores=1.0))
+            await store.add_jobs(jobs)
+            for i, job in enumerate(jobs, first):
+                job.state = State.COMPLETE
+                job.exited = True
+                job.exitcode = 0
+                job.attempts = 1
+                job.started = start + i * 0.05
+                job.ended = job.started + 2.0 + (i % 17) * 0.25
+                job.peak_ram = 50 + i % 200
+                job.peak_disk = i % 10
+                job.cpu_time = 1.5 + (i % 13) * 0.1
+                job.host, job.host_ip, job.pid = "bench", "127.0.0.1", 1000 + i
+            await store.archive(jobs)
     finally:
         store.close()
 

@@ -141,7 +141,26 @@ def bench_add(runs: int, n: int, out: dict[str, Any]) -> None:
             m.close()
 
     value, values = median_of(runs, once)
-    out[f"add: {n:,} jobs in one POST"] = {
+    out[f"add: {n:,} jobs in one POST /jobs/ (answer: a status per job)"] = {
+        "value": round(value), "unit": "jobs/s", "runs": [round(v) for v in values],
+        "target": ">= 50,000 jobs/s"}
+
+    def counts_once() -> float:
+        m = Manager()
+        try:
+            m.start()
+            body = [{"cmd": f"echo {i}", "limit_grps": ["hold:0"]} for i in range(n)]
+            with m.client() as c:
+                t = time.perf_counter()
+                answer = c.submit(body, rep_grp="add")
+                took = time.perf_counter() - t
+            assert answer["Added"] == n
+            return n / took
+        finally:
+            m.close()
+
+    value, values = median_of(runs, counts_once)
+    out[f"add: {n:,} jobs in one POST /add/ (answer: counts)"] = {
         "value": round(value), "unit": "jobs/s", "runs": [round(v) for v in values],
         "target": ">= 50,000 jobs/s"}
 
@@ -251,11 +270,42 @@ def bench_scale(n: int, out: dict[str, Any]) -> None:
         m.close()
 
 
+def bench_history(n: int, out: dict[str, Any], groups: int = 10) -> None:
+    """n completed jobs in history, in ``groups`` rep groups; ``wr status -o summary`` of
+    one of them (median of 5, a new ``wr`` process each time)."""
+    import asyncio
+
+    from cli_bench import REP_GRP, fill_history
+
+    m = Manager()
+    try:
+        m.dir.mkdir(parents=True, exist_ok=True)
+        asyncio.run(fill_history(m.dir / "db", n, groups))
+        m.start()
+        group = f"{REP_GRP}_0"
+        times = []
+        for _ in range(5):
+            t = time.perf_counter()
+            res = m.wr("status", "-i", group, "-o", "summary")
+            times.append((time.perf_counter() - t) * 1000)
+            if res.returncode:
+                out[f"history: wr status -o summary ({n:,} completed)"] = {
+                    "error": res.stderr.strip()[:200]}
+                return
+        out[f"history: wr status -i X -o summary (X: {n // groups:,} of {n:,} completed)"] = {
+            "value": round(statistics.median(times), 1), "unit": "ms", "target": "< 200 ms",
+            "runs": [round(v, 1) for v in times]}
+    finally:
+        m.close()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats, smaller scale")
-    parser.add_argument("--only", default="", help="comma list: throughput,add,latency,scale")
-    parser.add_argument("--scale", type=int, default=0, help="queued jobs for the scale test")
+    parser.add_argument("--only", default="",
+                        help="comma list: throughput,add,latency,scale,history")
+    parser.add_argument("--scale", type=int, default=0,
+                        help="queued jobs for the scale test, completed ones for history")
     args = parser.parse_args()
     runs = 1 if args.quick else 3
     scale = args.scale or (100_000 if args.quick else 1_000_000)
@@ -266,6 +316,7 @@ def main() -> int:
         ("add", lambda: bench_add(runs, 100_000, out)),
         ("latency", lambda: bench_latency(out)),
         ("scale", lambda: bench_scale(scale, out)),
+        ("history", lambda: bench_history(scale, out)),
     ]
     for name, step in steps:
         if only and name not in only:
@@ -276,14 +327,14 @@ def main() -> int:
                "python": platform.python_version(), "platform": platform.platform(),
                "load_before": os.getloadavg()}
     width = max(len(k) for k in out) if out else 10
-    print(f"{'workload':<{width}}  {'value':>12}  {'baseline':>12}  {'ratio':>6}  target")
+    print(f"{'workload':<{width}}  {'value':>19}  {'baseline':>10}  {'ratio':>6}  target")
     for name, r in out.items():
         if "error" in r:
             print(f"{name:<{width}}  error: {r['error']}")
             continue
         base = f"{r['baseline']:,}" if "baseline" in r else ""
         ratio = f"{r['ratio']:.2f}" if "ratio" in r else ""
-        print(f"{name:<{width}}  {r['value']:>9,} {r['unit'][:2]:<2}  {base:>12}  "
+        print(f"{name:<{width}}  {r['value']:>12,} {r['unit']:<6}  {base:>10}  "
               f"{ratio:>6}  {r.get('target', '')}")
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / "latest.json"

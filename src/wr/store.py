@@ -9,8 +9,8 @@ Tables::
     meta(name, value)               schema_version
     live(key, data)                 every incomplete job, for start-up recovery
     complete(key, rep_grp, ..., data)  permanent history; a rerun overwrites its record
-    rep_grp_keys(rep_grp, key)      every rep group a completed job was added under (its own
-                                    from archiving; others from reruns, repeats, wr mod)
+    rep_grp_keys(rep_grp, key)      other rep groups a job was added under (reruns, repeats
+                                    in a POST, wr mod); its own is complete.rep_grp
     rep_grps(rep_grp)               every rep group ever used (substring searches)
     dep_waiters(dep_grp, key)       jobs that depend on a dep group (live dependencies)
     std(key, stdout, stderr)        output of a job's last failed run
@@ -65,7 +65,6 @@ import orjson
 
 from wr import store_sql as sql
 from wr.errors import StorageUnavailable, WrError
-from wr.job_fields import RECORD_TAG, V1_TAG, record_index
 from wr.jobs import Job
 from wr.store_files import BUSY_TIMEOUT_S, check_db, fsync, move_aside, restore
 from wr.store_sql import SCHEMA_VERSION, AddResult
@@ -165,7 +164,10 @@ class Store:
         except (sqlite3.Error, OSError) as exc:
             raise StorageUnavailable(f"could not open db file {self.path}: {exc}") from exc
         try:
-            sql.init_schema(conn)
+            was = sql.init_schema(conn)
+            if was < sql.SCHEMA_VERSION:
+                messages.append(f"migrated the db from schema version {was} to "
+                                f"{sql.SCHEMA_VERSION}")
             os.chmod(self.path, 0o600)
         except BaseException as exc:
             conn.close()
@@ -257,7 +259,7 @@ class Store:
         for job in jobs:
             rows.append((job.key, job.rep_grp, job.req_grp, job.started, job.ended,
                          job.exitcode, job.peak_ram, job.cpu_time,
-                         job.record_bytes()))
+                         job.record_bytes(), job.peak_disk))
             samples.append((job.req_grp, "ram", int(job.peak_ram)))
             samples.append((job.req_grp, "disk", int(job.peak_disk)))
             if job.started is not None and job.ended is not None:
@@ -742,34 +744,26 @@ def _read_complete_figures(conn: sqlite3.Connection, rep_grp: str, exclude: list
     """The query behind `Store.complete_figures` (a reader thread, in a read transaction).
 
     Wall time is end minus start, never below 0 (as status objects report it: a job's end
-    comes from its runner, its start from the manager's clock). Peak disk is only in the
-    record, so it is read with json_extract; the rows are
-    materialised once and scanned twice (means, then squared deviations), which keeps the
-    standard deviation exact where sum-of-squares would cancel badly.
+    comes from its runner, its start from the manager's clock). The rows are materialised
+    once and scanned twice (means, then squared deviations), which keeps the standard
+    deviation exact where sum-of-squares would cancel badly. Rows of jobs that completed in
+    the rep group come from an index alone (``complete_figures``).
     """
-    where = "r.rep_grp = ?"
-    params: list[Any] = [rep_grp]
+    params: list[Any] = [rep_grp, rep_grp, rep_grp]
+    columns = "c.key, c.started, c.ended, c.peak_ram, c.peak_disk, c.cpu_time"
+    source = f"FROM ({sql.complete_in_rep_grp(columns)})"
     if exclude:
-        where += " AND r.key NOT IN (SELECT value FROM json_each(?))"
+        source += " WHERE key NOT IN (SELECT value FROM json_each(?))"
         params.append(orjson.dumps(exclude).decode())
-    source = f"FROM rep_grp_keys r JOIN complete c ON c.key = r.key WHERE {where}"
     if not usage:
         return {"n": conn.execute(f"SELECT count(*) {source}", params).fetchone()[0]}
     deviations = ", ".join(f"total((h.{f} - m.{f}) * (h.{f} - m.{f}))" for f in _FIGURES)
-    # Records are positional ([tag, field, ...], two layouts); a keyed record is read by name.
-    params = [RECORD_TAG, f"$[{record_index('peak_disk')}]",
-              V1_TAG, f"$[{record_index('peak_disk', V1_TAG)}]", *params]
     row = conn.execute(f"""
         WITH h AS MATERIALIZED (
-            SELECT coalesce(peak_ram, 0) AS ram,
-                   coalesce(CASE WHEN json_extract(d, '$[0]') = ? THEN json_extract(d, ?)
-                            WHEN json_extract(d, '$[0]') = ? THEN json_extract(d, ?)
-                            ELSE json_extract(d, '$.peak_disk') END, 0) AS disk,
+            SELECT coalesce(peak_ram, 0) AS ram, coalesce(peak_disk, 0) AS disk,
                    max(coalesce(ended - started, 0), 0) AS wall,
-                   coalesce(cpu_time, 0) AS cpu,
-                   started AS s, ended AS e
-            FROM (SELECT c.peak_ram, c.ended, c.started, c.cpu_time,
-                         CAST(c.data AS TEXT) AS d {source})),
+                   coalesce(cpu_time, 0) AS cpu, started AS s, ended AS e
+            {source}),
         m AS (SELECT count(*) AS n, avg(ram) AS ram, avg(disk) AS disk, avg(wall) AS wall,
                      avg(cpu) AS cpu, min(s) AS s, max(e) AS e FROM h)
         SELECT m.n, m.ram, m.disk, m.wall, m.cpu, m.s, m.e, {deviations}

@@ -12,6 +12,7 @@ import stat
 import time
 from pathlib import Path
 
+import orjson
 import pytest
 
 from wr.errors import StorageUnavailable, WrError
@@ -565,3 +566,72 @@ def test_a_completed_job_is_found_by_its_rep_group_and_the_one_it_had_before_a_m
         assert await store.rep_grps("") == ["a", "b"]
 
     asyncio.run(main())
+
+
+def test_a_rerun_completed_under_another_rep_group_is_found_and_counted_under_both(
+        store: Store) -> None:
+    job = make_job("echo twice", rep_grp="first")
+
+    async def main() -> None:
+        await store.add_jobs([job])
+        await store.archive([finished(job, 10, 20, peak_ram=100, peak_disk=4)])
+        again = make_job("echo twice", rep_grp="second")
+        result = await store.add_jobs([again], rerun=True)
+        assert result.stored == [again]
+        # while it runs again, both names find its earlier completion
+        for name in ("first", "second"):
+            assert [j.key for j in await store.complete_in_rep_grp(name)] == [job.key]
+        await store.archive([finished(again, 30, 45, peak_ram=300, peak_disk=6)])
+        for name in ("first", "second"):
+            [found] = await store.complete_in_rep_grp(name)
+            assert (found.key, found.started, found.peak_ram) == (job.key, 30, 300)
+            figures = await store.complete_figures(name)
+            assert (figures["n"], figures["ram_mean"], figures["disk_mean"],
+                    figures["wall_mean"]) == (1, 300.0, 6.0, 15.0)
+        assert (await store.complete_figures("second", exclude=[job.key]))["n"] == 0
+
+    asyncio.run(main())
+
+
+def test_a_first_layout_db_is_migrated_and_its_history_still_summarised(db: Path) -> None:
+    # A database as the first schema wrote it: peak disk only inside the records (layout
+    # j1), a lookup row for every job's own rep group, and the old index.
+    from wr.job_fields import V1_NAMES
+
+    conn = sqlite3.connect(db)
+    conn.executescript("""
+        CREATE TABLE meta(name TEXT PRIMARY KEY, value) WITHOUT ROWID;
+        INSERT INTO meta VALUES ('schema_version', 1);
+        CREATE TABLE complete(key TEXT PRIMARY KEY, rep_grp TEXT, req_grp TEXT,
+            started REAL, ended REAL, exitcode INTEGER, peak_ram INTEGER, cpu_time REAL,
+            data BLOB NOT NULL);
+        CREATE INDEX complete_rep_grp ON complete(rep_grp, started, ended);
+        CREATE TABLE rep_grp_keys(rep_grp TEXT, key TEXT, PRIMARY KEY(rep_grp, key))
+            WITHOUT ROWID;
+    """)
+    for i, disk in enumerate((3, 5)):
+        values = {"key": f"k{i}", "cmd": f"echo {i}", "rep_grp": "old", "state": "complete",
+                  "peak_disk": disk, "peak_ram": 10, "started": 1.0, "ended": 2.0}
+        record = ["j1", *(values.get(name, getattr(Job("k", "c"), name)) for name in V1_NAMES)]
+        conn.execute("INSERT INTO complete VALUES (?, 'old', 'echo', 1, 2, 0, 10, 0, ?)",
+                     (f"k{i}", orjson.dumps(record)))
+        conn.execute("INSERT INTO rep_grp_keys VALUES ('old', ?)", (f"k{i}",))
+    conn.execute("INSERT INTO rep_grp_keys VALUES ('extra', 'k1')")  # a rerun's other name
+    conn.commit()
+    conn.close()
+
+    store = Store(db)
+    assert store.open() == ["migrated the db from schema version 1 to 2"]
+    try:
+        async def main() -> None:
+            figures = await store.complete_figures("old")
+            assert (figures["n"], figures["disk_mean"], figures["ram_mean"]) == (2, 4.0, 10.0)
+            assert [j.key for j in await store.complete_in_rep_grp("extra")] == ["k1"]
+        asyncio.run(main())
+    finally:
+        store.close()
+    conn = sqlite3.connect(db)
+    assert conn.execute("SELECT value FROM meta").fetchone() == (2,)
+    assert conn.execute("SELECT rep_grp, key FROM rep_grp_keys").fetchall() == [("extra", "k1")]
+    assert conn.execute("SELECT peak_disk FROM complete ORDER BY key").fetchall() == [(3,), (5,)]
+    conn.close()
