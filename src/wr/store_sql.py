@@ -162,6 +162,9 @@ def write_add(conn: sqlite3.Connection, jobs: list[Job], rerun: bool,
         dep_rows.extend((dep, key) for dep in job.deps)
         if len(live_rows) % _YIELD_EVERY == 0:
             time.sleep(0)  # let a waiting event loop have the GIL now, not in 5 ms
+    # In key order, so each insert lands beside the last in the key index: with 300,000
+    # jobs already stored, random order took 0.72 s per 100,000 and sorted 0.40 s.
+    live_rows.sort()
     conn.executemany("INSERT OR REPLACE INTO live(key, data) VALUES (?, ?)", live_rows)
     conn.executemany("INSERT OR IGNORE INTO rep_grp_keys VALUES (?, ?)", rep_rows)
     names.update(rg for rg, _ in rep_rows)

@@ -29,7 +29,7 @@ from wr.jobs import RUN_STATES, FailReason, Job, State
 from wr.learning import DISK, RAM, TIME, Learner
 from wr.manager.events import EventHub
 from wr.manager.memory import MemoryTrimmer
-from wr.queue import EndReport, LimitChanged, Queue, QueueError, Replaced
+from wr.queue import Changed, EndReport, LimitChanged, Queue, QueueError, Replaced
 from wr.schedulers.base import GroupRequirements, ImpossibleError, RunnerCommand, Scheduler
 from wr.store import Store
 
@@ -176,17 +176,18 @@ class Manager:
         for watch in self.watchers:
             watch(events, now)
         for ev in events:
-            if isinstance(ev, LimitChanged):
-                futures.append(self.store.set_limit(ev.name, ev.limit))
-                woke.update(self._waiters)
-                continue
-            if isinstance(ev, Replaced):
-                saves.pop(ev.old_key, None)
-                futures.append(self.store.rekey(ev.old_key, ev.job, ev.old_rep_grp))
+            if type(ev) is not Changed:
+                if isinstance(ev, LimitChanged):
+                    futures.append(self.store.set_limit(ev.name, ev.limit))
+                    woke.update(self._waiters)
+                elif isinstance(ev, Replaced):
+                    saves.pop(ev.old_key, None)
+                    futures.append(self.store.rekey(ev.old_key, ev.job, ev.old_rep_grp))
                 continue
             job = ev.job
-            published.append((job.key, job.rep_grp, ev.old and str(ev.old), str(ev.new),
-                              job.exitcode, job.fail_reason, now))
+            ran = job.results
+            published.append((job.key, job.rep_grp, ev.old and ev.old.value, ev.new.value,
+                              ran.exitcode, ran.fail_reason, now))
             if ev.new == State.COMPLETE:
                 saves.pop(job.key, None)
                 archives.append(job)
