@@ -1,20 +1,48 @@
-"""The ``wr`` command: one group, one module per verb group (STYLE.md)."""
+"""The ``wr`` command: one group, one module per verb group (STYLE.md).
+
+A verb's module is imported only when that verb runs (or help lists them all): every
+``wr`` is a new Python process, and importing every verb's module (rich, the add parser,
+the action verbs) cost ``wr status`` a third of its start-up.
+"""
 
 from __future__ import annotations
 
+import importlib
 import sys
 
 import click
 
 from wr import __version__
-from wr.cli.actions import kill, mod, remove, retry
-from wr.cli.add import add
-from wr.cli.limit import limit
-from wr.cli.manager import manager
-from wr.cli.status import status
+
+_VERBS = {
+    "add": "wr.cli.add",
+    "kill": "wr.cli.actions",
+    "limit": "wr.cli.limit",
+    "manager": "wr.cli.manager",
+    "mod": "wr.cli.actions",
+    "remove": "wr.cli.actions",
+    "retry": "wr.cli.actions",
+    "status": "wr.cli.status",
+}
+"""Each verb and the module that defines it (as a function of the same name)."""
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Verbs(click.Group):
+    """A group that imports a verb's module when the verb is asked for."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *_VERBS})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        module = _VERBS.get(name)
+        if module is None:
+            return super().get_command(ctx, name)
+        command = getattr(importlib.import_module(module), name)
+        assert isinstance(command, click.Command)
+        return command
+
+
+@click.group(cls=_Verbs, context_settings={"help_option_names": ["-h", "--help"]})
 def cli() -> None:
     """wr runs your shell commands as jobs: reliably, in order, and as fast as the machine
     allows. Start a manager with 'wr manager start', then add jobs."""
@@ -24,16 +52,6 @@ def cli() -> None:
 def version() -> None:
     """Print wr's version."""
     click.echo(__version__)
-
-
-cli.add_command(manager)
-cli.add_command(kill)
-cli.add_command(retry)
-cli.add_command(remove)
-cli.add_command(mod)
-cli.add_command(limit)
-cli.add_command(add)
-cli.add_command(status)
 
 
 def main() -> None:
