@@ -18,6 +18,8 @@ import operator
 import sys
 from typing import Any
 
+import orjson
+
 HOT_FIELDS = (
     "key", "cmd", "cwd", "cwd_matters", "rep_grp", "req_grp", "ram", "time", "cores", "disk",
     "priority", "retries", "limit_grps", "dep_grps", "deps", "user_ram", "user_time", "state",
@@ -101,13 +103,37 @@ RAN_DEFAULTS = (False, 0, "", 0, "", "", "", None, None, 0, 0, 0.0, "", "")
 
 
 class Rare:
-    """A job's `RARE_FIELDS`, positionally."""
+    """A job's `RARE_FIELDS`, positionally. ``shared`` parts (see `shared_rare`) stand for
+    many jobs and are copied before one of them changes a field."""
 
-    __slots__ = RARE_FIELDS
+    __slots__ = (*RARE_FIELDS, "shared")
 
     def __init__(self, *values: Any) -> None:
         for name, value in zip(RARE_FIELDS, values, strict=True):
             setattr(self, name, value)
+        self.shared = False
+
+
+_RARE_PARTS: dict[bytes, Rare] = {}
+
+
+def shared_rare(part: Rare) -> Rare:
+    """One part for every job with the same rare requests: ``wr add`` gives every job its
+    default ``on_exit`` cleanup, and a million copies of one behaviour list and its part
+    are 250 MB. The values must already be compacted (tuples, not lists)."""
+    if part.shared:
+        return part
+    try:
+        key = orjson.dumps(get_rare(part), option=orjson.OPT_SORT_KEYS)
+    except TypeError:  # something orjson cannot encode: keep the job's own part
+        return part
+    found = _RARE_PARTS.get(key)
+    if found is None:
+        if len(_RARE_PARTS) >= 10_000:  # requests shared by few jobs: stop sharing
+            return part
+        found = _RARE_PARTS[key] = part
+        part.shared = True
+    return found
 
 
 class Ran:
@@ -130,6 +156,7 @@ def _delegated(slot: str, part: type, name: str, default: Any,
     """A property for a field kept in a part: the default while the part is absent; setting
     the default (same value and type) to an absent part makes no part."""
     read = operator.attrgetter(name)
+    everything = get_rare if part is Rare else get_ran
 
     def get(job: Any) -> Any:
         holder = getattr(job, slot)
@@ -141,6 +168,9 @@ def _delegated(slot: str, part: type, name: str, default: Any,
             if value is default or (value == default and type(value) is type(default)):
                 return
             holder = part(*defaults)
+            setattr(job, slot, holder)
+        elif getattr(holder, "shared", False):  # other jobs' too: change a copy
+            holder = part(*everything(holder))
             setattr(job, slot, holder)
         setattr(holder, name, value)
 

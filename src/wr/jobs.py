@@ -42,6 +42,7 @@ from wr.job_fields import (
     get_ran,
     get_rare,
     shared_names,
+    shared_rare,
 )
 
 
@@ -491,16 +492,15 @@ class Job:
         self.cwd = sys.intern(self.cwd)
         self.sched_group = sys.intern(self.sched_group)
         rare = self._rare
-        if rare is not None:
+        if rare is not None and not rare.shared:
             rare.modules = shared_names(rare.modules)
             rare.cmd_deps = shared_names(rare.cmd_deps)
             rare.env = shared_names(rare.env)
-            if not rare.behaviours:
-                rare.behaviours = ()
-            if not rare.mounts:
-                rare.mounts = ()
+            rare.behaviours = tuple(rare.behaviours)
+            rare.mounts = tuple(rare.mounts)
             if not rare.other:
                 rare.other = NO_OTHER
+            self._rare = shared_rare(rare)
         ran = self._ran
         if ran is not None:
             ran.fail_reason = sys.intern(ran.fail_reason)

@@ -354,3 +354,21 @@ def test_units_are_finite():
     assert math.isfinite(parse_duration("2562047h"))
     with pytest.raises(ValueError):
         parse_duration("2562048h")  # past Go's int64 nanoseconds
+
+
+def test_jobs_with_the_same_rare_requests_share_one_part_until_one_changes() -> None:
+    cleanup = behaviours_from_json("on_exit", [{"cleanup": True}])
+    a, b = (Job(key=k, cmd=f"echo {k}", behaviours=list(cleanup), env=["A=1"])
+            for k in ("a", "b"))
+    record_of_b = b.to_record()
+    a.compact()
+    b.compact()
+    assert a._rare is b._rare and a._rare.shared
+    a.kill_called = True  # a change to one job copies the part first
+    assert a._rare is not b._rare
+    assert (a.kill_called, b.kill_called) == (True, False)
+    assert list(a.behaviours) == list(b.behaviours) == cleanup
+    assert orjson.dumps(b.to_record()) == orjson.dumps(record_of_b)
+    c = Job(key="c", cmd="echo c", behaviours=list(cleanup), env=["A=2"])
+    c.compact()
+    assert c._rare is not b._rare and list(c.env) == ["A=2"]
