@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -127,6 +128,15 @@ class ManagerHandle:
 
         return client_ssl_context(self.ca)
 
+    def http(self, *, token: bool = True, timeout: Any = 60) -> Any:
+        """An httpx client of this manager's REST API, trusting only its CA, sending its
+        token unless ``token`` is false (close it, or use it in a ``with``)."""
+        import httpx
+
+        headers = {"Authorization": f"Bearer {self.token}"} if token else {}
+        return httpx.Client(base_url=self.url, verify=self.ssl_context(), trust_env=False,
+                            headers=headers, timeout=timeout)
+
 
 def _descendants_of_home(home: Path) -> list[int]:
     """Pids of processes still running with this test's HOME (runners, jobs, managers)."""
@@ -198,3 +208,9 @@ def manager(make_manager: Any) -> ManagerHandle:
     handle = make_manager()
     handle.start()
     return handle
+
+
+@pytest.fixture
+def tag(request: pytest.FixtureRequest) -> str:
+    """A name unique to the test, for its rep groups, dep groups and commands."""
+    return re.sub(r"[^A-Za-z0-9]+", "-", request.node.name).strip("-")

@@ -218,11 +218,15 @@ def _query_int(query: Mapping[str, str], name: str, *, non_negative: bool = Fals
         return 0
     if not _QUERY_INT.fullmatch(text):
         raise _Invalid(f"{name} value ({text}) is not an integer")
-    value = int(text)
+    return _in_int64(name, int(text), text, non_negative)
+
+
+def _in_int64(name: str, value: int, shown: str, non_negative: bool) -> int:
+    """``value`` if it fits the store's INTEGER (and is not negative, if so asked)."""
     if abs(value) > INT64_MAX:
-        raise _Invalid(f"{name} value ({text}) is too large")
+        raise _Invalid(f"{name} value ({shown}) is too large")
     if non_negative and value < 0:
-        raise _Invalid(f"{name} must not be negative (got {text})")
+        raise _Invalid(f"{name} must not be negative (got {shown})")
     return value
 
 
@@ -625,11 +629,7 @@ def _as_int(name: str, value: Any, *, non_negative: bool = False) -> int:
         if abs(value) > INT64_MAX:
             raise _Invalid(f"{name} value ({_show(value)}) is too large")
         value = int(value)
-    if abs(value) > INT64_MAX:
-        raise _Invalid(f"{name} value ({_show(value)}) is too large")
-    if non_negative and value < 0:
-        raise _Invalid(f"{name} must not be negative (got {value})")
-    return value
+    return _in_int64(name, value, _show(value), non_negative)
 
 
 def _ranged(o: Mapping[str, Any], name: str, top: int, default: int) -> int:

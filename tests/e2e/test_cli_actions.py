@@ -7,7 +7,6 @@ itself. Jobs that must stay queued without running sit in a limit group whose li
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -32,10 +31,6 @@ def client(mgr: ManagerHandle) -> Iterator[Any]:
     with mgr.client() as c:
         yield c
 
-
-@pytest.fixture
-def tag(request: pytest.FixtureRequest) -> str:
-    return re.sub(r"[^A-Za-z0-9]+", "-", request.node.name).strip("-")
 
 
 def jobs_of(client: Any, rep_grp: str) -> dict[str, dict[str, Any]]:

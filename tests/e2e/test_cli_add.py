@@ -7,7 +7,6 @@ group ``hold`` whose limit is 0 (``-l hold:0``), so they never start.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -33,10 +32,6 @@ def client(mgr: ManagerHandle) -> Iterator[Any]:
     with mgr.client() as c:
         yield c
 
-
-@pytest.fixture
-def tag(request: pytest.FixtureRequest) -> str:
-    return re.sub(r"[^A-Za-z0-9]+", "-", request.node.name).strip("-")
 
 
 def by_cmd(client: Any, rep_grp: str) -> dict[str, dict[str, Any]]:

@@ -54,8 +54,7 @@ def page(browser: Any) -> Iterator[Any]:
 
 
 def rest(m: ManagerHandle) -> httpx.Client:
-    return httpx.Client(base_url=m.url, verify=m.ssl_context(), trust_env=False,
-                        headers={"Authorization": f"Bearer {m.token}"}, timeout=60)
+    return m.http()
 
 
 def add(m: ManagerHandle, jobs: list[dict[str, Any]], **params: str) -> list[dict[str, Any]]:

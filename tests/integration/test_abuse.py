@@ -55,8 +55,7 @@ def mgr(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ManagerHandle]:
 
 @pytest.fixture(scope="module")
 def api(mgr: ManagerHandle) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=mgr.url, verify=mgr.ssl_context(), trust_env=False,
-                      headers={"Authorization": f"Bearer {mgr.token}"}, timeout=30) as c:
+    with mgr.http(timeout=30) as c:
         yield c
 
 
@@ -391,7 +390,7 @@ def test_the_token_appears_in_no_log_and_no_command_line(mgr: ManagerHandle,
     token = mgr.token
     key = api.post("/rest/v1/jobs/", content=orjson.dumps([{"cmd": "sleep 0.5"}]),
                    params={"rep_grp": "tokentest"}).json()[0]["Key"]
-    with httpx.Client(base_url=mgr.url, verify=mgr.ssl_context(), trust_env=False) as anon:
+    with mgr.http(token=False) as anon:
         assert anon.get("/rest/v1/info/", params={"token": token}).status_code == 200
         assert anon.get("/rest/v1/info/", params={"token": token + "x"}).status_code == 401
         assert anon.get("/rest/v1/jobs/", headers={"Authorization": f"Basic {token}"}

@@ -27,9 +27,7 @@ HAPPY_PATH = [(None, "ready"), ("ready", "reserved"), ("reserved", "running"),
 # -- helpers ----------------------------------------------------------------------------------
 
 def client(mgr: ManagerHandle) -> httpx.Client:
-    return httpx.Client(base_url=mgr.url, verify=mgr.ssl_context(), trust_env=False,
-                        headers={"Authorization": f"Bearer {mgr.token}"},
-                        timeout=httpx.Timeout(30, read=20))
+    return mgr.http(timeout=httpx.Timeout(30, read=20))
 
 
 def blocks(response: httpx.Response) -> Iterator[dict[str, Any]]:

@@ -33,8 +33,7 @@ pytestmark = pytest.mark.integration
 
 
 def _api(m: ManagerHandle, timeout: float = 60) -> httpx.Client:
-    return httpx.Client(base_url=m.url, verify=m.ssl_context(), trust_env=False,
-                        headers={"Authorization": f"Bearer {m.token}"}, timeout=timeout)
+    return m.http(timeout=timeout)
 
 
 def _stop_everything(m: ManagerHandle) -> None:

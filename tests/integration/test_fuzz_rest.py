@@ -33,8 +33,7 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
     m = ManagerHandle(home=home, env=env)
     m.start()
     try:
-        with httpx.Client(base_url=m.url, verify=m.ssl_context(), trust_env=False,
-                          headers={"Authorization": f"Bearer {m.token}"}, timeout=60) as c:
+        with m.http() as c:
             assert c.post("/rest/v1/manager/pause").status_code == 200
             yield c
     finally:

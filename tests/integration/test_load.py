@@ -61,8 +61,7 @@ class LoadClient(threading.Thread):
 
     def run(self) -> None:
         m = self.m
-        with httpx.Client(base_url=m.url, verify=m.ssl_context(), trust_env=False,
-                          headers={"Authorization": f"Bearer {m.token}"}, timeout=60) as api:
+        with m.http() as api:
             self.go.wait()
             for b in range(0, JOBS_PER_CLIENT, BATCH):
                 body = orjson.dumps([

@@ -39,8 +39,7 @@ def test_metrics_match_the_rest_view(manager: ManagerHandle) -> None:
     body = ([{"cmd": f"true # ok {i}"} for i in range(6)]
             + [{"cmd": f"exit 1 # bad {i}", "retries": 1} for i in range(3)]
             + [{"cmd": f"true # held {i}", "limit_grps": ["hold:0"]} for i in range(2)])
-    with httpx.Client(base_url=manager.url, verify=manager.ssl_context(), trust_env=False,
-                      headers={"Authorization": f"Bearer {manager.token}"}, timeout=30) as api:
+    with manager.http(timeout=30) as api:
         empty = scrape(api)
         assert empty["wr_jobs_added"]["wr_jobs_added_total"] == 0
         assert empty["wr_jobs"]["type"] == "gauge"
@@ -84,8 +83,7 @@ def test_metrics_match_the_rest_view(manager: ManagerHandle) -> None:
 
 
 def test_metrics_need_the_token(manager: ManagerHandle) -> None:
-    with httpx.Client(base_url=manager.url, verify=manager.ssl_context(),
-                      trust_env=False) as anon:
+    with manager.http(token=False) as anon:
         r = anon.get("/metrics")
         assert r.status_code == 401
         assert r.text == "Authorization header required\n"

@@ -85,8 +85,7 @@ def _auth(mgr: ManagerHandle) -> dict[str, str]:
 
 
 def _api(mgr: ManagerHandle) -> httpx.Client:
-    return httpx.Client(base_url=mgr.url, verify=mgr.ssl_context(), trust_env=False,
-                        headers={"Authorization": f"Bearer {mgr.token}"}, timeout=30)
+    return mgr.http(timeout=30)
 
 
 def load_schema(mgr: ManagerHandle) -> Any:

@@ -34,8 +34,7 @@ def mgr(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ManagerHandle]:
 
 @pytest.fixture(scope="module")
 def api(mgr: ManagerHandle) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=mgr.url, verify=mgr.ssl_context(), trust_env=False,
-                      headers={"Authorization": f"Bearer {mgr.token}"}, timeout=60) as c:
+    with mgr.http() as c:
         yield c
 
 
@@ -291,8 +290,7 @@ def test_body_over_the_limit(make_manager: Any) -> None:
     big = orjson.dumps([{"cmd": f"echo {i}"} for i in range(100)])
     assert len(big) > 1000
     fits = orjson.dumps([{"cmd": "echo fits", "limit_grps": ["hold:0"]}])
-    with httpx.Client(base_url=small.url, verify=small.ssl_context(), trust_env=False,
-                      headers={"Authorization": f"Bearer {small.token}"}, timeout=60) as c:
+    with small.http() as c:
         def chunks() -> Iterator[bytes]:
             for i in range(0, len(big), 100):
                 yield big[i:i + 100]

@@ -44,23 +44,16 @@ def mgr(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ManagerHandle]:
 @pytest.fixture(scope="module")
 def api(mgr: ManagerHandle) -> Iterator[httpx.Client]:
     """An authenticated HTTPS client trusting only the manager's CA."""
-    with httpx.Client(base_url=mgr.url, verify=mgr.ssl_context(), trust_env=False,
-                      headers={"Authorization": f"Bearer {mgr.token}"}, timeout=30) as c:
+    with mgr.http(timeout=30) as c:
         yield c
 
 
 @pytest.fixture(scope="module")
 def anon(mgr: ManagerHandle) -> Iterator[httpx.Client]:
     """An HTTPS client that sends no token."""
-    with httpx.Client(base_url=mgr.url, verify=mgr.ssl_context(), trust_env=False,
-                      timeout=30) as c:
+    with mgr.http(token=False, timeout=30) as c:
         yield c
 
-
-@pytest.fixture
-def tag(request: pytest.FixtureRequest) -> str:
-    """A name unique to the test, for its rep groups, dep groups and commands."""
-    return re.sub(r"[^A-Za-z0-9]+", "-", request.node.name).strip("-")
 
 
 # -- helpers --------------------------------------------------------------------------------

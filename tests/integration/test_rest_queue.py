@@ -36,15 +36,9 @@ def mgr(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ManagerHandle]:
 
 @pytest.fixture(scope="module")
 def api(mgr: ManagerHandle) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=mgr.url, verify=mgr.ssl_context(), trust_env=False,
-                      headers={"Authorization": f"Bearer {mgr.token}"}, timeout=60) as c:
+    with mgr.http() as c:
         yield c
 
-
-@pytest.fixture
-def tag(request: pytest.FixtureRequest) -> str:
-    """A name unique to the test, for its rep groups, dep groups and commands."""
-    return re.sub(r"[^A-Za-z0-9]+", "-", request.node.name).strip("-")
 
 
 def add(api: httpx.Client, jobs: list[dict[str, Any]], **params: str) -> list[dict[str, Any]]:

@@ -26,8 +26,7 @@ pytestmark = pytest.mark.integration
 
 
 def _api(m: ManagerHandle) -> httpx.Client:
-    return httpx.Client(base_url=m.url, verify=m.ssl_context(), trust_env=False,
-                        headers={"Authorization": f"Bearer {m.token}"}, timeout=60)
+    return m.http()
 
 
 def test_a_runner_is_not_marked_lost_while_the_manager_is_too_busy_to_listen(

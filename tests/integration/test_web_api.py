@@ -46,14 +46,9 @@ def mgr(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ManagerHandle]:
 
 @pytest.fixture(scope="module")
 def api(mgr: ManagerHandle) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=mgr.url, verify=mgr.ssl_context(), trust_env=False,
-                      headers={"Authorization": f"Bearer {mgr.token}"}, timeout=60) as c:
+    with mgr.http() as c:
         yield c
 
-
-@pytest.fixture
-def tag(request: pytest.FixtureRequest) -> str:
-    return re.sub(r"[^A-Za-z0-9]+", "-", request.node.name).strip("-")
 
 
 def add(api: httpx.Client, jobs: list[dict[str, Any]], **params: str) -> list[dict[str, Any]]:
@@ -126,7 +121,7 @@ def test_page_needs_the_token(mgr: ManagerHandle) -> None:
     static file and the JSON without a token.
     Expected: 401 pages that say how to get the token; the page itself with the token;
     static files need none; the JSON refuses without it."""
-    with httpx.Client(base_url=mgr.url, verify=mgr.ssl_context(), trust_env=False) as c:
+    with mgr.http(token=False) as c:
         bare = c.get("/")
         assert bare.status_code == 401
         assert "client.token" in bare.text and "wr manager start" in bare.text

@@ -16,7 +16,7 @@ import click
 import orjson
 from click.core import ParameterSource
 
-from wr.cli.options import deployment_option, info, load
+from wr.cli.options import Checked, deployment_option, info, load
 from wr.cli.select import Selection, selection_options
 from wr.errors import WrError
 
@@ -60,40 +60,12 @@ def _act(deployment: str | None, timeout: int, method: str, selection: Selection
 
 # -- parameter types ----------------------------------------------------------------------
 
-class Duration(click.ParamType):
-    """A Go-style duration (``30m``, ``1h30m``) as seconds; ``""`` stays ``""`` (unset)."""
-
-    name = "duration"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None
-                ) -> Any:
-        from wr.jobs import parse_duration
-
-        if isinstance(value, float) or value == "":
-            return value
-        try:
-            return parse_duration(str(value))
-        except ValueError as exc:
-            self.fail(f"{value!r} is not a duration like 30m or 1h30m ({exc})", param, ctx)
-
-
-class Memory(click.ParamType):
-    """A memory size with a unit (``500M``, ``3G``), checked and kept as text; ``""`` is
-    kept (it clears the setting)."""
-
-    name = "memory"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None
-                ) -> Any:
-        from wr.jobs import parse_memory
-
-        if value == "":
-            return value
-        try:
-            parse_memory(str(value))
-        except ValueError as exc:
-            self.fail(f"{value!r} is not a memory size like 500M or 3G ({exc})", param, ctx)
-        return str(value)
+DURATION = Checked("duration", "parse_duration",
+                   "{value!r} is not a duration like 30m or 1h30m ({exc})", parsed=True)
+"""A Go-style duration (``30m``, ``1h30m``) as seconds; ``""`` stays ``""`` (unset)."""
+MEMORY = Checked("memory", "parse_memory", "{value!r} is not a memory size like 500M or 3G ({exc})")
+"""A memory size with a unit (``500M``, ``3G``), checked and kept as text; ``""`` is kept
+(it clears the setting)."""
 
 
 class Override(click.ParamType):
@@ -157,7 +129,7 @@ def kill(selection: Selection, confirmdead: bool, age: str | None, timeout: int,
     extra: dict[str, Any] = {}
     if age:
         try:
-            extra["age"] = Duration().convert(age, None, None)
+            extra["age"] = DURATION.convert(age, None, None)
         except click.BadParameter as exc:
             raise click.BadParameter(exc.message, param_hint="--age") from None
     out = _act(deployment, timeout, "confirm_dead" if confirmdead else "kill", selection,
@@ -227,9 +199,9 @@ def _list(text: str) -> list[str] | str:
               help="when not --cwd_matters, set $HOME to the actual working directory")
 @click.option("--unset_change_home", is_flag=True, help="unset --change_home")
 @click.option("-g", "--req_grp", default=None, help="group name for commands with similar reqs")
-@click.option("-m", "--memory", type=Memory(), default=None,
+@click.option("-m", "--memory", type=MEMORY, default=None,
               help="peak memory estimate, with a unit (e.g. 500M, 2G)")
-@click.option("-t", "--time", "time_", type=Duration(), default=None,
+@click.option("-t", "--time", "time_", type=DURATION, default=None,
               help="maximum time estimate, with a unit (e.g. 30m, 2h)")
 @click.option("--cpus", type=click.FloatRange(0), default=None, help="cpu cores needed")
 @click.option("--disk", type=click.IntRange(0), default=None,
@@ -240,7 +212,7 @@ def _list(text: str) -> list[str] | str:
               help="[0-255] command priority")
 @click.option("-r", "--retries", type=click.IntRange(0, 255), default=None,
               help="[0-255] number of automatic retries for failed commands")
-@click.option("-n", "--no_retry_over_walltime", type=Duration(), default=None,
+@click.option("-n", "--no_retry_over_walltime", type=DURATION, default=None,
               help="do not retry a failure that ran longer than this")
 @click.option("--cmd_deps", default=None,
               help='dependencies of your commands, as "command1,cwd1,command2,cwd2..."')

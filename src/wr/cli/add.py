@@ -31,7 +31,7 @@ from typing import Any
 
 import click
 
-from wr.cli.options import deployment_option, info, load
+from wr.cli.options import Checked, deployment_option, info, load
 
 BATCH = 100_000
 """Jobs per POST: each is one atomic step on the manager (of about 2 s for this many)."""
@@ -56,40 +56,8 @@ def warn(message: str) -> None:
 
 # -- parameter types ------------------------------------------------------------------------
 
-class MemoryType(click.ParamType):
-    """``5M``, ``3G``, ``1.5GiB`` (checked with wr.jobs.parse_memory; kept as text)."""
-
-    name = "memory"
-
-    def convert(self, value: Any, param: Any, ctx: Any) -> str:
-        from wr.jobs import parse_memory
-
-        if value:
-            try:
-                parse_memory(str(value))
-            except ValueError as exc:
-                self.fail(f"'{value}' was not specified correctly: {exc}", param, ctx)
-        return str(value)
-
-
-class DurationType(click.ParamType):
-    """A Go duration like ``30m`` or ``1h30m`` (checked with wr.jobs.parse_duration)."""
-
-    name = "duration"
-
-    def convert(self, value: Any, param: Any, ctx: Any) -> str:
-        from wr.jobs import parse_duration
-
-        if value:
-            try:
-                parse_duration(str(value))
-            except ValueError as exc:
-                self.fail(f"'{value}' was not specified correctly: {exc}", param, ctx)
-        return str(value)
-
-
-MEMORY = MemoryType()
-DURATION = DurationType()
+MEMORY = Checked("memory", "parse_memory", "'{value}' was not specified correctly: {exc}")
+DURATION = Checked("duration", "parse_duration", "'{value}' was not specified correctly: {exc}")
 
 
 # -- reading the input ------------------------------------------------------------------------
