@@ -117,6 +117,27 @@ class Rare:
 _RARE_PARTS: dict[bytes, Rare] = {}
 
 
+def rare_part(*values: Any) -> Rare | None:
+    """A part holding these `RARE_FIELDS` values, or None when all are defaults."""
+    return Rare(*values) if any(values) else None
+
+
+def compact_rare(part: Rare) -> Rare:
+    """The part to keep for ``part``: its lists made shared tuples, an empty ``other`` the
+    shared `NO_OTHER`, and then one part for every job with the same values (see
+    `shared_rare`)."""
+    if part.shared:
+        return part
+    part.modules = shared_names(part.modules)
+    part.cmd_deps = shared_names(part.cmd_deps)
+    part.env = shared_names(part.env)
+    part.behaviours = tuple(part.behaviours)
+    part.mounts = tuple(part.mounts)
+    if not part.other:
+        part.other = NO_OTHER
+    return shared_rare(part)
+
+
 def shared_rare(part: Rare) -> Rare:
     """One part for every job with the same rare requests: ``wr add`` gives every job its
     default ``on_exit`` cleanup, and a million copies of one behaviour list and its part

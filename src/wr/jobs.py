@@ -37,12 +37,12 @@ from wr.job_fields import (
     V1_TAG,
     Ran,
     Rare,
+    compact_rare,
     delegate_parts,
     get_hot,
     get_ran,
     get_rare,
     shared_names,
-    shared_rare,
 )
 
 
@@ -444,6 +444,11 @@ class Job:
     def __repr__(self) -> str:
         return f"Job(key={self.key!r}, cmd={self.cmd!r}, state={self.state!r})"
 
+    def adopt_rare(self, part: Rare | None) -> None:
+        """Give the job this part of rare requests: its own, or one that other jobs hold
+        too, which must then be marked ``shared`` (so a change copies it first)."""
+        self._rare = part
+
     def to_record(self) -> list[Any]:
         """What the store keeps: ``[RECORD_TAG, <every field in __init__'s order>]``.
 
@@ -491,16 +496,8 @@ class Job:
         self.req_grp = sys.intern(self.req_grp)
         self.cwd = sys.intern(self.cwd)
         self.sched_group = sys.intern(self.sched_group)
-        rare = self._rare
-        if rare is not None and not rare.shared:
-            rare.modules = shared_names(rare.modules)
-            rare.cmd_deps = shared_names(rare.cmd_deps)
-            rare.env = shared_names(rare.env)
-            rare.behaviours = tuple(rare.behaviours)
-            rare.mounts = tuple(rare.mounts)
-            if not rare.other:
-                rare.other = NO_OTHER
-            self._rare = shared_rare(rare)
+        if self._rare is not None:
+            self._rare = compact_rare(self._rare)
         ran = self._ran
         if ran is not None:
             ran.fail_reason = sys.intern(ran.fail_reason)

@@ -66,6 +66,7 @@ import orjson
 from wr import store_sql as sql
 from wr.errors import StorageUnavailable, WrError
 from wr.jobs import Job
+from wr.store_feed import AddAborted, AddFeed
 from wr.store_files import BUSY_TIMEOUT_S, check_db, fsync, move_aside, restore
 from wr.store_sql import SCHEMA_VERSION, AddResult
 
@@ -241,6 +242,15 @@ class Store:
         change them until the future resolves (it queues them only afterwards anyway).
         """
         return self._submit(sql.write_add, list(jobs), rerun, live_keys)
+
+    def add_feed(self, *, rerun: bool = False) -> tuple[AddFeed, asyncio.Future[AddResult]]:
+        """`add_jobs` of jobs still being read (see `wr.store_feed`): put them in the feed
+        a part at a time, each with the keys among it already queued, then end or abort it.
+        The writer takes the first part once this loop iteration ends and writes each part
+        as it comes, all in one transaction; writes submitted meanwhile wait behind it, so
+        end the feed before awaiting any of them."""
+        feed = AddFeed()
+        return feed, self._submit(_write_feed, feed, rerun)
 
     def save(self, jobs: Iterable[Job]) -> asyncio.Future[None]:
         """Rewrite live jobs' records after a state change (with no jobs: a barrier that
@@ -470,7 +480,7 @@ class Store:
             current: _Write | None = None
             try:
                 conn = self._write_conn()
-                self._set_sync(conn, any(op.fn is sql.write_add for op in todo))
+                self._set_sync(conn, any(op.fn in _ADDS for op in todo))
                 conn.execute("BEGIN IMMEDIATE")
                 for op in todo:
                     current = op
@@ -480,7 +490,8 @@ class Store:
             except Exception as exc:
                 self._rollback()
                 if current is not None and not _is_storage_error(exc):
-                    logger.error("dropped a write that failed on its own: %r", exc)
+                    if not isinstance(exc, AddAborted):  # a bad request, not a fault
+                        logger.error("dropped a write that failed on its own: %r", exc)
                     if isinstance(exc, WrError):
                         current.error = exc
                     else:
@@ -489,7 +500,7 @@ class Store:
                         current.error.__cause__ = exc
                     todo = [op for op in todo if op is not current]
                     continue
-                self._kept = [op for op in todo if op.fn is not sql.write_add]
+                self._kept = [op for op in todo if op.fn not in _ADDS]
                 self.failed_commits += 1
                 if self._failing_since is None:
                     self._failing_since = time.monotonic()
@@ -718,6 +729,14 @@ class Store:
 
 
 # -- helpers ---------------------------------------------------------------------------------
+
+def _write_feed(conn: sqlite3.Connection, feed: AddFeed, rerun: bool) -> AddResult:
+    return sql.write_add_parts(conn, feed.parts(), rerun)
+
+
+_ADDS = (sql.write_add, _write_feed)
+"""The writes that add jobs: they sync the disk, and are not kept after a failed commit."""
+
 
 def _resolve(ops: list[_Write]) -> None:
     for op in ops:

@@ -8,7 +8,6 @@ its transaction; readers in a reader thread inside a read transaction.
 from __future__ import annotations
 
 import sqlite3
-import time
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,7 +22,6 @@ SCHEMA_VERSION = 2
 """The layout `_SCHEMA` creates; stored in ``meta`` so a newer wr can migrate an older db."""
 
 _CHUNK = 500  # bound parameters per IN (...) query
-_YIELD_EVERY = 200  # jobs serialised between offers of the GIL to the event loop
 
 _SCHEMA = [
     "CREATE TABLE IF NOT EXISTS meta(name TEXT PRIMARY KEY, value) WITHOUT ROWID",
@@ -125,59 +123,110 @@ def _marks(n: int) -> str:
 
 # -- writes (writer thread, inside its transaction) -------------------------------------------
 
+ADD_PART = 10_000
+"""Jobs per part of a big add: each part's records go in with one statement."""
+
+
 def write_add(conn: sqlite3.Connection, jobs: list[Job], rerun: bool,
               live_keys: frozenset[str]) -> AddResult:
     """Store new jobs, skip duplicates, resurrect completed dependants (see Store.add_jobs)."""
+    parts = [(jobs[i:i + ADD_PART], live_keys) for i in range(0, len(jobs), ADD_PART)]
+    return write_add_parts(conn, parts, rerun)
+
+
+def write_add_parts(conn: sqlite3.Connection,
+                    parts: Iterable[tuple[Sequence[Job], Collection[str]]],
+                    rerun: bool) -> AddResult:
+    """`write_add` of jobs that come in parts, each with the keys among it that are already
+    queued, so the first parts are written while later ones are still being read."""
     result = AddResult()
-    complete: set[str] = set()
-    if not rerun:
-        candidates = list({job.key for job in jobs if job.key not in live_keys})
-        for chunk in _chunks(candidates):
-            sql = f"SELECT key FROM complete WHERE key IN ({_marks(len(chunk))})"
-            complete.update(row[0] for row in conn.execute(sql, chunk))
-    live_rows, rep_rows, dep_rows = [], [], []
+    rep_rows: list[tuple[str, str]] = []
+    dep_rows: list[tuple[str, str]] = []
     seen: set[str] = set()
     names: set[str] = set()
-    for job in jobs:
-        key = job.key
-        if key in live_keys:
+    queued: set[str] = set()
+    for jobs, live_keys in parts:
+        queued.update(live_keys)
+        complete: Collection[str] = ()
+        if not rerun:
+            complete = _complete_among(conn, {j.key for j in jobs if j.key not in live_keys})
+        live_rows = []
+        for job in jobs:
+            key = job.key
+            if key in live_keys:
+                if rerun:
+                    rep_rows.append((job.rep_grp, key))
+                continue
+            if key in complete:
+                result.skipped_complete.append(key)
+                continue
+            if key in seen:  # a repeat in the body, perhaps under another rep group
+                rep_rows.append((job.rep_grp, key))
+                continue
+            # A new job's own rep group needs no lookup row until it completes:
+            # `write_archive` adds it then (this saved a sixth of a big add's time). A rerun
+            # may bring back a completed job, whose old record its new rep group must find
+            # meanwhile.
+            seen.add(key)
+            names.add(job.rep_grp)
             if rerun:
                 rep_rows.append((job.rep_grp, key))
-            continue
-        if key in complete:
-            result.skipped_complete.append(key)
-            continue
-        if key in seen:  # a repeat in the body, perhaps under another rep group
-            rep_rows.append((job.rep_grp, key))
-            continue
-        # A new job's own rep group needs no lookup row until it completes: `write_archive`
-        # adds it then (this saved a sixth of a big add's time). A rerun may bring back a
-        # completed job, whose old record its new rep group must find meanwhile.
-        seen.add(key)
-        names.add(job.rep_grp)
-        if rerun:
-            rep_rows.append((job.rep_grp, key))
-        result.stored.append(job)
-        live_rows.append((key, job.record_bytes()))
-        dep_rows.extend((dep, key) for dep in job.deps)
-        if len(live_rows) % _YIELD_EVERY == 0:
-            time.sleep(0)  # let a waiting event loop have the GIL now, not in 5 ms
-    # In key order, so each insert lands beside the last in the key index: with 300,000
-    # jobs already stored, random order took 0.72 s per 100,000 and sorted 0.40 s.
-    live_rows.sort()
-    conn.executemany("INSERT OR REPLACE INTO live(key, data) VALUES (?, ?)", live_rows)
-    conn.executemany("INSERT OR IGNORE INTO rep_grp_keys VALUES (?, ?)", rep_rows)
+            result.stored.append(job)
+            live_rows.append((key, job.record_bytes()))
+            if job.deps:
+                dep_rows.extend((dep, key) for dep in job.deps)
+        # In key order, so each insert lands beside the last in the key index: with 300,000
+        # jobs already stored, random order took 0.72 s per 100,000 and sorted 0.40 s.
+        live_rows.sort()
+        _insert_records(conn, live_rows)
+    _insert_rows(conn, "INSERT OR IGNORE INTO rep_grp_keys", rep_rows)
     names.update(rg for rg, _ in rep_rows)
-    conn.executemany("INSERT OR IGNORE INTO rep_grps VALUES (?)", [(g,) for g in names])
-    conn.executemany("INSERT OR IGNORE INTO dep_waiters VALUES (?, ?)", dep_rows)
+    _insert_rows(conn, "INSERT OR IGNORE INTO rep_grps", [(g,) for g in names])
+    _insert_rows(conn, "INSERT OR IGNORE INTO dep_waiters", dep_rows)
     groups = {grp for job in result.stored for grp in job.dep_grps}
     if groups:
-        result.resurrected = _resurrect(conn, groups, seen, live_keys)
+        result.resurrected = _resurrect(conn, groups, seen, queued)
     return result
 
 
+# Each of these writes many rows with ONE statement, which SQLite runs from start to end
+# without Python's GIL, so the event loop goes on reading the next part of a big add
+# meanwhile. `executemany` takes the GIL back after every row, and while another thread is
+# busy each take waits up to the 5 ms switch interval: 100,000 rows took 290 s, not 0.5 s.
+
+def _complete_among(conn: sqlite3.Connection, keys: Collection[str]) -> set[str]:
+    if not keys:
+        return set()
+    sql = "SELECT key FROM complete WHERE key IN (SELECT value FROM json_each(?))"
+    return {row[0] for row in conn.execute(sql, (orjson.dumps(list(keys)),))}
+
+
+def _insert_records(conn: sqlite3.Connection, rows: list[tuple[str, bytes]]) -> None:
+    """INSERT OR REPLACE ``(key, record)`` rows into ``live``: the records travel as one
+    blob, sliced by a JSON list of ``[key, start, length]``, so each is stored byte for
+    byte."""
+    if not rows:
+        return
+    spans = []
+    start = 1
+    for key, data in rows:
+        spans.append((key, start, len(data)))
+        start += len(data)
+    conn.execute("INSERT OR REPLACE INTO live(key, data) SELECT json_extract(value, '$[0]'), "
+                 "substr(?1, json_extract(value, '$[1]'), json_extract(value, '$[2]')) "
+                 "FROM json_each(?2)", (b"".join(data for _, data in rows), orjson.dumps(spans)))
+
+
+def _insert_rows(conn: sqlite3.Connection, insert: str, rows: list[tuple[str, ...]]) -> None:
+    """``insert`` (an ``INSERT ... INTO table``) the rows of strings, all the same width."""
+    if not rows:
+        return
+    columns = ", ".join(f"json_extract(value, '$[{i}]')" for i in range(len(rows[0])))
+    conn.execute(f"{insert} SELECT {columns} FROM json_each(?)", (orjson.dumps(rows),))
+
+
 def _resurrect(conn: sqlite3.Connection, groups: set[str], stored: set[str],
-               live_keys: frozenset[str]) -> list[Job]:
+               live_keys: Collection[str]) -> list[Job]:
     """Move completed jobs that depend on ``groups`` back to live, transitively through their
     own dep groups, each once (spec rest-and-queue §4.8); never one just stored or queued."""
     resurrected: list[Job] = []

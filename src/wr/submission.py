@@ -52,7 +52,7 @@ import math
 import os
 import re
 import stat
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote_plus
@@ -60,6 +60,7 @@ from urllib.parse import unquote_plus
 import orjson
 
 from wr.errors import BadRequest
+from wr.job_fields import Rare, compact_rare, rare_part
 from wr.jobs import (
     DEFAULT_CWD,
     DEFAULT_RAM_MB,
@@ -287,6 +288,10 @@ def _json_kind(value: Any) -> str:
     return "null" if value is None else type(value).__name__
 
 
+PART = 10_000
+"""Jobs converted at a time by `job_parts_from_request`."""
+
+
 def jobs_from_request(
     body: bytes, query: Mapping[str, str], *, now: float
 ) -> tuple[list[Job], bool]:
@@ -295,10 +300,26 @@ def jobs_from_request(
     The query is checked before the body, as wr does. A ``cloud_script`` file is read once per
     request however many jobs name it.
     """
+    parts, rerun = job_parts_from_request(body, query, now=now)
+    return [job for part in parts for job in part], rerun
+
+
+def job_parts_from_request(
+    body: bytes, query: Mapping[str, str], *, now: float, size: int = PART
+) -> tuple[Iterator[list[Job]], bool]:
+    """`jobs_from_request` a part of ``size`` jobs at a time, so the manager can store one
+    part while it converts the next. The query and the JSON are checked now; each job when
+    its part is taken, and a bad one raises from the iterator."""
     defaults, rerun = parse_query_defaults(query)
     objects = parse_jobs_body(body)
+    return _parts(objects, defaults, now, size), rerun
+
+
+def _parts(objects: list[dict[str, Any]], defaults: JobDefaults, now: float,
+           size: int) -> Iterator[list[Job]]:
     seen = _Seen()
-    return [_job(obj, defaults, now, seen) for obj in objects], rerun
+    for start in range(0, len(objects), size):
+        yield [_job(obj, defaults, now, seen) for obj in objects[start:start + size]]
 
 
 def check_job_objects(objects: Sequence[Mapping[str, Any]], defaults: JobDefaults,
@@ -334,13 +355,14 @@ class _Seen:
     memory and time texts, cloud scripts read, the fields of jobs that set none of the rarely
     used keys, and one shared copy of each group name (a manager holds a million jobs)."""
 
-    __slots__ = ("memory", "seconds", "scripts", "rare", "names")
+    __slots__ = ("memory", "seconds", "scripts", "rare", "parts", "names")
 
     def __init__(self) -> None:
         self.memory: dict[str, int] = {}
         self.seconds: dict[str, float] = {}
         self.scripts: dict[str, str] = {}
         self.rare: _Rare | None = None
+        self.parts: dict[tuple[Any, ...], Rare | None] = {}
         self.names: dict[str, str] = {}
 
     def name(self, text: str) -> str:
@@ -433,46 +455,34 @@ def _convert(obj: Mapping[str, Any], d: JobDefaults, now: float, seen: _Seen) ->
         with_docker=rare.with_docker, with_singularity=rare.with_singularity,
         container_mounts=rare.container_mounts,
     )
-    return Job(
-        key=key,
-        cmd=cmd,
-        cwd=seen.name(cwd),
-        cwd_matters=cwd_matters,
-        change_home=change_home,
-        rep_grp=rep_grp,
-        req_grp=req_grp,
-        ram=ram,
-        time=seconds,
-        cores=cores,
-        disk=disk,
-        disk_set=disk_set,
-        other=dict(rare.other),
-        override=override,
-        priority=priority,
-        retries=retries,
-        no_retry_over_walltime=no_retry,
-        limit_grps=("limit_grps" in given and _strings(o, "limit_grps")) or list(d.limit_grps),
-        modules=list(rare.modules),
-        dep_grps=("dep_grps" in given and _strings(o, "dep_grps")) or list(d.dep_grps),
-        deps=deps,
-        cmd_deps=list(rare.cmd_deps),
-        behaviours=list(rare.behaviours),
-        mounts=list(rare.mounts),
-        monitor_docker=rare.monitor_docker,
-        with_docker=rare.with_docker,
-        with_singularity=rare.with_singularity,
-        container_mounts=rare.container_mounts,
-        env=list(rare.env),
-        group=rare.group,
-        bsub_mode=rare.bsub_mode,
-        reserve_timeout=rare.reserve_timeout,
-        user_ram=ram,
-        user_time=seconds,
-        user_disk=disk,
-        state=State.READY,
-        until_buried=retries + 1,
-        added=now,
+    job = Job(
+        key, cmd, seen.name(cwd), cwd_matters, rep_grp, req_grp, ram, seconds, cores, disk,
+        priority, retries,
+        ("limit_grps" in given and _strings(o, "limit_grps")) or list(d.limit_grps),
+        ("dep_grps" in given and _strings(o, "dep_grps")) or list(d.dep_grps),
+        deps, ram, seconds, State.READY, retries + 1, 0, "", now,
     )
+    # The rarely used requests: jobs with none of the rare keys share one part per request
+    # (and per value of the few common keys kept in it), not one part each.
+    given_rare = (change_home, disk_set, override, no_retry, disk)
+    if o is obj and (part := seen.parts.get(given_rare, False)) is not False:
+        job.adopt_rare(part)
+        return job
+    part = rare_part(
+        change_home, disk_set, rare.other, override, no_retry, rare.modules, rare.cmd_deps,
+        rare.behaviours, rare.mounts, rare.monitor_docker, rare.with_docker,
+        rare.with_singularity, rare.container_mounts, rare.env, rare.group, rare.bsub_mode,
+        rare.reserve_timeout, disk, False, False, 0.0,
+    )
+    if o is obj:
+        if part is not None:
+            part = compact_rare(part)
+            part.shared = True  # by this request's jobs, if by no others
+        seen.parts[given_rare] = part
+        job.adopt_rare(part)
+    elif part is not None:
+        job.adopt_rare(part)
+    return job
 
 
 @dataclass(slots=True)

@@ -16,6 +16,7 @@ import orjson
 import pytest
 
 from tests.conftest import ManagerHandle, running_manager
+from wr.submission import PART
 
 pytestmark = pytest.mark.integration
 
@@ -208,10 +209,20 @@ def test_batch_is_all_or_nothing(api: httpx.Client, existing: list[dict[str, Any
     assert [j["Key"] for j in r.json()] == [probe["Key"]]
 
 
-def test_bad_job_late_in_a_big_batch(api: httpx.Client, existing: list[dict[str, Any]]) -> None:
-    body = orjson.dumps([{"cmd": f"echo many {i}"} for i in range(2000)] + [{"cmd": ""}])
+@pytest.mark.parametrize("path", ["/rest/v1/jobs/", "/rest/v1/add/"])
+def test_bad_job_late_in_a_big_batch(api: httpx.Client, existing: list[dict[str, Any]],
+                                     path: str) -> None:
+    """The manager stores the first parts of a big POST while it reads the rest; a bad job
+    in the third part still refuses the lot, and the next POST is stored whole."""
+    good = [{"cmd": f"echo many {i}"} for i in range(2 * PART + 5)]
     before = snapshot(api)
-    assert rejected(api, post(api, body), before) == PROBLEM + "cmd was not specified\n"
+    r = api.post(path, content=orjson.dumps([*good, {"cmd": ""}]), params={"rep_grp": "bad"})
+    assert rejected(api, r, before) == PROBLEM + "cmd was not specified\n"
+    r = api.post("/rest/v1/add/", content=orjson.dumps(good),
+                 params={"rep_grp": "late", "limit_grps": "badinput-hold:0"})
+    assert (r.status_code, r.json()) == (201, {"Added": len(good), "Existed": 0})
+    gone = api.delete("/rest/v1/jobs/late", params={"state": "deletable"})
+    assert len(gone.json()) == len(good)
 
 
 # -- bad query parameters -------------------------------------------------------------------

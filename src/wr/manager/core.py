@@ -19,7 +19,7 @@ import socket
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,6 +44,18 @@ BEAT = 0.1
 STALL_SLACK = 0.25
 """Seconds a heartbeat may come late before the delay counts as a stall of the event loop,
 which postpones keep-alive deadlines (`Queue.postpone`)."""
+
+
+@dataclass(slots=True)
+class Added:
+    """What `Manager.add_parts` did with the jobs of one add."""
+
+    jobs: list[Job] = field(default_factory=list)
+    """Every input job, in input order."""
+    before: set[str] = field(default_factory=set)
+    """Keys among the input that were queued before this add."""
+    queued: list[Job] = field(default_factory=list)
+    """The queue's copy of each input job still queued after it, in input order."""
 
 
 @dataclass(slots=True)
@@ -270,13 +282,40 @@ class Manager:
 
     async def add(self, jobs: list[Job], *, rerun: bool = False) -> list[Job]:
         """Store then queue new jobs; return the queue's copy of each input still queued."""
+        return (await self.add_parts([jobs], rerun=rerun)).queued
+
+    async def add_parts(self, parts: Iterable[list[Job]], *, rerun: bool = False) -> Added:
+        """Store then queue new jobs that come in parts (`wr.submission`'s
+        ``job_parts_from_request`` converts them as they are taken): the store writes each
+        part while the next is converted (see `wr.store_feed`). A part that raises stores
+        nothing and queues nothing."""
         if self._stopping:
             raise StorageUnavailable("the manager is shutting down")
+        added = Added()
         limits: list[tuple[str, int | None]] = []
-        for job in jobs:
-            self.queue.prepare(job, limits)
-        live = frozenset(j.key for j in jobs if j.key in self.queue.jobs)
-        result = await self.store.add_jobs(jobs, rerun=rerun, live_keys=live)
+        feed = stored = None
+        try:
+            for part in parts:
+                for job in part:
+                    self.queue.prepare(job, limits)
+                queued = frozenset(j.key for j in part if j.key in self.queue.jobs)
+                added.jobs.extend(part)
+                added.before.update(queued)
+                if feed is None:
+                    feed, stored = self.store.add_feed(rerun=rerun)
+                    feed.put(part, queued)
+                    await asyncio.sleep(0)  # the writer starts on this part now
+                else:
+                    feed.put(part, queued)
+        except BaseException:
+            if feed is not None and stored is not None:
+                feed.abort()
+                stored.add_done_callback(_outcome_heard)
+            raise
+        if feed is None or stored is None:
+            return added
+        feed.end()
+        result = await stored
         for name, limit in limits:  # only now: a refused add changes nothing
             self.queue.set_limit(name, limit)
         for job in result.resurrected:
@@ -287,8 +326,10 @@ class Manager:
         # The jobs are stored: a limit or rerun write that fails here is kept and retried.
         with contextlib.suppress(StorageUnavailable):
             await self._after()
-        self.trimmer.note(len(jobs))
-        return [q for j in jobs if (q := self.queue.jobs.get(j.key)) is not None]
+        self.trimmer.note(len(added.jobs))
+        jobs = self.queue.jobs
+        added.queued = [q for j in added.jobs if (q := jobs.get(j.key)) is not None]
+        return added
 
     # -- scheduling -------------------------------------------------------------------------
 
@@ -651,6 +692,12 @@ def _reset_for_rerun(job: Job) -> None:
     job.ended = None
     job.reserved_by = ""
     job.seq = 0
+
+
+def _outcome_heard(future: asyncio.Future[Any]) -> None:
+    """Nobody awaits an aborted add: take its error, so asyncio does not log it as lost."""
+    if not future.cancelled():
+        future.exception()
 
 
 async def _gather(futures: list[asyncio.Future[Any]]) -> None:

@@ -43,7 +43,7 @@ from wr.status import (
     parse_limit,
     parse_state_filter,
 )
-from wr.submission import jobs_from_request
+from wr.submission import job_parts_from_request
 
 API_VERSION = "1"
 STD_LIMIT = 1000
@@ -202,10 +202,10 @@ class RestAPI:
 
     async def _add(self, request: Request) -> Response:
         body = await self._body(request)
-        jobs, rerun = jobs_from_request(body, request.query_params, now=time.time())
-        queued = await self.manager.add(jobs, rerun=rerun)
+        parts, rerun = job_parts_from_request(body, request.query_params, now=time.time())
+        added = await self.manager.add_parts(parts, rerun=rerun)
         now = time.time()
-        body = encode_array(job_status(j, now=now) for j in queued)
+        body = encode_array(job_status(j, now=now) for j in added.queued)
         return Response(body, status_code=201, media_type="application/json; charset=UTF-8")
 
     def _params(self, request: Request) -> tuple[list[str] | None, str, int, bool, bool, bool]:

@@ -45,7 +45,7 @@ from wr.jobs import Job, State
 from wr.manager.core import Manager
 from wr.manager.rest import check_token, json_response
 from wr.status import matches_state, parse_state_filter, walltime
-from wr.submission import jobs_from_request
+from wr.submission import job_parts_from_request
 
 COLUMNS = ("complete", "running", "ready", "dependent", "lost", "delayed", "buried")
 """The states a summary counts, in the order ``wr status`` prints them."""
@@ -213,10 +213,9 @@ class SummaryAPI:
     async def add(self, request: Request) -> Response:
         check_token(request, self.token)
         body = await self.rest._body(request)
-        jobs, rerun = jobs_from_request(body, request.query_params, now=time.time())
-        queue = self.manager.queue
-        before = {job.key for job in jobs if job.key in queue.jobs}
-        queued = await self.manager.add(jobs, rerun=rerun)
+        parts, rerun = job_parts_from_request(body, request.query_params, now=time.time())
+        done = await self.manager.add_parts(parts, rerun=rerun)
+        jobs, before, queued = done.jobs, done.before, done.queued
         now_queued = {job.key for job in queued}
         # New = queued now but not before; a repeat within the body, an already queued job
         # and (without rerun) an already completed one are all "existed", as in wr.
