@@ -106,12 +106,32 @@ class Rare:
     """A job's `RARE_FIELDS`, positionally. ``shared`` parts (see `shared_rare`) stand for
     many jobs and are copied before one of them changes a field."""
 
-    __slots__ = (*RARE_FIELDS, "shared")
+    __slots__ = (*RARE_FIELDS, "shared", "encoded")
 
     def __init__(self, *values: Any) -> None:
         for name, value in zip(RARE_FIELDS, values, strict=True):
             setattr(self, name, value)
         self.shared = False
+        self.encoded: bytes | None = None
+        """The values as record bytes, kept once the part is shared (so never changes)."""
+
+
+def encode_rare(part: Rare | None) -> bytes:
+    """A part's values as they appear in a record: JSON, without the brackets. A shared part,
+    which stands for many jobs and never changes, is encoded once."""
+    if part is None:
+        return _RARE_DEFAULTS_ENCODED
+    if part.encoded is not None:
+        return part.encoded
+    encoded = orjson.dumps(get_rare(part))[1:-1]
+    if part.shared:
+        part.encoded = encoded
+    return encoded
+
+
+def encode_ran(part: Ran | None) -> bytes:
+    """`encode_rare` for the results part (never shared)."""
+    return _RAN_DEFAULTS_ENCODED if part is None else orjson.dumps(get_ran(part))[1:-1]
 
 
 _RARE_PARTS: dict[bytes, Rare] = {}
@@ -170,6 +190,8 @@ class Ran:
 get_hot = operator.attrgetter(*HOT_FIELDS)
 get_rare = operator.attrgetter(*RARE_FIELDS)
 get_ran = operator.attrgetter(*RAN_FIELDS)
+_RARE_DEFAULTS_ENCODED = orjson.dumps(RARE_DEFAULTS)[1:-1]
+_RAN_DEFAULTS_ENCODED = orjson.dumps(RAN_DEFAULTS)[1:-1]
 
 
 def _delegated(slot: str, part: type, name: str, default: Any,

@@ -39,6 +39,8 @@ from wr.job_fields import (
     Rare,
     compact_rare,
     delegate_parts,
+    encode_ran,
+    encode_rare,
     get_hot,
     get_ran,
     get_rare,
@@ -465,11 +467,14 @@ class Job:
     def record_bytes(self) -> bytes:
         """`to_record` encoded for the store.
 
-        Copied out of orjson's buffer: orjson returns its output in an over-sized allocation,
-        so keeping 100,000 of them at once (a big add's rows before the insert) cost two
-        fresh pages each: 200,000 page faults and 0.4 s where the copies take 0.06 s.
+        Put together from the encoded hot fields and each part's encoding, which a shared
+        part keeps (a big add's jobs share one): a third faster than encoding `to_record`.
+        Joined into a new bytes object of exactly the right size, because orjson returns its
+        output in an over-sized allocation, and keeping 100,000 of them at once (a big add's
+        rows before the insert) cost two fresh pages each: 200,000 page faults and 0.4 s.
         """
-        return memoryview(orjson.dumps(self.to_record())).tobytes()
+        return b"".join((_RECORD_START, orjson.dumps(get_hot(self))[1:-1], b",",
+                         encode_rare(self._rare), b",", encode_ran(self._ran), b"]"))
 
     @classmethod
     def from_record(cls, record: list[Any] | dict[str, Any]) -> Job:
@@ -504,20 +509,35 @@ class Job:
 
     def effective_limit_groups(self) -> list[str]:
         """Limit group names without their ``:N`` settings (sorted, deduplicated)."""
-        given = tuple(self.limit_grps)
-        names = _LIMIT_NAMES.get(given)
-        if names is None:
-            if len(_LIMIT_NAMES) >= 10_000:  # jobs share a few sets; don't grow without end
-                _LIMIT_NAMES.clear()
-            names = _LIMIT_NAMES[given] = tuple(sorted(
-                {g.split(":", 1)[0] if _is_count_limit(g) else g for g in given}))
-        return list(names)
+        return list(limit_plan(self.limit_grps)[1])
 
 
-_LIMIT_NAMES: dict[tuple[str, ...], tuple[str, ...]] = {}
-"""`Job.effective_limit_groups` by limit_grps: status objects of 100,000 jobs ask 100,000
+def limit_plan(groups: list[str] | tuple[str, ...]
+               ) -> tuple[tuple[tuple[str, int | None], ...], tuple[str, ...]]:
+    """What a job's limit groups ask for: the ``name:N`` settings in order, as (name, N, or
+    None for a negative N, which removes the limit), and the group names without them
+    (sorted, deduplicated)."""
+    given = tuple(groups)
+    plan = _LIMIT_PLANS.get(given)
+    if plan is None:
+        if len(_LIMIT_PLANS) >= 10_000:  # jobs share a few sets; don't grow without end
+            _LIMIT_PLANS.clear()
+        settings = []
+        for group in given:
+            name, limit = split_limit_group(group)
+            if limit is not None:
+                settings.append((name, None if limit < 0 else limit))
+        names = tuple(sorted({g.split(":", 1)[0] if _is_count_limit(g) else g for g in given}))
+        plan = _LIMIT_PLANS[given] = (tuple(settings), names)
+    return plan
+
+
+_LIMIT_PLANS: dict[tuple[str, ...], tuple[tuple[tuple[str, int | None], ...],
+                                          tuple[str, ...]]] = {}
+"""`limit_plan` by limit_grps: a big add and the status objects of 100,000 jobs ask 100,000
 times about the same few lists."""
 
+_RECORD_START = orjson.dumps([RECORD_TAG])[:-1] + b","
 NO_RARE = Rare(*RARE_DEFAULTS)
 NOT_RUN = Ran(*RAN_DEFAULTS)
 

@@ -43,7 +43,7 @@ from wr.jobs import (
     FailReason,
     Job,
     State,
-    split_limit_group,
+    limit_plan,
 )
 from wr.learning import Recommendation
 
@@ -224,26 +224,24 @@ class Queue:
                 job.reserved_by = ""
                 self._enter(job, now)
 
-    def prepare(self, job: Job, limits: list[tuple[str, int | None]] | None = None) -> None:
+    def prepare(self, job: Job, limits: dict[str, int | None] | None = None) -> None:
         """Give a job its place in line and take its ``name:N`` limit settings out of its
         limit groups, before it is stored, so that what is stored is what a restart will
-        restore. The settings are applied at once, or, given a ``limits`` list, collected
-        there for the caller to apply (with ``set_limit``) once the job is stored."""
+        restore. The settings are applied at once, or, given a ``limits`` dict, collected
+        there (the last setting of a name wins) for the caller to apply (with
+        ``set_limit``) once the job is stored."""
         if not job.seq:
             self._seq += 1
             job.seq = self._seq
         else:
             self._seq = max(self._seq, job.seq)
         if job.limit_grps:
-            for entry in job.limit_grps:
-                name, limit = split_limit_group(entry)
-                if limit is not None:
-                    setting = (name, None if limit < 0 else limit)
-                    if limits is None:
-                        self.set_limit(*setting)
-                    else:
-                        limits.append(setting)
-            job.limit_grps = job.effective_limit_groups()
+            settings, job.limit_grps = limit_plan(job.limit_grps)
+            if limits is not None:
+                limits.update(settings)
+            else:
+                for name, limit in settings:
+                    self.set_limit(name, limit)
         job.compact()
 
     def _insert(self, job: Job, now: float, prepared: bool = False) -> None:
@@ -723,17 +721,20 @@ class Queue:
         """Learned values and failure bumps (spec §4.7), unless override is 2."""
         if self.recommend is not None:
             rec = self.recommend(job.req_grp)
-            job.ram = _pick(job.user_ram, rec.ram_mb, job.ram, job.override)
-            job.time = float(_pick(job.user_time, rec.time_s, job.time, job.override))
-            job.disk = _pick(job.user_disk, rec.disk_gb, job.disk, job.override)
-        if job.override == 2:
+            if rec.ram_mb > 0 or rec.time_s > 0 or rec.disk_gb > 0:  # else nothing to pick
+                override = job.override
+                job.ram = _pick(job.user_ram, rec.ram_mb, job.ram, override)
+                job.time = float(_pick(job.user_time, rec.time_s, job.time, override))
+                job.disk = _pick(job.user_disk, rec.disk_gb, job.disk, override)
+        ran = job.results
+        if not ran.fail_reason or job.override == 2:
             return
-        if job.fail_reason == FailReason.RAM and job.peak_ram:
-            factor = 2 if job.peak_ram <= 8192 else 1.3
-            bumped = max(job.peak_ram * factor, job.peak_ram + 1000)
+        if ran.fail_reason == FailReason.RAM and ran.peak_ram:
+            factor = 2 if ran.peak_ram <= 8192 else 1.3
+            bumped = max(ran.peak_ram * factor, ran.peak_ram + 1000)
             job.ram = max(job.ram, math.ceil(bumped / 100) * 100)
-        elif job.fail_reason == FailReason.TIME and job.started and job.ended:
-            job.time = max(job.time, (job.ended - job.started) + 3600)
+        elif ran.fail_reason == FailReason.TIME and ran.started and ran.ended:
+            job.time = max(job.time, (ran.ended - ran.started) + 3600)
 
     def _move(self, job: Job, new: State, from_state: State | None | str = "current",
               group: str | None = None) -> None:

@@ -133,6 +133,20 @@ def test_cmd_deps_in_the_documented_form(mgr: ManagerHandle, client: Any, tag: s
     assert job["Dependencies"] == [compute_key(f"echo {tag} up")]
 
 
+def test_lines_with_the_same_options_each_get_them(mgr: ManagerHandle, client: Any,
+                                                  tag: str) -> None:
+    """wr add reads an options text that many lines repeat once; each line still gets the
+    options, its own command and the flags' defaults."""
+    options = f'{{"priority":7,"cmd_deps":[{{"cmd":"echo {tag} up","cwd":""}}]}}'
+    lines = "".join(f"echo {tag} {i}\t{options}\n" for i in range(3))
+    mgr.wr("add", "-i", tag, *HOLD, "--modules", "m1", input=lines, check=True)
+    jobs = by_cmd(client, tag)
+    assert sorted(jobs) == [f"echo {tag} {i}" for i in range(3)]
+    for job in jobs.values():
+        assert job["Priority"] == 7 and job["Modules"] == ["m1"]
+        assert job["Dependencies"] == [compute_key(f"echo {tag} up")]
+
+
 def test_simple_prints_the_ids_of_queued_commands(mgr: ManagerHandle, tag: str) -> None:
     out = mgr.wr("add", "-s", "-i", tag, *HOLD, input=f"echo {tag} 1\necho {tag} 2\n",
                  check=True)

@@ -207,6 +207,22 @@ def test_record_round_trip():
             list(getattr(back, name)) == list(getattr(job, name))), name
 
 
+def test_record_bytes_are_the_record_encoded_whatever_parts_a_job_has() -> None:
+    plain = Job(key="k", cmd="echo plain")
+    full = Job(key="k2", cmd="echo ran", env=["A=1"], started=1.5, exitcode=2)
+    shared = [Job(key=f"s{i}", cmd=f"echo {i}", behaviours=behaviours_from_json(
+        "on_exit", [{"cleanup": True}])) for i in range(2)]
+    for job in shared:
+        job.compact()  # the two now hold one shared part, encoded once
+    assert shared[0].rare is shared[1].rare and shared[0].rare.shared
+    for job in (plain, full, *shared, *shared):
+        assert job.record_bytes() == orjson.dumps(job.to_record())
+    shared[0].env = ["B=2"]  # copies the shared part: its encoding must not follow
+    for job in shared:
+        assert job.record_bytes() == orjson.dumps(job.to_record())
+    assert b"B=2" not in shared[1].record_bytes()
+
+
 def test_records_from_an_older_layout_get_defaults_for_new_fields():
     job = Job(key="k", cmd="true", seq=4, actual_cwd="/x", reserved_by="r1")
     record = orjson.loads(orjson.dumps(job.to_record()))

@@ -101,6 +101,8 @@ def parse_lines(text: str) -> tuple[list[dict[str, Any]], list[int], list[int]]:
     numbers: list[int] = []
     from_json: list[int] = []
     append = objects.append
+    # Lines mostly give the same options after their command: read each text once.
+    options: dict[str, dict[str, Any]] = {}
     for n, line in enumerate(text.split("\n"), 1):
         if not line:
             continue
@@ -114,17 +116,23 @@ def parse_lines(text: str) -> tuple[list[dict[str, Any]], list[int], list[int]]:
                 continue
             if len(cols) > 2:
                 raise LineError(f"line {n} has too many columns; check `wr add -h`")
-            obj = _json_object(orjson, cols[1], n)
+            found = options.get(cols[1])
+            if found is None:
+                found = _documented_cmd_deps(_json_object(orjson, cols[1], n))
+                if len(options) < 1000:
+                    options[cols[1]] = found
+            obj = dict(found)  # its values are shared, and never changed in place
             obj["cmd"] = cols[0]  # column 1 beats a cmd in the JSON
+            from_json.append(len(objects))
+            append(obj)
+            numbers.append(n)
         elif line[0] == "{":
-            obj = _json_object(orjson, line, n)
+            from_json.append(len(objects))
+            append(_documented_cmd_deps(_json_object(orjson, line, n)))
+            numbers.append(n)
         else:
             append({"cmd": line})
             numbers.append(n)
-            continue
-        from_json.append(len(objects))
-        append(_documented_cmd_deps(obj))
-        numbers.append(n)
     return objects, numbers, from_json
 
 

@@ -292,7 +292,7 @@ class Manager:
         if self._stopping:
             raise StorageUnavailable("the manager is shutting down")
         added = Added()
-        limits: list[tuple[str, int | None]] = []
+        limits: dict[str, int | None] = {}
         feed = stored = None
         try:
             for part in parts:
@@ -316,7 +316,7 @@ class Manager:
             return added
         feed.end()
         result = await stored
-        for name, limit in limits:  # only now: a refused add changes nothing
+        for name, limit in limits.items():  # only now: a refused add changes nothing
             self.queue.set_limit(name, limit)
         for job in result.resurrected:
             _reset_for_rerun(job)
