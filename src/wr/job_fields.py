@@ -43,8 +43,10 @@ FIELD_NAMES = (*HOT_FIELDS, *RARE_FIELDS, *RAN_FIELDS)
 
 RECORD_TAG = "j2"
 """Marks the positional record layout of ``Job.to_record`` (fields in `FIELD_NAMES` order).
-A new field is appended at the end (older records, being shorter, get its default); a
-removed or reordered one needs a new tag, with the old layout still read."""
+A record may stop early, and the missing fields take their defaults: ``Job.record_bytes``
+leaves out the parts a job lacks, and a new field is appended at the end (older records,
+being shorter, get its default). A removed or reordered one needs a new tag, with the old
+layout still read."""
 V1_TAG = "j1"
 V1_NAMES = (
     "key", "cmd", "cwd", "cwd_matters", "change_home", "rep_grp", "req_grp", "ram", "time",

@@ -315,6 +315,7 @@ class Manager:
         if feed is None or stored is None:
             return added
         feed.end()
+        staged = self.queue.stage(added.jobs)  # while the writer finishes
         result = await stored
         for name, limit in limits.items():  # only now: a refused add changes nothing
             self.queue.set_limit(name, limit)
@@ -322,7 +323,8 @@ class Manager:
             _reset_for_rerun(job)
             self.queue.prepare(job)
         now = time.time()
-        self.queue.add([*result.stored, *result.resurrected], now, prepared=True)
+        self.queue.add([*result.stored, *result.resurrected], now, prepared=True,
+                       staged=staged)
         # The jobs are stored: a limit or rerun write that fails here is kept and retried.
         with contextlib.suppress(StorageUnavailable):
             await self._after()
