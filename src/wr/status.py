@@ -61,33 +61,87 @@ def job_status(
     rep group it was found by, ``state`` overrides its state (``deleted`` in DELETE answers).
     """
     rare, ran = job.rare, job.results
-    if (rare is NO_RARE and ran is NOT_RUN and std is None and env is None and not similar
-            and state is None):
-        return _unrun_status(job, rep_grp)
+    if (ran is NOT_RUN and std is None and env is None and not similar and state is None
+            and (template := _unrun_template(job, rep_grp, rare)) is not None):
+        out = template.copy()
+        out["Key"] = job.key
+        out["Cmd"] = job.cmd
+        return out
     return _status(job, now, std, env, similar, rep_grp, state, rare, ran)
 
 
+def encode_statuses(jobs: Iterable[Job], now: float) -> bytes:
+    """`encode` of the jobs' status objects as a JSON array (what a POST of jobs answers).
+
+    Those of jobs that never ran are put together from encoded templates, their key and
+    command spliced in: the answer to a 100,000-job POST (67 MB) took 0.28 s as dicts,
+    most of it allocating 100,000 copies of a template."""
+    parts = []
+    dumps = orjson.dumps
+    for job in jobs:
+        pieces = _unrun_encoded(job, job.rare) if job.results is NOT_RUN else None
+        if pieces is None:
+            parts.append(dumps(job_status(job, now=now)))
+        else:
+            parts.append(b"".join((pieces[0], dumps(job.key), pieces[1], dumps(job.cmd),
+                                   pieces[2])))
+    return b"[" + b",".join(parts) + b"]\n"
+
+
 _TEMPLATES: dict[tuple[Any, ...], dict[str, Any]] = {}
-"""Status objects of queued jobs that never ran and asked nothing unusual, by everything
-but key and command: a 100,000-job add answers with 100,000 copies of a handful."""
+"""Status objects of queued jobs that never ran, by everything but key and command (and,
+for jobs sharing one, their part of rare requests): a 100,000-job add answers with 100,000
+copies of a handful."""
+_ENCODED: dict[tuple[Any, ...], tuple[bytes, bytes, bytes]] = {}
+"""`_TEMPLATES` encoded, in three pieces around the key and the command."""
+_KEY, _CMD = "\x00wr key\x00", "\x00wr cmd\x00"  # no key or command holds a NUL
 
 
-def _unrun_status(job: Job, rep_grp: str | None) -> dict[str, Any]:
-    shown = (job.rep_grp if rep_grp is None else rep_grp, job.dep_grps, job.deps, job.state,
-             job.cwd, job.ram, job.time, job.disk, job.cores, job.attempts, job.limit_grps)
+def _shown(job: Job, rep_grp: str | None, rare: Any) -> tuple[Any, ...] | None:
+    """What a never-run job's status object shows besides key and command, or None if
+    it is not worth a template (its rare requests are its own)."""
+    if rare is not NO_RARE and not rare.shared:
+        return None
+    return (job.rep_grp if rep_grp is None else rep_grp, job.dep_grps, job.deps, job.state,
+            job.cwd, job.ram, job.time, job.disk, job.cores, job.attempts, job.limit_grps,
+            rare)
+
+
+def _unrun_template(job: Job, rep_grp: str | None, rare: Any) -> dict[str, Any] | None:
+    shown = _shown(job, rep_grp, rare)
+    if shown is None:
+        return None
     try:
         template = _TEMPLATES.get(shown)
     except TypeError:  # lists, in a job not yet compacted
-        return _status(job, 0.0, None, None, 0, rep_grp, None, NO_RARE, NOT_RUN)
+        return None
     if template is None:
         if len(_TEMPLATES) >= 10_000:
             _TEMPLATES.clear()
         template = _TEMPLATES[shown] = _status(job, 0.0, None, None, 0, rep_grp, None,
-                                               NO_RARE, NOT_RUN)
-    out = template.copy()
-    out["Key"] = job.key
-    out["Cmd"] = job.cmd
-    return out
+                                               rare, NOT_RUN)
+    return template
+
+
+def _unrun_encoded(job: Job, rare: Any) -> tuple[bytes, bytes, bytes] | None:
+    shown = _shown(job, None, rare)
+    if shown is None:
+        return None
+    try:
+        pieces = _ENCODED.get(shown)
+    except TypeError:
+        return None
+    if pieces is None:
+        template = _unrun_template(job, None, rare)
+        if template is None:
+            return None
+        text = orjson.dumps({**template, "Key": _KEY, "Cmd": _CMD})
+        start, rest = text.split(orjson.dumps(_KEY))
+        middle, end = rest.split(orjson.dumps(_CMD))
+        if len(_ENCODED) >= 10_000:
+            _ENCODED.clear()
+        pieces = _ENCODED[shown] = (start, middle, end)
+    return pieces
 
 
 def _status(job: Job, now: float, std: tuple[str, str] | None, env: list[str] | None,
@@ -283,20 +337,4 @@ def group_similar(jobs: Sequence[Job], limit: int) -> list[tuple[Job, int]]:
 def encode(value: Any) -> bytes:
     """JSON bytes for a response body: compact, no HTML escaping, ending in a newline."""
     return orjson.dumps(value, option=orjson.OPT_APPEND_NEWLINE)
-
-
-def encode_array(items: Iterable[Any], chunk: int = 5000) -> bytes:
-    """`encode` of a JSON array whose elements are made as they are encoded, a chunk at a
-    time: the answer to a 100,000-job POST then never holds 100,000 status dicts (150 MB)
-    at once, only their bytes."""
-    parts: list[bytes] = []
-    batch: list[Any] = []
-    for item in items:
-        batch.append(item)
-        if len(batch) == chunk:
-            parts.append(orjson.dumps(batch)[1:-1])
-            batch.clear()
-    if batch:
-        parts.append(orjson.dumps(batch)[1:-1])
-    return b"[" + b",".join(parts) + b"]\n"
 

@@ -13,7 +13,7 @@ from wr.status import (
     STATE_FILTERS,
     display_env,
     encode,
-    encode_array,
+    encode_statuses,
     group_similar,
     job_status,
     matches_state,
@@ -312,10 +312,23 @@ def test_encode():
     assert encode({"a": "<&>"}) == b'{"a":"<&>"}\n'
 
 
-@pytest.mark.parametrize("count", [0, 1, 2, 3, 7])
-def test_an_array_encoded_in_chunks_is_the_array_encoded_at_once(count: int) -> None:
-    items = [{"Key": f"k{i}", "Cores": i / 2, "Deps": None} for i in range(count)]
-    assert encode_array(iter(items), chunk=3) == encode(items)
+def test_statuses_encoded_from_templates_are_the_status_objects_encoded() -> None:
+    """A POST's answer: never-run jobs spliced into encoded templates, others encoded
+    whole; the bytes are those of the status objects, whatever mix of jobs."""
+    body = orjson.dumps([
+        {"cmd": "echo plain"}, {"cmd": 'echo "quoted" \\ é'}, {"cmd": "echo own", "env": ["A=1"]},
+        {"cmd": "echo ran"}, {"cmd": "echo deps", "deps": ["d"], "dep_grps": ["g"]}])
+    plain = jobs_from_request(body, {"rep_grp": "r"}, now=5.0)[0]
+    shared = jobs_from_request(body, {"on_exit": '[{"cleanup":true}]'}, now=5.0)[0]
+    jobs = plain + shared
+    for job in jobs:
+        job.compact()
+    jobs[3].started, jobs[3].exitcode = 6.0, 1
+    assert shared[0].rare is shared[1].rare and shared[0].rare.shared
+    for _ in range(2):  # the second time from the cached templates
+        assert encode_statuses(jobs, 10.0) == encode(
+            [job_status(job, now=10.0) for job in jobs])
+    assert encode_statuses([], 10.0) == b"[]\n"
 
 
 def test_jobs_that_never_ran_share_a_template_but_not_their_keys_or_commands() -> None:

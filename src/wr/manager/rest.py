@@ -36,7 +36,7 @@ from wr.security import tokens_match
 from wr.status import (
     display_env,
     encode,
-    encode_array,
+    encode_statuses,
     group_similar,
     job_status,
     matches_state,
@@ -205,7 +205,7 @@ class RestAPI:
         parts, rerun = job_parts_from_request(body, request.query_params, now=time.time())
         added = await self.manager.add_parts(parts, rerun=rerun)
         now = time.time()
-        body = encode_array(job_status(j, now=now) for j in added.queued)
+        body = encode_statuses(added.queued, now)
         return Response(body, status_code=201, media_type="application/json; charset=UTF-8")
 
     def _params(self, request: Request) -> tuple[list[str] | None, str, int, bool, bool, bool]:
