@@ -296,14 +296,30 @@ def compute_key(
     container_mounts: str = "",
 ) -> str:
     """wr's job key: 32 hex digits of CityHash128 over cmd (+cwd) + mounts (+container)."""
-    base = cmd + "." + mounts_key(mounts)
-    if cwd_matters:
-        base = cwd + "." + base
+    return key_of(cmd, *key_affixes(cwd=cwd, cwd_matters=cwd_matters, mounts=mounts,
+                                    with_docker=with_docker, with_singularity=with_singularity,
+                                    container_mounts=container_mounts))
+
+
+def key_affixes(*, cwd: str, cwd_matters: bool, mounts: list[dict[str, Any]] | None,
+                with_docker: str, with_singularity: str, container_mounts: str
+                ) -> tuple[str, str]:
+    """What `compute_key` hashes before and after the command: the same for every job of
+    a big add, so worked out once for them all."""
+    prefix = cwd + "." if cwd_matters else ""
+    suffix = "." + mounts_key(mounts)
     if with_docker:
-        base += ".docker:" + with_docker + "." + container_mounts
+        suffix += ".docker:" + with_docker + "." + container_mounts
     elif with_singularity:
-        base += ".singularity:" + with_singularity + "." + container_mounts
-    return format(cityhash.CityHash128(base.encode("utf-8", "surrogatepass")), "032x")
+        suffix += ".singularity:" + with_singularity + "." + container_mounts
+    return prefix, suffix
+
+
+def key_of(cmd: str, prefix: str, suffix: str) -> str:
+    """`compute_key` given its `key_affixes`."""
+    text = prefix + cmd + suffix
+    digest: int = cityhash.CityHash128(text.encode("utf-8", "surrogatepass"))
+    return digest.to_bytes(16, "big").hex()  # format(digest, "032x"), in a third of the time
 
 
 # -- the record ---------------------------------------------------------------------------

@@ -20,6 +20,7 @@ Deliberate differences from wr (listed in docs/compatibility.md):
 
 from __future__ import annotations
 
+import operator
 import posixpath
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -85,7 +86,11 @@ def encode_statuses(jobs: Iterable[Job], now: float) -> bytes:
         else:
             parts.append(b"".join((pieces[0], dumps(job.key), pieces[1], dumps(job.cmd),
                                    pieces[2])))
-    return b"[" + b",".join(parts) + b"]\n"
+    if not parts:
+        return b"[]\n"
+    parts[0] = b"[" + parts[0]  # not b"[" + ... + b"]": each + copies all 67 MB again
+    parts[-1] += b"]\n"
+    return b",".join(parts)
 
 
 _TEMPLATES: dict[tuple[Any, ...], dict[str, Any]] = {}
@@ -97,14 +102,16 @@ _ENCODED: dict[tuple[Any, ...], tuple[bytes, bytes, bytes]] = {}
 _KEY, _CMD = "\x00wr key\x00", "\x00wr cmd\x00"  # no key or command holds a NUL
 
 
+_UNRUN_SHOWN = operator.attrgetter("dep_grps", "deps", "state", "cwd", "ram", "time", "disk",
+                                   "cores", "attempts", "limit_grps")
+
+
 def _shown(job: Job, rep_grp: str | None, rare: Any) -> tuple[Any, ...] | None:
     """What a never-run job's status object shows besides key and command, or None if
     it is not worth a template (its rare requests are its own)."""
     if rare is not NO_RARE and not rare.shared:
         return None
-    return (job.rep_grp if rep_grp is None else rep_grp, job.dep_grps, job.deps, job.state,
-            job.cwd, job.ram, job.time, job.disk, job.cores, job.attempts, job.limit_grps,
-            rare)
+    return (job.rep_grp if rep_grp is None else rep_grp, _UNRUN_SHOWN(job), rare)
 
 
 def _unrun_template(job: Job, rep_grp: str | None, rare: Any) -> dict[str, Any] | None:

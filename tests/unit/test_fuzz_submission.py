@@ -172,3 +172,35 @@ def test_one_bad_job_refuses_the_whole_batch(good: list[dict[str, Any]], bad: di
     objects = [*good]
     objects.insert(min(at, len(objects)), bad)
     assert check_request(_dump(objects), {}) is None  # ... but not beside a bad one
+
+
+# -- a request's jobs read alike, whatever came before them ---------------------------------
+
+LOOKALIKES = [True, False, 1, 0, 1.0, 2, "1G", "2G", "", None, ["a"], ["a", "b"], ["a", 1],
+              [True], [1], [], "a"]
+"""Values that are equal in Python but not in JSON (1, 1.0 and true), or differ slightly."""
+
+
+@settings(max_examples=800, deadline=None)
+@given(st.lists(st.dictionaries(
+    st.sampled_from(["cwd_matters", "priority", "limit_grps", "deps", "cpus", "memory",
+                     "rep_grp", "disk"]),
+    st.sampled_from(LOOKALIKES), max_size=3), min_size=1, max_size=6))
+def test_each_job_of_a_request_reads_as_it_would_alone(options: list[dict[str, Any]]
+                                                       ) -> None:
+    """A job that gives what the one before it gave takes that job's reading (its shape);
+    the jobs of a request must still come out, or be refused, as each would on its own."""
+    objects = [{"cmd": f"echo {i}", **o} for i, o in enumerate(options)]
+    alone: list[Job | str] = []
+    for obj in objects:
+        try:
+            alone.append(jobs_from_request(orjson.dumps([obj]), {}, now=1.0)[0][0])
+        except BadRequest as exc:
+            alone.append(exc.message)
+    try:
+        together: list[Job | str] = jobs_from_request(orjson.dumps(objects), {}, now=1.0)[0]
+    except BadRequest as exc:
+        assert exc.message == next(a for a in alone if isinstance(a, str))
+        return
+    assert not [a for a in alone if isinstance(a, str)]
+    assert [j.record_bytes() for j in together] == [j.record_bytes() for j in alone]

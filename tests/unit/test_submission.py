@@ -209,7 +209,7 @@ def test_wr_clients_send_every_key_with_zero_values():
     assert (job.rep_grp, job.cwd, job.ram, job.time) == ("rp1", "/tmp", 1024, 3600.0)
     assert (job.cores, job.priority, job.retries, job.until_buried) == (1.0, 4, 2, 3)
     assert job.no_retry_over_walltime == 300.0
-    assert job.dep_grps == ["g"]
+    assert job.dep_grps == ("g",)
     assert job.other == {}
     assert job.behaviours == [] and job.mounts == []
 
@@ -235,7 +235,7 @@ def test_cmd_deps_and_deps():
             {"Essence": {"Cmd": "echo 3 && false", "Cwd": "/tmp"}},
         ],
     }, {"deps": "q"})
-    assert job.deps == ["g1", "g2"]
+    assert job.deps == ("g1", "g2")
     assert job.cmd_deps == [
         "ea4266bc0fc7dd493caeb2fff1963e4a",
         "ea4266bc0fc7dd493caeb2fff1963e4a",
@@ -244,8 +244,8 @@ def test_cmd_deps_and_deps():
 
 
 def test_query_deps_only_when_json_has_none():
-    assert convert({"cmd": "x", "cmd_deps": [{"DepGroup": "g"}]}, {"deps": "q"}).deps == ["g"]
-    assert convert({"cmd": "x"}, {"deps": "q"}).deps == ["q"]
+    assert convert({"cmd": "x", "cmd_deps": [{"DepGroup": "g"}]}, {"deps": "q"}).deps == ("g",)
+    assert convert({"cmd": "x"}, {"deps": "q"}).deps == ("q",)
 
 
 # -- behaviours and mounts ----------------------------------------------------------------
