@@ -11,13 +11,12 @@ from __future__ import annotations
 import asyncio
 import collections
 from collections.abc import AsyncIterator, Iterable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
-    """One job's state change (``old`` is None for a job new to the queue)."""
+class Event(NamedTuple):
+    """One job's state change (``old`` is None for a job new to the queue). A named tuple,
+    because a big add publishes 100,000 at once (a frozen dataclass took 1.5 µs each)."""
 
     id: int
     key: str
