@@ -248,7 +248,8 @@ class Store:
         a part at a time, each with the keys among it already queued, then end or abort it.
         The writer takes the first part once this loop iteration ends and writes each part
         as it comes, all in one transaction; writes submitted meanwhile wait behind it, so
-        end the feed before awaiting any of them."""
+        end the feed before awaiting any of them. Unlike `add_jobs`, the jobs are serialised
+        when put, so the caller may change them afterwards."""
         feed = AddFeed()
         return feed, self._submit(_write_feed, feed, rerun)
 

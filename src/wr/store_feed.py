@@ -33,16 +33,19 @@ class AddFeed:
     loop; the writer thread reads them with `parts`."""
 
     def __init__(self, stall_timeout: float = STALL_TIMEOUT) -> None:
-        self._parts: list[tuple[Sequence[Job], Collection[str]]] = []
+        self._parts: list[tuple[Sequence[Job], Collection[str], list[bytes]]] = []
         self._ready = threading.Condition()
         self._ended = False
         self._aborted = False
         self._stall_timeout = stall_timeout
 
     def put(self, jobs: Sequence[Job], queued: Collection[str]) -> None:
-        """Add a part: its jobs, and the keys among them already queued."""
+        """Add a part: its jobs, and the keys among them already queued. Their records
+        are made now, so the caller may change the jobs from here on (the manager works
+        out their places in the queue while the writer writes them)."""
+        records = [job.record_bytes() for job in jobs]
         with self._ready:
-            self._parts.append((jobs, queued))
+            self._parts.append((jobs, queued, records))
             self._ready.notify()
 
     def end(self) -> None:
@@ -57,7 +60,7 @@ class AddFeed:
             self._aborted = True
             self._ready.notify()
 
-    def parts(self) -> Iterator[tuple[Sequence[Job], Collection[str]]]:
+    def parts(self) -> Iterator[tuple[Sequence[Job], Collection[str], list[bytes]]]:
         """Each part once it has been put, from the first every time this is called (a
         transaction retried after another write failed on its own starts again); raises
         `AddAborted` once the feed is aborted or stalls."""

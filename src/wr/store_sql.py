@@ -130,28 +130,30 @@ ADD_PART = 10_000
 def write_add(conn: sqlite3.Connection, jobs: list[Job], rerun: bool,
               live_keys: frozenset[str]) -> AddResult:
     """Store new jobs, skip duplicates, resurrect completed dependants (see Store.add_jobs)."""
-    parts = [(jobs[i:i + ADD_PART], live_keys) for i in range(0, len(jobs), ADD_PART)]
+    parts = [(part, live_keys, [job.record_bytes() for job in part])
+             for part in (jobs[i:i + ADD_PART] for i in range(0, len(jobs), ADD_PART))]
     return write_add_parts(conn, parts, rerun)
 
 
 def write_add_parts(conn: sqlite3.Connection,
-                    parts: Iterable[tuple[Sequence[Job], Collection[str]]],
+                    parts: Iterable[tuple[Sequence[Job], Collection[str], Sequence[bytes]]],
                     rerun: bool) -> AddResult:
     """`write_add` of jobs that come in parts, each with the keys among it that are already
-    queued, so the first parts are written while later ones are still being read."""
+    queued and each job's record, so the first parts are written while later ones are
+    still being read."""
     result = AddResult()
     rep_rows: list[tuple[str, str]] = []
     dep_rows: list[tuple[str, str]] = []
     seen: set[str] = set()
     names: set[str] = set()
     queued: set[str] = set()
-    for jobs, live_keys in parts:
+    for jobs, live_keys, records in parts:
         queued.update(live_keys)
         complete: Collection[str] = ()
         if not rerun:
             complete = _complete_among(conn, {j.key for j in jobs if j.key not in live_keys})
         live_rows = []
-        for job in jobs:
+        for job, record in zip(jobs, records, strict=True):
             key = job.key
             if key in live_keys:
                 if rerun:
@@ -172,7 +174,7 @@ def write_add_parts(conn: sqlite3.Connection,
             if rerun:
                 rep_rows.append((job.rep_grp, key))
             result.stored.append(job)
-            live_rows.append((key, job.record_bytes()))
+            live_rows.append((key, record))
             if job.deps:
                 dep_rows.extend((dep, key) for dep in job.deps)
         # In key order, so each insert lands beside the last in the key index: with 300,000

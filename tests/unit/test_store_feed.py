@@ -124,3 +124,21 @@ def test_queued_jobs_in_a_part_are_skipped_and_repeats_across_parts_stored_once(
         # the repeat's rep group can still find it
         assert conn.execute("SELECT rep_grp FROM rep_grp_keys WHERE key = ?",
                             (again.key,)).fetchall() == [("second",)]
+
+
+def test_jobs_are_stored_as_they_were_when_put(store: Store) -> None:
+    """The manager works out a big add's places in the queue (changing its jobs) while the
+    writer still writes them: what is stored is each job as it was put."""
+    jobs = [make_job(f"echo {i}") for i in range(30)]
+
+    async def main() -> None:
+        feed, stored = store.add_feed()
+        feed.put(jobs, frozenset())
+        for job in jobs:
+            job.sched_group, job.ram = "changed", 12345
+        feed.end()
+        await stored
+        live = await store.live_jobs()
+        assert {(j.sched_group, j.ram) for j in live} == {("", jobs[0].user_ram)}
+
+    asyncio.run(main())
