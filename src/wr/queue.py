@@ -214,7 +214,7 @@ class Queue:
         for job in jobs:
             key = job.key
             if (job.deps or job.dep_grps or job.cmd_deps or not job.seq
-                    or key in staged.jobs):
+                    or key in staged.jobs or key in self.jobs):
                 continue
             if recommend is not None and job.req_grp not in staged.recommendations:
                 staged.recommendations[job.req_grp] = recommend(job.req_grp)
@@ -234,15 +234,18 @@ class Queue:
         if recommend is not None and any(recommend(name) != rec for name, rec
                                          in staged.recommendations.items()):
             return jobs  # something was learned meanwhile: work it out again
-        held, entered, others = staged.jobs, [], []
-        queued = self.jobs
+        held, queued = staged.jobs, self.jobs
+        taken: dict[str, Job] = {}
+        others = []
         for job in jobs:
-            if held.get(job.key) is job and job.key not in queued:
-                entered.append(job)
+            key = job.key
+            if held.get(key) is job and key not in queued and key not in taken:
+                taken[key] = job
             else:
                 others.append(job)
-        if not entered:
+        if not taken:
             return jobs
+        entered = list(taken.values())
         entries = staged.entries
         if len(entered) < len(held):  # some were not stored, or are queued already
             entries = {job.key: entries[job.key] for job in entered}

@@ -71,9 +71,9 @@ def picture(q: Queue) -> tuple:
 
 
 @settings(max_examples=300, deadline=None)
-@given(before=job_specs, specs=job_specs, learn_meanwhile=st.booleans())
+@given(before=job_specs, specs=job_specs, learn_meanwhile=st.booleans(), twice=st.booleans())
 def test_staged_adds_end_as_one_by_one_adds(before: list[dict], specs: list[dict],
-                                            learn_meanwhile: bool) -> None:
+                                            learn_meanwhile: bool, twice: bool) -> None:
     pictures = []
     for use_stage in (False, True):
         learned = Learned()
@@ -89,7 +89,7 @@ def test_staged_adds_end_as_one_by_one_adds(before: list[dict], specs: list[dict
         for job in jobs:
             if job.key not in q.jobs:
                 stored.setdefault(job.key, job)
-        q.add(list(stored.values()), 2.0, prepared=True, staged=staged)
+        q.add(list(stored.values()) * (2 if twice else 1), 2.0, prepared=True, staged=staged)
         pictures.append(picture(q))
     assert pictures[0] == pictures[1]
 
