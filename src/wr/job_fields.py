@@ -105,7 +105,7 @@ RAN_DEFAULTS = (False, 0, "", 0, "", "", "", None, None, 0, 0, 0.0, "", "")
 
 
 class Rare:
-    """A job's `RARE_FIELDS`, positionally. ``shared`` parts (see `shared_rare`) stand for
+    """A job's `RARE_FIELDS`, positionally. ``shared`` parts (see `compact_rare`) stand for
     many jobs and are copied before one of them changes a field."""
 
     __slots__ = (*RARE_FIELDS, "shared", "encoded")
@@ -147,7 +147,7 @@ def rare_part(*values: Any) -> Rare | None:
 def compact_rare(part: Rare) -> Rare:
     """The part to keep for ``part``: its lists made shared tuples, an empty ``other`` the
     shared `NO_OTHER`, and then one part for every job with the same values (see
-    `shared_rare`)."""
+    `_shared_rare`)."""
     if part.shared:
         return part
     part.modules = shared_names(part.modules)
@@ -157,15 +157,13 @@ def compact_rare(part: Rare) -> Rare:
     part.mounts = tuple(part.mounts)
     if not part.other:
         part.other = NO_OTHER
-    return shared_rare(part)
+    return _shared_rare(part)
 
 
-def shared_rare(part: Rare) -> Rare:
+def _shared_rare(part: Rare) -> Rare:
     """One part for every job with the same rare requests: ``wr add`` gives every job its
     default ``on_exit`` cleanup, and a million copies of one behaviour list and its part
     are 250 MB. The values must already be compacted (tuples, not lists)."""
-    if part.shared:
-        return part
     try:
         key = orjson.dumps(get_rare(part), option=orjson.OPT_SORT_KEYS)
     except TypeError:  # something orjson cannot encode: keep the job's own part

@@ -492,14 +492,14 @@ class Job:
         at once (a big add's rows before the insert) cost two fresh pages each, 200,000
         page faults and 0.4 s.
         """
-        hot = orjson.dumps(get_hot(self))[1:-1]
         rare, ran = self._rare, self._ran
-        if ran is None:
-            if rare is None:
-                return b"".join((_RECORD_START, hot, b"]"))
-            return b"".join((_RECORD_START, hot, b",", encode_rare(rare), b"]"))
-        return b"".join((_RECORD_START, hot, b",", encode_rare(rare), b",", encode_ran(ran),
-                         b"]"))
+        pieces = [_RECORD_START, orjson.dumps(get_hot(self))[1:-1]]
+        if rare is not None or ran is not None:
+            pieces += (b",", encode_rare(rare))
+        if ran is not None:
+            pieces += (b",", encode_ran(ran))
+        pieces.append(b"]")
+        return b"".join(pieces)
 
     @classmethod
     def from_record(cls, record: list[Any] | dict[str, Any]) -> Job:
@@ -548,12 +548,13 @@ def limit_plan(groups: list[str] | tuple[str, ...]
         if len(_LIMIT_PLANS) >= 10_000:  # jobs share a few sets; don't grow without end
             _LIMIT_PLANS.clear()
         settings = []
+        names = set()
         for group in given:
             name, limit = split_limit_group(group)
+            names.add(name)
             if limit is not None:
                 settings.append((name, None if limit < 0 else limit))
-        names = tuple(sorted({g.split(":", 1)[0] if _is_count_limit(g) else g for g in given}))
-        plan = _LIMIT_PLANS[given] = (tuple(settings), names)
+        plan = _LIMIT_PLANS[given] = (tuple(settings), tuple(sorted(names)))
     return plan
 
 

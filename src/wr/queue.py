@@ -122,11 +122,7 @@ class Staged:
     """New jobs worked out by `Queue.stage`, for `Queue.add` to make ready in bulk."""
 
     jobs: dict[str, Job] = field(default_factory=dict)
-    entries: dict[str, tuple[int, int, str]] = field(default_factory=dict)
-    """Each job's place in its ready heap."""
-    groups: defaultdict[str, list[tuple[int, int, str]]] = field(
-        default_factory=lambda: defaultdict(list))
-    """The entries of each scheduler group."""
+    """The jobs worked out (requirements adjusted, scheduler group set), by key."""
     recommendations: dict[str, Recommendation] = field(default_factory=dict)
     """What was learned of each req_grp when they were worked out."""
 
@@ -205,8 +201,8 @@ class Queue:
     def stage(self, jobs: Iterable[Job]) -> Staged:
         """Work out, before new (prepared) jobs are stored, where in the queue `add` will
         put those that depend on nothing and that nothing can depend on (no deps, dep groups
-        or cmd_deps), the jobs of nearly every big add: their requirements, scheduler group
-        and place in line. Changes nothing the queue shows; the manager does this while the
+        or cmd_deps), the jobs of nearly every big add: their requirements and scheduler
+        group. Changes nothing the queue shows; the manager does this while the
         store writes the jobs, so that making them queued afterwards is a few bulk
         updates instead of 100,000 moves (a third of a big add's time)."""
         staged = Staged()
@@ -219,12 +215,8 @@ class Queue:
             if recommend is not None and job.req_grp not in staged.recommendations:
                 staged.recommendations[job.req_grp] = recommend(job.req_grp)
             self._adjust_requirements(job)
-            entry = (-job.priority, job.seq, key)
+            job.sched_group = self.group_of(job)
             staged.jobs[key] = job
-            staged.entries[key] = entry
-            group = self.group_of(job)
-            job.sched_group = group
-            staged.groups[group].append(entry)
         return staged
 
     def _add_staged(self, jobs: list[Job], staged: Staged, now: float) -> list[Job]:
@@ -245,23 +237,16 @@ class Queue:
                 others.append(job)
         if not taken:
             return jobs
-        entered = list(taken.values())
-        entries = staged.entries
-        if len(entered) < len(held):  # some were not stored, or are queued already
-            entries = {job.key: entries[job.key] for job in entered}
-            by_group: dict[str, list[tuple[int, int, str]]] = defaultdict(list)
-            for job in entered:
-                by_group[job.sched_group].append(entries[job.key])
-        else:
-            by_group = staged.groups
-        rep_grps = self._rep_grps
-        for job in entered:
+        by_group: dict[str, list[tuple[int, int, str]]] = defaultdict(list)
+        ready_entry, rep_grps = self._ready_entry, self._rep_grps
+        for key, job in taken.items():
             if not job.added:
                 job.added = now
             job.state = S.READY
-            rep_grps[job.rep_grp][job.key] = None
-        queued.update((job.key, job) for job in entered)
-        self._ready_entry.update(entries)
+            rep_grps[job.rep_grp][key] = None
+            entry = ready_entry[key] = (-job.priority, job.seq, key)
+            by_group[job.sched_group].append(entry)
+        queued.update(taken)
         for group, new in by_group.items():
             heap = self._ready[group]
             if len(heap) <= len(new):  # cheaper to rebuild than to push each
@@ -271,8 +256,8 @@ class Queue:
                 for entry in new:
                     heapq.heappush(heap, entry)
             self.ready_by_group[group] += len(new)
-        self.counts[S.READY] += len(entered)
-        self._outbox.extend([Changed(job, None, S.READY) for job in entered])
+        self.counts[S.READY] += len(taken)
+        self._outbox.extend([Changed(job, None, S.READY) for job in taken.values()])
         # (None, READY) is in TRANSITIONS: these are the moves `_make_ready` would make.
         return others
 

@@ -64,7 +64,7 @@ def job_status(
     rare, ran = job.rare, job.results
     if (ran is NOT_RUN and std is None and env is None and not similar and state is None
             and (template := _unrun_template(job, rep_grp, rare)) is not None):
-        out = template.copy()
+        out = template.status.copy()
         out["Key"] = job.key
         out["Cmd"] = job.cmd
         return out
@@ -80,12 +80,12 @@ def encode_statuses(jobs: Iterable[Job], now: float) -> bytes:
     parts = []
     dumps = orjson.dumps
     for job in jobs:
-        pieces = _unrun_encoded(job, job.rare) if job.results is NOT_RUN else None
-        if pieces is None:
+        template = _unrun_template(job, None, job.rare) if job.results is NOT_RUN else None
+        if template is None:
             parts.append(dumps(job_status(job, now=now)))
         else:
-            parts.append(b"".join((pieces[0], dumps(job.key), pieces[1], dumps(job.cmd),
-                                   pieces[2])))
+            start, middle, end = template.pieces()
+            parts.append(b"".join((start, dumps(job.key), middle, dumps(job.cmd), end)))
     if not parts:
         return b"[]\n"
     parts[0] = b"[" + parts[0]  # not b"[" + ... + b"]": each + copies all 67 MB again
@@ -93,31 +93,40 @@ def encode_statuses(jobs: Iterable[Job], now: float) -> bytes:
     return b",".join(parts)
 
 
-_TEMPLATES: dict[tuple[Any, ...], dict[str, Any]] = {}
-"""Status objects of queued jobs that never ran, by everything but key and command (and,
-for jobs sharing one, their part of rare requests): a 100,000-job add answers with 100,000
-copies of a handful."""
-_ENCODED: dict[tuple[Any, ...], tuple[bytes, bytes, bytes]] = {}
-"""`_TEMPLATES` encoded, in three pieces around the key and the command."""
+class _Template:
+    """The status object of queued jobs that never ran, but for key and command."""
+
+    __slots__ = ("status", "_pieces")
+
+    def __init__(self, status: dict[str, Any]) -> None:
+        self.status = status
+        self._pieces: tuple[bytes, bytes, bytes] | None = None
+
+    def pieces(self) -> tuple[bytes, bytes, bytes]:
+        """The object encoded, in three pieces around the key and the command."""
+        if self._pieces is None:
+            text = orjson.dumps({**self.status, "Key": _KEY, "Cmd": _CMD})
+            start, rest = text.split(orjson.dumps(_KEY))
+            middle, end = rest.split(orjson.dumps(_CMD))
+            self._pieces = (start, middle, end)
+        return self._pieces
+
+
+_TEMPLATES: dict[tuple[Any, ...], _Template] = {}
+"""Templates by everything a never-run job's status object shows but key and command
+(and, for jobs sharing one, their part of rare requests): a 100,000-job add answers with
+100,000 copies of a handful."""
 _KEY, _CMD = "\x00wr key\x00", "\x00wr cmd\x00"  # no key or command holds a NUL
-
-
 _UNRUN_SHOWN = operator.attrgetter("dep_grps", "deps", "state", "cwd", "ram", "time", "disk",
                                    "cores", "attempts", "limit_grps")
 
 
-def _shown(job: Job, rep_grp: str | None, rare: Any) -> tuple[Any, ...] | None:
-    """What a never-run job's status object shows besides key and command, or None if
-    it is not worth a template (its rare requests are its own)."""
+def _unrun_template(job: Job, rep_grp: str | None, rare: Any) -> _Template | None:
+    """The template of a job that never ran, or None if it is not worth one (its rare
+    requests are its own)."""
     if rare is not NO_RARE and not rare.shared:
         return None
-    return (job.rep_grp if rep_grp is None else rep_grp, _UNRUN_SHOWN(job), rare)
-
-
-def _unrun_template(job: Job, rep_grp: str | None, rare: Any) -> dict[str, Any] | None:
-    shown = _shown(job, rep_grp, rare)
-    if shown is None:
-        return None
+    shown = (job.rep_grp if rep_grp is None else rep_grp, _UNRUN_SHOWN(job), rare)
     try:
         template = _TEMPLATES.get(shown)
     except TypeError:  # lists, in a job not yet compacted
@@ -125,30 +134,9 @@ def _unrun_template(job: Job, rep_grp: str | None, rare: Any) -> dict[str, Any] 
     if template is None:
         if len(_TEMPLATES) >= 10_000:
             _TEMPLATES.clear()
-        template = _TEMPLATES[shown] = _status(job, 0.0, None, None, 0, rep_grp, None,
-                                               rare, NOT_RUN)
+        template = _TEMPLATES[shown] = _Template(
+            _status(job, 0.0, None, None, 0, rep_grp, None, rare, NOT_RUN))
     return template
-
-
-def _unrun_encoded(job: Job, rare: Any) -> tuple[bytes, bytes, bytes] | None:
-    shown = _shown(job, None, rare)
-    if shown is None:
-        return None
-    try:
-        pieces = _ENCODED.get(shown)
-    except TypeError:
-        return None
-    if pieces is None:
-        template = _unrun_template(job, None, rare)
-        if template is None:
-            return None
-        text = orjson.dumps({**template, "Key": _KEY, "Cmd": _CMD})
-        start, rest = text.split(orjson.dumps(_KEY))
-        middle, end = rest.split(orjson.dumps(_CMD))
-        if len(_ENCODED) >= 10_000:
-            _ENCODED.clear()
-        pieces = _ENCODED[shown] = (start, middle, end)
-    return pieces
 
 
 def _status(job: Job, now: float, std: tuple[str, str] | None, env: list[str] | None,

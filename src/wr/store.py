@@ -80,6 +80,9 @@ READ_THREADS = 2
 """Threads (each with its own connection) that serve reads."""
 RETRY_INTERVAL = 1.0
 """Seconds between attempts to store kept writes after a failed commit (issue 6)."""
+ADD_PART = 10_000
+"""Jobs per part when `Store.add_jobs` hands a list to the writer (each part's records go
+in with one statement)."""
 SAMPLE_KINDS = ("ram", "disk", "time")
 """Kinds of learning sample: peak RAM in MB, peak disk in MB, wall time in whole seconds."""
 
@@ -238,18 +241,22 @@ class Store:
         ``rerun``, so are jobs already complete (reported). With ``rerun`` an already-queued
         job still gains the new rep group as a lookup name, as in wr. ``live_keys`` need only
         hold the queued keys among the input and their dependants; passing just those keeps
-        the call cheap. The jobs are serialised in the writer thread, so the caller must not
-        change them until the future resolves (it queues them only afterwards anyway).
+        the call cheap. The jobs are serialised now, like `save`: an `add_feed` given them
+        all at once.
         """
-        return self._submit(sql.write_add, list(jobs), rerun, live_keys)
+        feed, stored = self.add_feed(rerun=rerun)
+        for start in range(0, len(jobs), ADD_PART):
+            feed.put(jobs[start:start + ADD_PART], live_keys)
+        feed.end()
+        return stored
 
     def add_feed(self, *, rerun: bool = False) -> tuple[AddFeed, asyncio.Future[AddResult]]:
         """`add_jobs` of jobs still being read (see `wr.store_feed`): put them in the feed
         a part at a time, each with the keys among it already queued, then end or abort it.
         The writer takes the first part once this loop iteration ends and writes each part
         as it comes, all in one transaction; writes submitted meanwhile wait behind it, so
-        end the feed before awaiting any of them. Unlike `add_jobs`, the jobs are serialised
-        when put, so the caller may change them afterwards."""
+        end the feed before awaiting any of them. The jobs are serialised when put, so the
+        caller may change them afterwards."""
         feed = AddFeed()
         return feed, self._submit(_write_feed, feed, rerun)
 
@@ -481,7 +488,7 @@ class Store:
             current: _Write | None = None
             try:
                 conn = self._write_conn()
-                self._set_sync(conn, any(op.fn in _ADDS for op in todo))
+                self._set_sync(conn, any(op.fn is _write_feed for op in todo))
                 conn.execute("BEGIN IMMEDIATE")
                 for op in todo:
                     current = op
@@ -501,7 +508,7 @@ class Store:
                         current.error.__cause__ = exc
                     todo = [op for op in todo if op is not current]
                     continue
-                self._kept = [op for op in todo if op.fn not in _ADDS]
+                self._kept = [op for op in todo if op.fn is not _write_feed]
                 self.failed_commits += 1
                 if self._failing_since is None:
                     self._failing_since = time.monotonic()
@@ -732,11 +739,9 @@ class Store:
 # -- helpers ---------------------------------------------------------------------------------
 
 def _write_feed(conn: sqlite3.Connection, feed: AddFeed, rerun: bool) -> AddResult:
-    return sql.write_add_parts(conn, feed.parts(), rerun)
-
-
-_ADDS = (sql.write_add, _write_feed)
-"""The writes that add jobs: they sync the disk, and are not kept after a failed commit."""
+    """The one write that adds jobs: it syncs the disk, and is not kept after a failed
+    commit (its caller is told, and queues nothing)."""
+    return sql.write_add(conn, feed.parts(), rerun)
 
 
 def _resolve(ops: list[_Write]) -> None:

@@ -123,24 +123,12 @@ def _marks(n: int) -> str:
 
 # -- writes (writer thread, inside its transaction) -------------------------------------------
 
-ADD_PART = 10_000
-"""Jobs per part of a big add: each part's records go in with one statement."""
-
-
-def write_add(conn: sqlite3.Connection, jobs: list[Job], rerun: bool,
-              live_keys: frozenset[str]) -> AddResult:
-    """Store new jobs, skip duplicates, resurrect completed dependants (see Store.add_jobs)."""
-    parts = [(part, live_keys, [job.record_bytes() for job in part])
-             for part in (jobs[i:i + ADD_PART] for i in range(0, len(jobs), ADD_PART))]
-    return write_add_parts(conn, parts, rerun)
-
-
-def write_add_parts(conn: sqlite3.Connection,
-                    parts: Iterable[tuple[Sequence[Job], Collection[str], Sequence[bytes]]],
-                    rerun: bool) -> AddResult:
-    """`write_add` of jobs that come in parts, each with the keys among it that are already
-    queued and each job's record, so the first parts are written while later ones are
-    still being read."""
+def write_add(conn: sqlite3.Connection,
+              parts: Iterable[tuple[Sequence[Job], Collection[str], Sequence[bytes]]],
+              rerun: bool) -> AddResult:
+    """Store new jobs, skip duplicates, resurrect completed dependants (see Store.add_jobs).
+    They come in parts (`wr.store_feed`), each with the keys among it already queued and
+    each job's record, so the first parts are written while later ones are still read."""
     result = AddResult()
     rep_rows: list[tuple[str, str]] = []
     dep_rows: list[tuple[str, str]] = []

@@ -14,9 +14,22 @@ import pytest
 
 from tests.conftest import ManagerHandle, wait_for
 from tests.integration.test_events import HAPPY_PATH, client, events
-from tests.integration.test_runner_reports import GROUP, HELD, FakeRunner, _add, _api, _states
+from tests.integration.test_runner_reports import (
+    GROUP,
+    HELD,
+    FakeRunner,
+    _add,
+    _hogged,
+    _states,
+)
 
 pytestmark = pytest.mark.integration
+
+
+def _ended(key: str, at: float, pid: int = 4242) -> dict[str, Any]:
+    """A runner's report of a job that completed, carrying its start (at ``at``)."""
+    return {"key": key, "report": {"outcome": "archive", "ended": at + 0.01},
+            "stdout": "", "stderr": "", "start": {"pid": pid, "host": "h", "ip": "", "at": at}}
 
 
 def test_a_long_job_is_seen_running_with_its_start(manager: ManagerHandle) -> None:
@@ -76,17 +89,8 @@ def test_a_runner_reserves_several_jobs_and_ends_them_together(make_manager: Any
     Expected: 3 jobs are reserved at once (the best first); they complete with the
     starts reported; the repeat is refused as a whole; in the mixed one only the repeat is
     refused and the 4th completes."""
-    m = make_manager()
-    m.start("--max_ram", "100")
-    with _api(m) as api:
-        [hog] = _add(api, [{"cmd": "sleep 60", "memory": "100M", "cpus": 0}], "hog")
-        wait_for(lambda: _states(api, hog)[0]["State"] == "running", what="the hog to run")
+    with _hogged(make_manager) as (m, api, _):
         keys = _add(api, [{"cmd": f"echo {n}", **HELD} for n in "abcd"], "batch")
-
-        def end(key: str, at: float) -> dict[str, Any]:
-            return {"key": key, "report": {"outcome": "archive", "ended": at + 0.01},
-                    "stdout": "", "stderr": "",
-                    "start": {"pid": 4242, "host": "h", "ip": "", "at": at}}
 
         async def scenario() -> None:
             async with FakeRunner(m, "runner-b", GROUP) as r:
@@ -95,7 +99,7 @@ def test_a_runner_reserves_several_jobs_and_ends_them_together(make_manager: Any
                 assert held == keys[:3]
                 assert all(_states(api, k)[0]["State"] == "reserved" for k in held)
                 at = time.time() - 1
-                ends = [end(k, at) for k in held]
+                ends = [_ended(k, at) for k in held]
                 reply = await r.ask("end", ends=ends, reserve=None)
                 assert "error" not in reply and "refused" not in reply
                 assert reply["job"] is None
@@ -106,7 +110,7 @@ def test_a_runner_reserves_several_jobs_and_ends_them_together(make_manager: Any
                 assert "error" in await r.ask("end", ends=ends, reserve=None)
                 got = await r.ask("reserve", timeout=5)
                 assert got["job"]["key"] == keys[3]
-                reply = await r.ask("end", ends=[end(keys[3], at), ends[0]], reserve=None)
+                reply = await r.ask("end", ends=[_ended(keys[3], at), ends[0]], reserve=None)
                 assert "error" not in reply
                 assert list(reply["refused"]) == [keys[0]]
                 assert _states(api, keys[3])[0]["State"] == "complete"
@@ -114,8 +118,6 @@ def test_a_runner_reserves_several_jobs_and_ends_them_together(make_manager: Any
         asyncio.run(scenario())
         complete = api.get("/rest/v1/jobs/batch", params={"state": "complete"}).json()
         assert sorted(j["Key"] for j in complete) == sorted(keys)
-        api.delete(f"/rest/v1/jobs/{hog}", params={"state": "running"})
-        wait_for(lambda: _states(api, hog)[0]["State"] == "buried", what="the hog killed")
     m.stop()
 
 
@@ -124,11 +126,7 @@ def test_a_fair_share_of_ready_jobs(make_manager: Any) -> None:
     then the other.
     Expected: the first gets 2, half of what is ready, and the other 1, half of what is
     left."""
-    m = make_manager()
-    m.start("--max_ram", "100")
-    with _api(m) as api:
-        [hog] = _add(api, [{"cmd": "sleep 60", "memory": "100M", "cpus": 0}], "hog")
-        wait_for(lambda: _states(api, hog)[0]["State"] == "running", what="the hog to run")
+    with _hogged(make_manager) as (m, api, _):
         keys = _add(api, [{"cmd": f"echo {n}", **HELD} for n in "abcd"], "fair")
 
         async def scenario() -> None:
@@ -144,8 +142,6 @@ def test_a_fair_share_of_ready_jobs(make_manager: Any) -> None:
         # Their connections closed before they started anything: all 4 are ready again.
         wait_for(lambda: all(_states(api, k)[0]["State"] == "ready" for k in keys),
                  what="the reservations to be given back")
-        api.delete(f"/rest/v1/jobs/{hog}", params={"state": "running"})
-        wait_for(lambda: _states(api, hog)[0]["State"] == "buried", what="the hog killed")
     m.stop()
 
 
@@ -155,11 +151,7 @@ def test_a_dropped_connection_keeps_the_runners_reservations(make_manager: Any) 
     reconnects and reports the job's start with its end.
     Expected: S gets nothing (R may have started the job, since a short job's start is
     only reported with its end); the job completes once, with R's start."""
-    m = make_manager()
-    m.start("--max_ram", "100")
-    with _api(m) as api:
-        [hog] = _add(api, [{"cmd": "sleep 60", "memory": "100M", "cpus": 0}], "hog")
-        wait_for(lambda: _states(api, hog)[0]["State"] == "running", what="the hog to run")
+    with _hogged(make_manager) as (m, api, _):
         [key] = _add(api, [{"cmd": "echo dropped", **HELD}], "dropped")
         at = time.time() - 0.5
 
@@ -171,16 +163,11 @@ def test_a_dropped_connection_keeps_the_runners_reservations(make_manager: Any) 
                 assert (await s.ask("reserve", timeout=1))["job"] is None
             assert _states(api, key)[0]["State"] == "reserved"
             async with FakeRunner(m, "runner-r", GROUP) as r:
-                reply = await r.ask("end", ends=[{
-                    "key": key, "report": {"outcome": "archive", "ended": at + 0.01},
-                    "stdout": "", "stderr": "",
-                    "start": {"pid": 4343, "host": "h", "ip": "", "at": at}}], reserve=None)
+                reply = await r.ask("end", ends=[_ended(key, at, pid=4343)], reserve=None)
                 assert "error" not in reply and "refused" not in reply
 
         asyncio.run(scenario())
         job = _states(api, key)[0]
         assert (job["State"], job["Attempts"], job["Pid"]) == ("complete", 1, 4343)
         assert job["Started"] == int(at)
-        api.delete(f"/rest/v1/jobs/{hog}", params={"state": "running"})
-        wait_for(lambda: _states(api, hog)[0]["State"] == "buried", what="the hog killed")
     m.stop()

@@ -12,6 +12,7 @@ import collections
 import contextlib
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -179,6 +180,20 @@ def _states(api: httpx.Client, key: str) -> list[dict[str, Any]]:
     return api.get(f"/rest/v1/jobs/{key}").json()
 
 
+@contextlib.contextmanager
+def _hogged(make_manager: Any) -> Iterator[tuple[ManagerHandle, httpx.Client, str]]:
+    """A manager whose 100 MB are all taken by a running `sleep` (see `HELD`): yields it,
+    a client and the sleep's key, and kills the sleep (it ends buried) afterwards."""
+    m = make_manager()
+    m.start("--max_ram", "100")
+    with _api(m) as api:
+        [hog] = _add(api, [{"cmd": "sleep 60", "memory": "100M", "cpus": 0}], "hog")
+        wait_for(lambda: _states(api, hog)[0]["State"] == "running", what="the hog to run")
+        yield m, api, hog
+        api.delete(f"/rest/v1/jobs/{hog}", params={"state": "running"})
+        wait_for(lambda: _states(api, hog)[0]["State"] == "buried", what="the hog killed")
+
+
 def test_replayed_reports_never_complete_a_job_twice_or_revive_a_removed_one(
         make_manager: Any, tmp_path: Path) -> None:
     """Steps: as runner R, reserve and start job A and end it (complete); send the same end
@@ -187,11 +202,7 @@ def test_replayed_reports_never_complete_a_job_twice_or_revive_a_removed_one(
     runner S take C while R replays an end for C.
     Expected: every replay is refused; A is complete once, B stays removed (no record, not
     queued), C stays S's."""
-    m = make_manager()
-    m.start("--max_ram", "100")
-    with _api(m) as api:
-        [hog] = _add(api, [{"cmd": "sleep 60", "memory": "100M", "cpus": 0}], "hog")
-        wait_for(lambda: _states(api, hog)[0]["State"] == "running", what="the hog to run")
+    with _hogged(make_manager) as (m, api, hog):
         a, b, c = _add(api, [{"cmd": f"echo {n}", **HELD, "retries": 3}
                                      for n in "abc"], "replay")
 
@@ -233,8 +244,7 @@ def test_replayed_reports_never_complete_a_job_twice_or_revive_a_removed_one(
         asyncio.run(scenario())
         complete = api.get("/rest/v1/jobs/replay", params={"state": "complete"}).json()
         assert collections.Counter(j["Key"] for j in complete) == {a: 1, c: 1}
-        api.delete(f"/rest/v1/jobs/{hog}", params={"state": "running"})
-        wait_for(lambda: _states(api, hog)[0]["State"] == "buried", what="the hog killed")
+    with _api(m) as api:
         api.delete(f"/rest/v1/jobs/{hog}", params={"state": "deletable"})
         assert api.get("/rest/v1/jobs/").json() == []
     m.stop()

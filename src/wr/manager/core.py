@@ -293,27 +293,21 @@ class Manager:
             raise StorageUnavailable("the manager is shutting down")
         added = Added()
         limits: dict[str, int | None] = {}
-        feed = stored = None
+        feed, stored = self.store.add_feed(rerun=rerun)
         try:
-            for part in parts:
+            for n, part in enumerate(parts):
                 for job in part:
                     self.queue.prepare(job, limits)
                 queued = frozenset(j.key for j in part if j.key in self.queue.jobs)
                 added.jobs.extend(part)
                 added.before.update(queued)
-                if feed is None:
-                    feed, stored = self.store.add_feed(rerun=rerun)
-                    feed.put(part, queued)
+                feed.put(part, queued)
+                if n == 0:
                     await asyncio.sleep(0)  # the writer starts on this part now
-                else:
-                    feed.put(part, queued)
         except BaseException:
-            if feed is not None and stored is not None:
-                feed.abort()
-                stored.add_done_callback(_outcome_heard)
+            feed.abort()
+            stored.add_done_callback(_outcome_heard)
             raise
-        if feed is None or stored is None:
-            return added
         feed.end()
         staged = self.queue.stage(added.jobs)  # while the writer finishes
         result = await stored

@@ -31,7 +31,7 @@ from wr.errors import (
     WrError,
 )
 from wr.jobs import DELETABLE_STATES, RUN_STATES, Job, State
-from wr.manager.core import Manager
+from wr.manager.core import Added, Manager
 from wr.security import tokens_match
 from wr.status import (
     display_env,
@@ -201,12 +201,16 @@ class RestAPI:
         return text_error("So far only GET, POST and DELETE are supported", 400)
 
     async def _add(self, request: Request) -> Response:
+        added = await self.add_posted(request)
+        body = encode_statuses(added.queued, time.time())
+        return Response(body, status_code=201, media_type="application/json; charset=UTF-8")
+
+    async def add_posted(self, request: Request) -> Added:
+        """Store and queue the jobs a POST carries (body and query): what both ways of
+        adding (``/rest/v1/jobs/`` and ``/rest/v1/add/``) do before they answer."""
         body = await self._body(request)
         parts, rerun = job_parts_from_request(body, request.query_params, now=time.time())
-        added = await self.manager.add_parts(parts, rerun=rerun)
-        now = time.time()
-        body = encode_statuses(added.queued, now)
-        return Response(body, status_code=201, media_type="application/json; charset=UTF-8")
+        return await self.manager.add_parts(parts, rerun=rerun)
 
     def _params(self, request: Request) -> tuple[list[str] | None, str, int, bool, bool, bool]:
         q = request.query_params

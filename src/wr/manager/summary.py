@@ -45,7 +45,6 @@ from wr.jobs import Job, State
 from wr.manager.core import Manager
 from wr.manager.rest import check_token, json_response
 from wr.status import matches_state, parse_state_filter, walltime
-from wr.submission import job_parts_from_request
 
 COLUMNS = ("complete", "running", "ready", "dependent", "lost", "delayed", "buried")
 """The states a summary counts, in the order ``wr status`` prints them."""
@@ -212,9 +211,7 @@ class SummaryAPI:
 
     async def add(self, request: Request) -> Response:
         check_token(request, self.token)
-        body = await self.rest._body(request)
-        parts, rerun = job_parts_from_request(body, request.query_params, now=time.time())
-        done = await self.manager.add_parts(parts, rerun=rerun)
+        done = await self.rest.add_posted(request)
         jobs, before, queued = done.jobs, done.before, done.queued
         now_queued = {job.key for job in queued}
         # New = queued now but not before; a repeat within the body, an already queued job
