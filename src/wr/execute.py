@@ -59,12 +59,32 @@ import psutil
 from wr.capture import StreamCapture
 from wr.errors import WrError
 from wr.jobs import FailReason
+from wr.procs import (
+    EXECUTION_ID_VAR,
+    kill_tree,
+    killpg,
+    machine_ram,
+    marked_processes,
+    signal_all,
+    spawn,
+    tree_memory,
+)
+from wr.workdirs import (
+    all_empty,
+    make_unique_dir,
+    remove_unique_dir,
+    rmdir_if_empty,
+    tree_bytes,
+)
+
+__all__ = [
+    "EXECUTION_ID_VAR", "ExecResult", "ExecSetupError", "ExecSpec", "Execution", "Marks",
+    "Outcome", "command_line", "decide_outcome", "job_environment", "make_unique_dir",
+    "remove_unique_dir",
+]
 
 FIRST_SAMPLE_S = 0.1
 """Seconds after the start when memory is first sampled (then every monitor_interval)."""
-KILL_GRACE_S = 0.5
-"""How long a descendant gets between SIGTERM and SIGKILL when a job is killed."""
-
 DRAIN_IDLE_S = 0.25
 """After the command exits, stop reading its pipes once they have been silent this long."""
 
@@ -73,9 +93,6 @@ DRAIN_MAX_S = 2.0
 
 RAM_KILL_FRACTION = 0.9
 """A job over its expected RAM is killed once its tree uses this fraction of the machine's RAM."""
-
-EXECUTION_ID_VAR = "WR_EXECUTION_ID"
-"""Environment variable that marks every process of one execution, found again by a kill."""
 
 _MB = 1024 * 1024
 _READ_SIZE = 1 << 16
@@ -225,229 +242,8 @@ def job_environment(base_env: dict[str, str] | None, overrides: Sequence[str]) -
     return env
 
 
-def make_unique_dir(base: str, app_name: str, key: str) -> str:
-    """Make `<base>/<app>_cwd/<k0>/<k1>/<k2>/<key[3:]><digits>/` with `cwd/` and `tmp/` in it.
-
-    A `.hold` file keeps the hashed directory non-empty while we work, so a concurrent cleanup
-    of another job (which removes empty parents) cannot delete it under us; if one did anyway,
-    we start again.
-    """
-    if len(key) < 4:
-        raise ValueError(f"job key {key!r} is too short for a unique working directory")
-    hashed = os.path.join(os.path.abspath(base), f"{app_name}_cwd", key[0], key[1], key[2])
-    hold = os.path.join(hashed, ".hold")
-    for attempt in range(10):
-        try:
-            os.makedirs(hashed, exist_ok=True)
-            with open(hold, "a"):
-                pass
-            try:
-                while True:
-                    unique = os.path.join(hashed, f"{key[3:]}{secrets.randbelow(2**32)}")
-                    try:
-                        os.mkdir(unique, 0o700)
-                        break
-                    except FileExistsError:
-                        continue
-                os.mkdir(os.path.join(unique, "cwd"))
-                os.mkdir(os.path.join(unique, "tmp"))
-                return unique
-            finally:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(hold)
-        except FileNotFoundError:
-            if attempt == 9:
-                raise
-    raise AssertionError("unreachable")
-
-
-def remove_unique_dir(unique: str, base: str) -> None:
-    """Delete a unique job directory, then its parents while empty, stopping short of `base`."""
-    shutil.rmtree(unique)
-    base = os.path.abspath(base)
-    parent = os.path.dirname(os.path.abspath(unique))
-    while parent != base and os.path.commonpath([parent, base]) == base:
-        try:
-            os.rmdir(parent)
-        except OSError:
-            break
-        parent = os.path.dirname(parent)
-
-
 def _ceil_mb(nbytes: float) -> int:
     return math.ceil(nbytes / _MB)
-
-
-def _tree_memory(root: psutil.Process | None) -> tuple[int, dict[int, psutil.Process]]:
-    """Summed PSS (RSS where PSS is unreadable) in bytes of `root` and its descendants."""
-    if root is None:
-        return 0, {}
-    try:
-        descendants = {p.pid: p for p in root.children(recursive=True)}
-    except psutil.Error:
-        descendants = {}
-    total = 0
-    for proc in (root, *descendants.values()):
-        try:
-            try:
-                total += proc.memory_full_info().pss
-            except (psutil.AccessDenied, AttributeError):
-                total += proc.memory_info().rss
-        except psutil.Error:
-            continue
-    return total, descendants
-
-
-def _tree_bytes(top: str) -> int:
-    """Bytes in the files under `top` (symlinks not followed; vanishing files ignored)."""
-    total, stack = 0, [top]
-    while stack:
-        try:
-            with os.scandir(stack.pop()) as entries:
-                for entry in entries:
-                    try:
-                        if entry.is_dir(follow_symlinks=False):
-                            stack.append(entry.path)
-                        else:
-                            total += entry.stat(follow_symlinks=False).st_size
-                    except OSError:
-                        continue
-        except OSError:
-            continue
-    return total
-
-
-def _all_empty(*dirs: str) -> bool:
-    """True if every dir is empty or gone: the common case, checked without a thread."""
-    for path in dirs:
-        try:
-            with os.scandir(path) as entries:
-                if next(entries, None) is not None:
-                    return False
-        except OSError:
-            continue
-    return True
-
-
-def _rmdir_if_empty(path: str) -> bool:
-    """Remove an empty directory; False if it has contents (left for shutil.rmtree)."""
-    try:
-        os.rmdir(path)
-    except FileNotFoundError:
-        return True
-    except OSError:
-        return False
-    return True
-
-
-def _marked_processes(token: str) -> dict[int, psutil.Process]:
-    """Live processes whose environment carries this execution's id."""
-    found: dict[int, psutil.Process] = {}
-    me = os.getpid()
-    for proc in psutil.process_iter():
-        if proc.pid == me:
-            continue
-        try:
-            if proc.environ().get(EXECUTION_ID_VAR) == token:
-                found[proc.pid] = proc
-        except psutil.Error:
-            continue
-    return found
-
-
-def _signal_all(procs: dict[int, psutil.Process], sig: int) -> None:
-    for proc in procs.values():
-        # psutil refuses to signal a pid that has been reused since we saw it.
-        with contextlib.suppress(psutil.Error):
-            proc.send_signal(sig)
-
-
-_DEFAULT_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ)
-"""Python ignores these; Popen(restore_signals=True) gives a command their defaults back."""
-
-_devnull = -1
-_shells: dict[tuple[str, str | None], str] = {}
-
-
-def _find_shell(shell: str, path: str | None) -> str:
-    """The file `shell` names, looked up in the command's PATH as Popen would ("" if none)."""
-    found = _shells.get((shell, path))
-    if found is None:
-        found = ""
-        if os.path.dirname(shell):
-            found = shell
-        else:
-            for folder in os.get_exec_path({} if path is None else {"PATH": path}):
-                candidate = os.path.join(folder, shell)
-                if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
-                    found = candidate
-                    break
-        _shells[(shell, path)] = found
-    return found
-
-
-def _spawn(argv: list[str], cwd: str, env: dict[str, str], out: int, err: int) -> int:
-    """Start `argv` in `cwd` in a new session, stdin from /dev/null, stdout and stderr to
-    `out` and `err`, with posix_spawn; 0 if that cannot be done here (the caller uses Popen,
-    which also gives the usual errors for a shell or directory that is missing).
-
-    posix_spawn has no working-directory action before Python 3.13, so we change ours for
-    the moment of the spawn; a runner runs one command at a time and uses absolute paths.
-    Descriptors Python opens are close-on-exec (PEP 446); any others we were given (8 us to
-    find) are closed in the command, so only the three given reach it, as with Popen's
-    close_fds.
-    """
-    global _devnull
-    shell = _find_shell(argv[0], env.get("PATH"))
-    if not shell or not hasattr(os, "posix_spawn"):
-        return 0
-    try:
-        if _devnull < 0:
-            _devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
-        if min(_devnull, out, err) <= 2:
-            return 0  # we lack standard streams of our own: Popen knows how to shuffle
-        actions = [(os.POSIX_SPAWN_DUP2, _devnull, 0), (os.POSIX_SPAWN_DUP2, out, 1),
-                   (os.POSIX_SPAWN_DUP2, err, 2)]
-        actions += [(os.POSIX_SPAWN_CLOSE, fd) for fd in _inheritable_fds()]
-        here = os.getcwd()
-        os.chdir(cwd)
-    except OSError:
-        return 0
-    try:
-        return os.posix_spawn(shell, argv, env, file_actions=actions, setsid=True,
-                              setsigdef=_DEFAULT_SIGNALS)
-    except (OSError, NotImplementedError):
-        return 0
-    finally:
-        with contextlib.suppress(OSError):
-            os.chdir(here)
-
-
-def _inheritable_fds() -> list[int]:
-    """Our descriptors above 2 that are not close-on-exec."""
-    found = []
-    for name in os.listdir("/proc/self/fd"):
-        fd = int(name)
-        if fd > 2:
-            with contextlib.suppress(OSError):  # the listing's own, closed by now
-                if os.get_inheritable(fd):
-                    found.append(fd)
-    return found
-
-
-def _killpg(pgid: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signal.SIGKILL)
-
-
-_total_ram = 0
-
-
-def _machine_ram() -> int:
-    global _total_ram
-    if not _total_ram:
-        _total_ram = psutil.virtual_memory().total
-    return _total_ram
 
 
 class Execution:
@@ -509,7 +305,7 @@ class Execution:
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
         try:
             self._started = time.time()
-            self.pid = _spawn(argv, self._run_dir, env, out_w, err_w)
+            self.pid = spawn(argv, self._run_dir, env, out_w, err_w)
             if not self.pid:
                 self._proc = subprocess.Popen(
                     argv,
@@ -639,7 +435,7 @@ class Execution:
 
     def _sample(self) -> tuple[int, int, bool]:
         """(tree memory, directory bytes, filesystem full); runs in a worker thread."""
-        mem, self._seen = _tree_memory(self._process())
+        mem, self._seen = tree_memory(self._process())
         full = False
         with contextlib.suppress(OSError):
             st = os.statvfs(self._run_dir)
@@ -648,7 +444,7 @@ class Execution:
 
     def _disk_bytes(self) -> int:
         """Bytes in the unique cwd/ and tmp/ (a cwd_matters job's cwd is not ours to walk)."""
-        return _tree_bytes(self.actual_cwd) + _tree_bytes(self._tmp) if self._unique else 0
+        return tree_bytes(self.actual_cwd) + tree_bytes(self._tmp) if self._unique else 0
 
     def _process(self) -> psutil.Process | None:
         """psutil's view of the command, made when first needed: reading /proc/<pid>/stat
@@ -666,7 +462,7 @@ class Execution:
         self._peak_disk = max(self._peak_disk, disk)
         if 0 < self.spec.expected_ram_mb < _ceil_mb(self._peak_ram):
             self.marks.over_ram = True
-            if self._peak_ram >= RAM_KILL_FRACTION * _machine_ram():
+            if self._peak_ram >= RAM_KILL_FRACTION * machine_ram():
                 self._launch_killer()
         if full:
             self.marks.out_of_disk = True
@@ -697,7 +493,7 @@ class Execution:
 
         def run() -> None:
             try:
-                _kill_tree(root, seen, pgid, token)
+                kill_tree(root, seen, pgid, token)
             except BaseException as exc:  # handed to wait()
                 killer.set_exception(exc)
             else:
@@ -728,7 +524,7 @@ class Execution:
         await self._drain()
         if self._killer is not None:
             await asyncio.wrap_future(self._killer)
-        if self._unique and not _all_empty(self.actual_cwd, self._tmp):
+        if self._unique and not all_empty(self.actual_cwd, self._tmp):
             self._account(0, await asyncio.to_thread(self._disk_bytes), False)
 
         walltime = max(ended - self._started, 0.0)
@@ -751,7 +547,7 @@ class Execution:
         problems: list[str] = []
         if outcome != Outcome.INTERRUPTED:
             problems = await self._run_behaviours(outcome == Outcome.ARCHIVE)
-        if self._tmp and not _rmdir_if_empty(self._tmp):
+        if self._tmp and not rmdir_if_empty(self._tmp):
             await asyncio.to_thread(shutil.rmtree, self._tmp, True)
 
         stderr = self._err.text() + "".join(self._pipe_problems)
@@ -825,10 +621,10 @@ class Execution:
         if not self._exited.done():
             self._exited.cancel()
         if not self._reaped:
-            _killpg(self.pid)
-            _signal_all(self._seen, signal.SIGKILL)
+            killpg(self.pid)
+            signal_all(self._seen, signal.SIGKILL)
             if self._token:
-                _signal_all(_marked_processes(self._token), signal.SIGKILL)
+                signal_all(marked_processes(self._token), signal.SIGKILL)
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(self.pid, 0)
             self._reaped = True
@@ -893,33 +689,3 @@ class Execution:
         if code == 0:
             return ""
         return f"behaviour run {cmd!r} failed with exit code {code}: {capture.text()}"
-
-
-def _kill_tree(
-    root: psutil.Process | None, seen: dict[int, psutil.Process], pgid: int, token: str
-) -> None:
-    """The kill procedure: find every process of the job, SIGKILL the command's process group,
-    SIGTERM the rest and SIGKILL them KILL_GRACE_S later.
-
-    Descendants are collected before the group dies, since their parents dying would re-parent
-    them out of the tree; those already outside it (double-forked daemons) are found by their
-    WR_EXECUTION_ID.
-    """
-    victims = dict(seen)
-    if root is not None:
-        with contextlib.suppress(psutil.Error):
-            victims.update((p.pid, p) for p in root.children(recursive=True))
-    _killpg(pgid)
-    victims.update(_marked_processes(token))
-    victims.pop(pgid, None)  # the command itself: our child, killed with its group
-    _signal_all(victims, signal.SIGTERM)
-    time.sleep(KILL_GRACE_S)
-    _signal_all(victims, signal.SIGKILL)
-    _killpg(pgid)
-    # Anything that forked during the grace period.
-    for _ in range(3):
-        stragglers = _marked_processes(token)
-        if not stragglers:
-            break
-        _signal_all(stragglers, signal.SIGKILL)
-        time.sleep(0.05)

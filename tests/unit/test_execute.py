@@ -441,7 +441,7 @@ def test_memory_of_the_whole_tree_is_summed(tmp_path: Path) -> None:
 
 
 def test_job_near_machine_ram_is_killed(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr("wr.execute._total_ram", 80 * 1024 * 1024)
+    monkeypatch.setattr("wr.procs._total_ram", 80 * 1024 * 1024)
     script = "import time; b = b'x' * (100 * 1024 * 1024); time.sleep(30)"
     started = time.monotonic()
     result = execute(make_spec(tmp_path, f'{PY} -c "{script}"', expected_ram_mb=10))

@@ -1,0 +1,158 @@
+"""A runner's journal: what it started and how each command ended, on its own host, written
+before the manager is told, so that a runner killed at any moment loses nothing (issue 13).
+
+A runner (wr.runner) appends one line per event to a file of its own, with plain
+``os.write`` on an ``O_APPEND`` descriptor: no fsync, because the journal only has to survive
+the runner's process, not its machine (the page cache outlives a ``kill -9``). The lines,
+each a JSON object with one of these tags:
+
+``{"w": pid, "id": runner_id}``
+    the worker process that owns the journal (first line).
+``{"s": key, "tok": token}``
+    the runner is about to start job ``key``'s command; ``token`` is its
+    ``WR_EXECUTION_ID`` (wr.execute), by which every process of the command can be found.
+``{"p": key, "pid": pid, "at": unix_time}``
+    the command was spawned: ``pid`` leads its process group and session.
+``{"x": key, "code": exit_code, "sig": signal}``
+    the command exited (read from the kernel *before* the runner reaps it, so the exit is
+    journalled even if the runner dies in the next instant).
+``{"e": end}``
+    the full end report (with the start, for a short job) as it will be sent to the manager.
+
+The runner empties the file whenever nothing it holds is unreported. If it dies, its keeper
+(wr.keeper) reads the journal with `read_journal` and reports for it. A torn last line (the
+runner died mid-write) is ignored.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+
+def journal_dir() -> Path:
+    """Where this user's runners keep their journals on this host (made private)."""
+    path = Path(tempfile.gettempdir()) / f"wr_runners_{os.getuid()}"
+    path.mkdir(mode=0o700, exist_ok=True)
+    return path
+
+
+def journal_path(runner_id: str) -> Path:
+    """The journal of runner ``runner_id`` on this host."""
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in runner_id)
+    return journal_dir() / f"{safe}.journal"
+
+
+class Journal:
+    """The writing end, held by the worker. Every method is one ``write`` system call."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+
+    def _put(self, record: dict[str, Any]) -> None:
+        os.write(self._fd, orjson.dumps(record) + b"\n")
+
+    def worker(self, pid: int, runner_id: str) -> None:
+        self._put({"w": pid, "id": runner_id})
+
+    def starting(self, key: str, token: str) -> None:
+        self._put({"s": key, "tok": token})
+
+    def spawned(self, key: str, pid: int, at: float) -> None:
+        self._put({"p": key, "pid": pid, "at": at})
+
+    def exited(self, key: str, code: int, sig: int) -> None:
+        self._put({"x": key, "code": code, "sig": sig})
+
+    def ended(self, end: dict[str, Any]) -> None:
+        self._put({"e": end})
+
+    def clear(self, worker_pid: int, runner_id: str) -> None:
+        """Forget everything: the manager has stored every end the runner sent."""
+        os.ftruncate(self._fd, 0)
+        self.worker(worker_pid, runner_id)
+
+    def close(self, *, remove: bool) -> None:
+        with contextlib.suppress(OSError):
+            os.close(self._fd)
+        if remove:
+            with contextlib.suppress(FileNotFoundError):
+                self.path.unlink()
+
+
+@dataclass(slots=True)
+class Started:
+    """One command the journal says the runner started (or was about to)."""
+
+    key: str
+    token: str
+    pid: int = 0
+    at: float = 0.0
+    code: int | None = None
+    """Its exit code, if it exited by itself (``sig`` 0) or was killed (``sig`` set)."""
+    sig: int = 0
+    end: dict[str, Any] | None = None
+    """The end report the runner made of it, if it got that far."""
+
+
+@dataclass(slots=True)
+class JournalState:
+    """What a journal says, in the order the runner started its commands."""
+
+    worker_pid: int = 0
+    runner_id: str = ""
+    started: dict[str, Started] = field(default_factory=dict)
+    ends: list[dict[str, Any]] = field(default_factory=list)
+    """End reports of jobs the journal has no start for (killed before they started)."""
+
+
+def read_journal(path: Path) -> JournalState:
+    """Everything a journal holds; an empty state if there is none."""
+    state = JournalState()
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return state
+    for line in data.split(b"\n"):
+        try:
+            rec = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            continue  # a torn last line, or an empty one
+        if not isinstance(rec, dict):
+            continue
+        _apply(state, rec)
+    return state
+
+
+def _apply(state: JournalState, rec: dict[str, Any]) -> None:
+    if "w" in rec:
+        state.worker_pid = int(rec["w"])
+        state.runner_id = str(rec.get("id", ""))
+    elif "s" in rec:
+        key = str(rec["s"])
+        state.started.pop(key, None)  # a new attempt of the same key replaces the old
+        state.started[key] = Started(key, str(rec.get("tok", "")))
+    elif "p" in rec:
+        started = state.started.get(str(rec["p"]))
+        if started is not None:
+            started.pid = int(rec.get("pid", 0))
+            started.at = float(rec.get("at", 0.0))
+    elif "x" in rec:
+        started = state.started.get(str(rec["x"]))
+        if started is not None:
+            started.code = int(rec.get("code", 0))
+            started.sig = int(rec.get("sig", 0))
+    elif "e" in rec and isinstance(rec["e"], dict):
+        end = rec["e"]
+        started = state.started.get(str(end.get("key")))
+        if started is not None:
+            started.end = end
+        else:
+            state.ends.append(end)
