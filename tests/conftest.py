@@ -128,6 +128,21 @@ class ManagerHandle:
 
         return client_ssl_context(self.ca)
 
+    def runner_pids(self, role: str = "wr-runner") -> list[int]:
+        """Pids of this manager's runner processes: the workers (``wr-runner``, which run
+        the commands and talk to the manager) or their keepers (``wr-keeper``)."""
+        import psutil
+
+        found = []
+        for proc in psutil.process_iter(["pid", "name", "environ"]):
+            try:
+                env = proc.info["environ"] or {}
+            except (psutil.Error, OSError):
+                continue
+            if proc.info["name"] == role and env.get("HOME") == str(self.home):
+                found.append(proc.pid)
+        return found
+
     def http(self, *, token: bool = True, timeout: Any = 60) -> Any:
         """An httpx client of this manager's REST API, trusting only its CA, sending its
         token unless ``token`` is false (close it, or use it in a ``with``)."""

@@ -41,6 +41,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import errno
 import math
 import os
 import secrets
@@ -59,6 +60,7 @@ import psutil
 from wr.capture import StreamCapture
 from wr.errors import WrError
 from wr.jobs import FailReason
+from wr.journal import Journal
 from wr.procs import (
     EXECUTION_ID_VAR,
     kill_tree,
@@ -249,8 +251,11 @@ def _ceil_mb(nbytes: float) -> int:
 class Execution:
     """One run of one job's command; see the module docstring for the lifecycle."""
 
-    def __init__(self, spec: ExecSpec) -> None:
+    def __init__(self, spec: ExecSpec, journal: Journal | None = None) -> None:
         self.spec = spec
+        self.journal = journal
+        """Where the runner records the command's start and exit before anyone is told
+        (wr.journal); None runs without one."""
         self.pid = 0
         self.actual_cwd = ""
         self.marks = Marks()
@@ -285,6 +290,11 @@ class Execution:
         """Unix time the command was started (0 before ``start``)."""
         return self._started
 
+    @property
+    def peak_ram_mb(self) -> int:
+        """The most memory the command has used so far, in whole MB (0 before a sample)."""
+        return _ceil_mb(self._peak_ram)
+
     async def start(self) -> int:
         """Prepare the working directory and environment, spawn the command; return its pid."""
         if self._exited is not None:
@@ -303,6 +313,8 @@ class Execution:
 
         out_r, out_w = os.pipe2(os.O_CLOEXEC)
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        if self.journal is not None:
+            self.journal.starting(spec.key, self._token)
         try:
             self._started = time.time()
             self.pid = spawn(argv, self._run_dir, env, out_w, err_w)
@@ -322,10 +334,13 @@ class Execution:
             os.close(out_r)
             os.close(err_r)
             self._discard_dirs()
-            raise ExecSetupError(FailReason.START, str(exc), Outcome.RELEASE) from exc
+            raise ExecSetupError(FailReason.START, _start_failure(exc, argv, env),
+                                 Outcome.RELEASE) from exc
         finally:
             os.close(out_w)
             os.close(err_w)
+        if self.journal is not None:
+            self.journal.spawned(spec.key, self.pid, self._started, self._unique, spec.cwd)
 
         loop = asyncio.get_running_loop()
         self._last_output = loop.time()
@@ -519,6 +534,7 @@ class Execution:
         self._stop_monitoring()
         if self._monitor_task is not None:
             await self._monitor_task
+        self._journal_exit()
         status, rusage = self._reap()
         ended = time.time()
         await self._drain()
@@ -547,6 +563,10 @@ class Execution:
         problems: list[str] = []
         if outcome != Outcome.INTERRUPTED:
             problems = await self._run_behaviours(outcome == Outcome.ARCHIVE)
+        elif self._unique:
+            # Put back uncharged, it will run again in a directory of its own: this one
+            # would be left behind for ever (issue 13, item 11).
+            await asyncio.to_thread(self._discard_dirs)
         if self._tmp and not rmdir_if_empty(self._tmp):
             await asyncio.to_thread(shutil.rmtree, self._tmp, True)
 
@@ -569,6 +589,25 @@ class Execution:
             stderr=stderr,
             remove_requested=self._remove_requested,
         )
+
+    def _journal_exit(self) -> None:
+        """Record how the command ended before reaping it: once reaped, its exit would be
+        lost with the runner, were the runner to die before reporting it (wr.keeper)."""
+        if self.journal is None:
+            return
+        try:
+            if self._pidfd >= 0:
+                info = os.waitid(os.P_PIDFD, self._pidfd, os.WEXITED | os.WNOWAIT)
+            else:
+                info = os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOWAIT)
+        except (ChildProcessError, OSError):
+            return
+        if info is None:
+            return
+        if info.si_code == os.CLD_EXITED:
+            self.journal.exited(self.spec.key, info.si_status, 0)
+        else:
+            self.journal.exited(self.spec.key, -1, info.si_status)
 
     def _reap(self) -> tuple[int | None, object]:
         """wait4 the exited command: (status, rusage), or (None, None) if reaped elsewhere."""
@@ -689,3 +728,23 @@ class Execution:
         if code == 0:
             return ""
         return f"behaviour run {cmd!r} failed with exit code {code}: {capture.text()}"
+
+
+def _start_failure(exc: BaseException, argv: list[str], env: dict[str, str]) -> str:
+    """What the system answered when the command could not be started, in words a user can
+    act on (issue 13, item 5)."""
+    if isinstance(exc, OSError) and exc.errno == errno.E2BIG:
+        size = sum(len(a.encode("utf-8", "surrogateescape")) + 1 for a in argv)
+        size += sum(len(k) + len(v) + 2 for k, v in env.items())
+        return (f"{exc.strerror}: the command and its environment take {size:,} bytes; "
+                f"Linux takes at most {_ARG_LIMIT:,} bytes in all, and "
+                f"{_ARG_STRLEN:,} bytes for the command itself")
+    if isinstance(exc, OSError) and exc.strerror:
+        target = f" ({exc.filename})" if exc.filename else ""
+        return f"{exc.strerror}{target}"
+    return str(exc)
+
+
+_ARG_LIMIT = os.sysconf("SC_ARG_MAX") if hasattr(os, "sysconf") else 2 * 1024 * 1024
+_ARG_STRLEN = 32 * 4096
+"""Linux's MAX_ARG_STRLEN: the longest single argument (the command given to the shell)."""

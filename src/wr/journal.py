@@ -8,11 +8,13 @@ each a JSON object with one of these tags:
 
 ``{"w": pid, "id": runner_id}``
     the worker process that owns the journal (first line).
-``{"s": key, "tok": token}``
+``{"s": key, "tok": token, "bt": seconds_since_boot}``
     the runner is about to start job ``key``'s command; ``token`` is its
-    ``WR_EXECUTION_ID`` (wr.execute), by which every process of the command can be found.
-``{"p": key, "pid": pid, "at": unix_time}``
-    the command was spawned: ``pid`` leads its process group and session.
+    ``WR_EXECUTION_ID`` (wr.execute), by which every process of the command can be found;
+    ``bt`` is ``CLOCK_BOOTTIME``, the clock the kernel gives process start times in.
+``{"p": key, "pid": pid, "at": unix_time, "dir": unique_dir, "base": cwd}``
+    the command was spawned: ``pid`` leads its process group and session; ``dir`` is its
+    unique working directory ("" when its cwd matters), made under ``base``.
 ``{"x": key, "code": exit_code, "sig": signal}``
     the command exited (read from the kernel *before* the runner reaps it, so the exit is
     journalled even if the runner dies in the next instant).
@@ -29,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,10 +66,10 @@ class Journal:
         self._put({"w": pid, "id": runner_id})
 
     def starting(self, key: str, token: str) -> None:
-        self._put({"s": key, "tok": token})
+        self._put({"s": key, "tok": token, "bt": time.clock_gettime(time.CLOCK_BOOTTIME)})
 
-    def spawned(self, key: str, pid: int, at: float) -> None:
-        self._put({"p": key, "pid": pid, "at": at})
+    def spawned(self, key: str, pid: int, at: float, unique: str = "", base: str = "") -> None:
+        self._put({"p": key, "pid": pid, "at": at, "dir": unique, "base": base})
 
     def exited(self, key: str, code: int, sig: int) -> None:
         self._put({"x": key, "code": code, "sig": sig})
@@ -93,8 +96,13 @@ class Started:
 
     key: str
     token: str
+    bt: float = 0.0
+    """When the runner was about to start it, in seconds since the machine booted."""
     pid: int = 0
     at: float = 0.0
+    unique: str = ""
+    """Its unique working directory ("" if none), under ``base``."""
+    base: str = ""
     code: int | None = None
     """Its exit code, if it exited by itself (``sig`` 0) or was killed (``sig`` set)."""
     sig: int = 0
@@ -138,12 +146,14 @@ def _apply(state: JournalState, rec: dict[str, Any]) -> None:
     elif "s" in rec:
         key = str(rec["s"])
         state.started.pop(key, None)  # a new attempt of the same key replaces the old
-        state.started[key] = Started(key, str(rec.get("tok", "")))
+        state.started[key] = Started(key, str(rec.get("tok", "")), float(rec.get("bt", 0.0)))
     elif "p" in rec:
         started = state.started.get(str(rec["p"]))
         if started is not None:
             started.pid = int(rec.get("pid", 0))
             started.at = float(rec.get("at", 0.0))
+            started.unique = str(rec.get("dir", ""))
+            started.base = str(rec.get("base", ""))
     elif "x" in rec:
         started = state.started.get(str(rec["x"]))
         if started is not None:

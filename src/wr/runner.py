@@ -17,6 +17,12 @@ job that runs longer has its start reported on its own, with the ends before it.
 jobs it has not started are given back when it stops; after a reconnection it leaves them,
 as the manager has already put them back in the queue.
 
+A runner is two processes (wr.keeper): a small *keeper*, started by the scheduler, forks the
+*worker* that does all of the above and waits for it. The worker journals each command's start
+and exit on this host before telling the manager (wr.journal); if it dies (``kill -9``, the
+OOM killer), its commands, now the keeper's children, are reaped or killed by the keeper,
+which reports their real outcomes to the manager under the worker's id (issue 13, item 3).
+
 A runner inside a batch job (Slurm) is given ``--ref`` (the batch system's name for it, which
 becomes part of its id so the scheduler can say what became of it) and ``--max-time`` (its
 time limit): it takes no job it could not finish before the batch system would kill it.
@@ -28,26 +34,20 @@ import argparse
 import asyncio
 import collections
 import contextlib
-import itertools
 import logging
 import os
 import signal
 import socket
 import sys
+import time
 import uuid
 from typing import Any
 from urllib.parse import quote
 
-import orjson
+from wr.journal import Journal
+from wr.runner_link import RECONNECT_FOR, Link, ManagerGone, host_ip
 
 log = logging.getLogger("wr.runner")
-
-RECONNECT_FOR = 24 * 3600.0
-"""How long a runner holding a finished job's report keeps trying to reach a manager."""
-
-
-RETRY_FOR = 30.0
-"""Least time a runner keeps asking again when the manager cannot store a change yet."""
 
 START_REPORT_DELAY = 0.05
 """Seconds a command runs before the runner reports its start on its own; one that ends
@@ -59,134 +59,18 @@ MAX_BATCH = 16
 within START_REPORT_DELAY, up to this, and for one again as soon as a job takes longer."""
 
 
-class ManagerGone(Exception):
-    """The manager cannot be reached (and the runner has nothing worth waiting for)."""
-
-
-class Link:
-    """A request/response channel over a reconnecting websocket."""
-
-    def __init__(self, url: str, token: str, ssl_ctx: Any, domain: str) -> None:
-        self.url = url
-        self.token = token
-        self.ssl_ctx = ssl_ctx
-        self.domain = domain
-        self.ws: Any = None
-        self._ids = itertools.count(1)
-        self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
-        self._reader: asyncio.Task[None] | None = None
-        self.on_push: Any = lambda msg: None
-        self.closed_by_manager = False
-        self.generation = 0
-        """How many connections have been made: the manager gives back the reservations of
-        a connection that closes, so jobs reserved on an earlier one are no longer ours."""
-
-    async def connect(self, patience: float) -> None:
-        import websockets
-
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + patience
-        delay = 0.2
-        while True:
-            try:
-                self.ws = await websockets.connect(
-                    self.url, ssl=self.ssl_ctx, server_hostname=self.domain,
-                    additional_headers={"Authorization": f"Bearer {self.token}"},
-                    max_size=None, ping_interval=None, open_timeout=10, compression=None,
-                )
-                self.generation += 1
-                break
-            except (TimeoutError, OSError, websockets.WebSocketException) as exc:
-                if loop.time() + delay > deadline:
-                    raise ManagerGone(str(exc)) from exc
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-        self._reader = asyncio.ensure_future(self._read(self.ws))
-
-    async def _read(self, ws: Any) -> None:
-        try:
-            async for raw in ws:
-                msg = orjson.loads(raw)
-                mid = msg.get("id")
-                if mid is None:
-                    self.on_push(msg)
-                    continue
-                fut = self._pending.pop(mid, None)
-                if fut is not None and not fut.done():
-                    fut.set_result(msg)
-        except Exception:
-            pass
-        finally:
-            for fut in self._pending.values():
-                if not fut.done():
-                    fut.set_exception(ConnectionError("connection to the manager closed"))
-            self._pending.clear()
-
-    async def request(self, msg: dict[str, Any], *, patience: float = 0.0) -> dict[str, Any]:
-        """Send and await the answer; on a dropped connection, reconnect for up to
-        ``patience`` seconds and send again. An answer marked ``retry`` (the manager could
-        not store the change yet: a full disk) is asked again, with back-off, for up to
-        ``patience`` seconds (at least ``RETRY_FOR``: a runner that gave up at once would
-        only be replaced by another that does the same)."""
-        delay = 0.2
-        loop = asyncio.get_running_loop()
-        retry_until = loop.time() + max(patience, RETRY_FOR)
-        while True:
-            mid = next(self._ids)
-            fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-            self._pending[mid] = fut
-            try:
-                await self.ws.send(orjson.dumps({**msg, "id": mid}))
-                reply = await fut
-            except Exception as exc:
-                self._pending.pop(mid, None)
-                if patience <= 0:
-                    raise ManagerGone(str(exc)) from exc
-                await self._close()
-                await self.connect(patience)
-                continue
-            if "error" in reply and reply.get("retry"):
-                if loop.time() + delay > retry_until:
-                    raise ManagerGone(reply["error"])
-                if delay == 0.2:
-                    log.warning("manager asked to retry later: %s", reply["error"])
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-                continue
-            if "error" in reply:
-                raise RuntimeError(reply["error"])
-            return reply
-
-    async def _close(self) -> None:
-        if self.ws is not None:
-            with contextlib.suppress(Exception):
-                await self.ws.close()
-        if self._reader is not None:
-            self._reader.cancel()
-
-    async def close(self) -> None:
-        await self._close()
-
-
-def host_ip() -> str:
-    """This host's first non-loopback IPv4 address (what wr reports as HostIP)."""
-    try:
-        import psutil
-
-        for addrs in psutil.net_if_addrs().values():
-            for a in addrs:
-                if a.family == socket.AF_INET and not a.address.startswith("127."):
-                    return a.address
-    except Exception:
-        pass
-    return "127.0.0.1"
-
-
 class Runner:
     """Runs jobs of one group until there are none."""
 
-    def __init__(self, link: Link, *, idle: float, touch: float, max_time: float = 0.0) -> None:
+    def __init__(self, link: Link, *, idle: float, touch: float, max_time: float = 0.0,
+                 journal: Journal | None = None, runner_id: str = "",
+                 keeper_pid: int = 0) -> None:
         self.link = link
+        self.journal = journal
+        """Where starts and ends are recorded before the manager hears of them."""
+        self.runner_id = runner_id
+        self.keeper_pid = keeper_pid
+        """Our keeper (the parent that reports for us if we die); 0: none."""
         self.idle = idle
         self.touch_interval = touch
         self.max_time = max_time
@@ -244,6 +128,12 @@ class Runner:
         self.born = loop.time()
         try:
             while True:
+                if self.keeper_pid and os.getppid() != self.keeper_pid and not self.stopping:
+                    # Our keeper is gone, so nobody would report for us if we died: finish
+                    # what we hold and take nothing new (the scheduler counts us as gone).
+                    log.warning("the runner's keeper (pid %d) is gone: taking no more jobs",
+                                self.keeper_pid)
+                    self.stopping = True
                 if not self.held:
                     if not await self._exchange(None if self.stopping else self.idle):
                         break
@@ -266,6 +156,8 @@ class Runner:
                 self.batch = min(self.batch * 2, MAX_BATCH) if short else 1
                 if not self.reports:
                     self.reports_since = loop.time()
+                if self.journal is not None:
+                    self.journal.ended(end)
                 self.reports.append(end)
                 if self.held and loop.time() - self.reports_since >= START_REPORT_DELAY:
                     self._send_soon()
@@ -303,6 +195,9 @@ class Runner:
             reply = await self.link.request(
                 {"op": "reserve", "timeout": reserve, "many": self.batch})
         _log_refused(reply)
+        if ends and self.journal is not None and not self.sending:
+            # Every end we made is stored now: the journal has nothing left to tell.
+            self.journal.clear(os.getpid(), self.runner_id)
         jobs = [reply["job"], *reply.get("more", ())] if reply.get("job") else []
         self.held.extend(jobs)
         self.held_on = self.link.generation
@@ -352,13 +247,11 @@ class Runner:
             modules=list(job["modules"]), behaviours=list(job["behaviours"]),
             shell=job.get("shell") or "bash",
         )
-        execution = Execution(spec)
+        execution = Execution(spec, self.journal)
         try:
             pid = await execution.start()
         except ExecSetupError as exc:
-            report = {"outcome": exc.outcome, "exitcode": 0, "fail_reason": exc.fail_reason}
-            detail = str(getattr(exc, "detail", ""))
-            return {"key": key, "report": report, "stdout": "", "stderr": detail}, True
+            return self._setup_failed(key, exc), True
         self.current = execution
         self.current_key = key
         if self.stopping:
@@ -403,12 +296,28 @@ class Runner:
             end["start"] = start
         return end, announced is None
 
+    def _setup_failed(self, key: str, exc: Any) -> dict[str, Any]:
+        """The end of a job whose command could not be set up or started: an attempt like
+        any other (issue 13, item 5: it counts against its retries), so its start is
+        reported with it."""
+        fail_reason = exc.fail_reason
+        if exc.detail and exc.fail_reason == "command failed to start":
+            fail_reason = f"{exc.fail_reason}: {exc.detail}"  # what the system answered
+        report = {"outcome": exc.outcome, "exitcode": -1, "fail_reason": fail_reason,
+                  "ended": time.time()}
+        start = {"pid": 0, "host": self.host, "ip": self.ip, "at": time.time()}
+        return {"key": key, "report": report, "stdout": "", "stderr": str(exc.detail),
+                "start": start}
+
     async def _touch(self, key: str, execution: Any) -> None:
         while True:
             await asyncio.sleep(self.touch_interval)
             try:
-                reply = await self.link.request({"op": "touch", "key": key},
-                                                patience=RECONNECT_FOR)
+                # With the memory the command has reached, so that the manager can tell a
+                # batch system's memory kill from a lost runner (issue 13, item 10).
+                reply = await self.link.request(
+                    {"op": "touch", "key": key, "peak_ram": execution.peak_ram_mb},
+                    patience=RECONNECT_FOR)
             except RuntimeError as exc:
                 log.warning("touch of %s refused: %s", key, exc)
                 continue
@@ -437,34 +346,51 @@ def _log_refused(reply: dict[str, Any]) -> None:
         log.warning("report for %s refused: %s", key, why)
 
 
-async def _amain(args: argparse.Namespace) -> int:
+def runner_link(args: argparse.Namespace, runner_id: str) -> Link:
+    """A link to the manager as runner ``runner_id`` (the keeper reports under the id of
+    the worker it kept)."""
     from wr.config import load_config_from_process
     from wr.security import client_ssl_context
 
     config = load_config_from_process()
     token = config.token_file.read_text().strip()
     ssl_ctx = client_ssl_context(config.ca_file)
-    runner_id = uuid.uuid4().hex + (f"@{args.ref}" if args.ref else "")
     url = (f"wss://{args.server}/runner_ws?id={quote(runner_id, safe='')}"
            f"&group={quote(args.group, safe='')}")
-    link = Link(url, token, ssl_ctx, args.domain)
+    return Link(url, token, ssl_ctx, args.domain)
+
+
+async def _amain(args: argparse.Namespace, runner_id: str, keeper_pid: int) -> int:
+    link = runner_link(args, runner_id)
     try:
         await link.connect(patience=10.0)
     except ManagerGone as exc:
         log.error("could not reach the manager at %s: %s", args.server, exc)
         return 1
-    runner = Runner(link, idle=args.idle, touch=args.touch, max_time=args.max_time)
+    journal = None
+    if keeper_pid:
+        from wr.journal import journal_path
+
+        journal = Journal(journal_path(runner_id))
+        journal.clear(os.getpid(), runner_id)
+    runner = Runner(link, idle=args.idle, touch=args.touch, max_time=args.max_time,
+                    journal=journal, runner_id=runner_id, keeper_pid=keeper_pid)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, runner.signalled)
+    told = False
     try:
         why = await runner.run()
+        told = not runner.reports
     except ManagerGone as exc:
         why = f"the manager could not be reached ({exc})"
     finally:
         await link.close()
+        if journal is not None:
+            # Kept when ends were never stored: the keeper then tries to report them.
+            journal.close(remove=told)
     log.info("wr runner exiting, having run %d commands, because %s", runner.ran, why)
-    return 0
+    return 0 if told else 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -482,14 +408,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ref", default="",
                         help="the scheduler's name for this runner (e.g. slurm:12_3), kept "
                              "in its id so the scheduler can tell what became of it")
+    parser.add_argument("--no-keeper", action="store_true",
+                        help="run without a keeper process (nobody then reports for this "
+                             "runner if it is killed: for tests and debugging)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="%(levelname)s: %(message)s")
     os.environ.pop("WR_DAEMON", None)
+    runner_id = uuid.uuid4().hex + (f"@{args.ref}" if args.ref else "")
+    keeper_pid = 0
+    if not args.no_keeper:
+        from wr.keeper import become_worker
+
+        keeper_pid = become_worker(args, runner_id)  # returns in the worker only
     try:
         import uvloop
 
-        return uvloop.run(_amain(args))
+        return uvloop.run(_amain(args, runner_id, keeper_pid))
     except KeyboardInterrupt:
         return 130
 

@@ -114,17 +114,7 @@ def test_a_frozen_runner_whose_job_finished_meanwhile_is_not_run_twice(
 
 
 def _runner_of(m: ManagerHandle) -> int:
-    import psutil
-
-    def find() -> int | None:
-        for proc in psutil.process_iter(["pid", "cmdline", "environ"]):
-            with contextlib.suppress(psutil.Error):
-                if ("wr.runner" in " ".join(proc.info["cmdline"] or [])
-                        and (proc.info["environ"] or {}).get("HOME") == str(m.home)):
-                    return proc.pid
-        return None
-
-    return wait_for(find, what="the runner process")
+    return wait_for(lambda: (pids := m.runner_pids()) and pids[0], what="the runner process")
 
 
 # -- replayed reports -----------------------------------------------------------------------

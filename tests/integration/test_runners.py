@@ -8,22 +8,9 @@ import signal
 import psutil
 import pytest
 
-from tests.conftest import ManagerHandle, wait_for
+from tests.conftest import wait_for
 
 pytestmark = pytest.mark.integration
-
-
-def _runner_pids(m: ManagerHandle) -> list[int]:
-    found = []
-    for proc in psutil.process_iter(["pid", "cmdline", "environ"]):
-        try:
-            cmd = " ".join(proc.info["cmdline"] or [])
-            env = proc.info["environ"] or {}
-        except (psutil.Error, OSError):
-            continue
-        if "wr.runner" in cmd and env.get("HOME") == str(m.home):
-            found.append(proc.pid)
-    return found
 
 
 def _state(client, key: str) -> dict:
@@ -38,7 +25,7 @@ def test_a_silent_runner_makes_its_job_lost_until_it_speaks_again(manager) -> No
     with manager.client() as c:
         key = c.add([{"cmd": "sleep 30", "cpus": 1}], rep_grp="silent")[0]["Key"]
         wait_for(lambda: _state(c, key)["State"] == "running", what="job to run")
-        runners = wait_for(lambda: _runner_pids(manager), what="a runner process")
+        runners = wait_for(manager.runner_pids, what="a runner process")
         for pid in runners:
             os.kill(pid, signal.SIGSTOP)
         try:
@@ -67,7 +54,7 @@ def test_a_dead_runners_job_is_retried_once_its_process_is_gone(manager) -> None
     with manager.client() as c:
         key = c.add([{"cmd": "sleep 2", "cpus": 1, "retries": 1}], rep_grp="dead")[0]["Key"]
         wait_for(lambda: _state(c, key)["State"] == "running", what="job to run")
-        for pid in wait_for(lambda: _runner_pids(manager), what="a runner process"):
+        for pid in wait_for(manager.runner_pids, what="a runner process"):
             os.kill(pid, signal.SIGKILL)
         done = wait_for(lambda: (j := _state(c, key))["State"] == "complete" and j,
                         timeout=60, what="the retry to complete")

@@ -363,13 +363,11 @@ def test_user_kill_leaves_no_process_behind(tmp_path: Path) -> None:
     assert [pid for pid in [result.pid, *found] if alive(pid)] == []
 
 
-def test_stop_kill_is_interrupted_and_keeps_the_directory(tmp_path: Path) -> None:
+def test_stop_kill_is_interrupted_and_leaves_no_directory(tmp_path: Path) -> None:
+    """Issue 13, item 11: a job put back by a stop runs again in a directory of its own, so
+    the one it had is removed (with its empty parents), though no cleanup behaviour ran."""
     async def go() -> ExecResult:
-        spec = make_spec(
-            tmp_path,
-            "echo $$; sleep 100",
-            behaviours=[{"when": "on_exit", "do": "cleanup"}],
-        )
+        spec = make_spec(tmp_path, "echo $$; touch out; sleep 100")
         execution = Execution(spec)
         await execution.start()
         await asyncio.sleep(0.1)
@@ -378,8 +376,9 @@ def test_stop_kill_is_interrupted_and_keeps_the_directory(tmp_path: Path) -> Non
 
     result = asyncio.run(go())
     assert (result.outcome, result.fail_reason, result.exitcode) == ("interrupted", "", -1)
-    assert os.path.isdir(result.actual_cwd)
-    assert not os.path.exists(os.path.join(os.path.dirname(result.actual_cwd), "tmp"))
+    assert result.actual_cwd.startswith(str(tmp_path))
+    assert not os.path.exists(os.path.dirname(result.actual_cwd))
+    assert not (tmp_path / "wr_cwd").exists()
 
 
 @pytest.mark.parametrize(

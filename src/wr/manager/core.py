@@ -100,6 +100,9 @@ class Manager:
             recommend=self.learner.recommend,
         )
         self.runner_links: dict[str, RunnerLink] = {}
+        self._gone_links: dict[str, set[str]] = {}
+        """Jobs held by runners whose connection closed, by runner id, until the runner (or
+        its keeper, wr.keeper) connects again under that id."""
         self.queue.connected = self.runner_links.__contains__
         self.warnings: dict[str, Warning_] = {}
         self.page_warnings: dict[str, Warning_] = {}
@@ -425,22 +428,61 @@ class Manager:
     # -- runners ----------------------------------------------------------------------------
 
     def connect_runner(self, link: RunnerLink) -> None:
+        """A runner connected: a new one, one reconnecting, or the keeper of one that died
+        (which reports under its id). It takes over what that id holds."""
+        old = self.runner_links.get(link.id)
+        if old is not None:
+            link.jobs |= old.jobs
+        link.jobs |= self._gone_links.pop(link.id, set())
         self.runner_links[link.id] = link
 
-    def disconnect_runner(self, runner_id: str) -> None:
+    def disconnect_runner(self, runner_id: str, link: RunnerLink | None = None) -> None:
         """A runner's connection closed. Everything it holds stays its own for now: a runner
         may just be reconnecting, and one that reports a short job's start together with its
         end (wr.runner) may have started a job it still calls reserved, so handing that job
         to another runner could run it twice. A reconnected runner reports what it ran and
-        gives back what it did not; if it never returns, its reserved jobs go back to the
-        queue ``ttr`` seconds from now and its running ones become lost after ``ttr``
-        seconds without a keep-alive."""
-        link = self.runner_links.pop(runner_id, None)
-        if link is None:
+        gives back what it did not; so does the keeper of a runner that died (``bye``); if
+        neither comes, its reserved jobs go back to the queue ``ttr`` seconds from now and its
+        running ones become lost after ``ttr`` seconds without a keep-alive.
+
+        ``link``: the connection that closed; if a newer connection of the same runner has
+        replaced it meanwhile, that one keeps everything."""
+        current = self.runner_links.get(runner_id)
+        if current is None or (link is not None and current is not link):
             return
+        del self.runner_links[runner_id]
         now = time.time()
-        for key in link.jobs:
+        held = {key for key in current.jobs if (job := self.queue.jobs.get(key)) is not None
+                and job.reserved_by == runner_id}
+        if held:
+            self._gone_links[runner_id] = held
+        for key in held:
             self.queue.hold_reserved(key, runner_id, now)
+
+    def _forget_gone_runners(self) -> None:
+        """Drop what runners that never came back held once none of it is theirs any more."""
+        jobs = self.queue.jobs
+        for runner_id, keys in list(self._gone_links.items()):
+            if not any((j := jobs.get(k)) is not None and j.reserved_by == runner_id
+                       for k in keys):
+                del self._gone_links[runner_id]
+
+    async def runner_bye(self, runner_id: str) -> list[Job]:
+        """A runner (or the keeper of a dead one) holds nothing it has not reported: the jobs
+        reserved for it go straight back to the queue. Returns them."""
+        link = self.runner_links.get(runner_id)
+        keys = set(link.jobs) if link is not None else set()
+        keys |= self._gone_links.pop(runner_id, set())
+        now = time.time()
+        released = []
+        for key in keys:
+            job = self.queue.jobs.get(key)
+            if job is not None and job.state == State.RESERVED and job.reserved_by == runner_id:
+                released.append(self.queue.release_unstarted(key, runner_id, now))
+        if link is not None:
+            link.jobs.clear()
+        await self._after()
+        return released
 
     async def reserve(self, group: str, runner_id: str, timeout: float, many: int = 1
                       ) -> list[Job]:
@@ -609,6 +651,7 @@ class Manager:
                 if now - last_lost_check >= max(self.config.ttr, 5.0):
                     # A lost job's process may have ended since we last looked.
                     last_lost_check = now
+                    self._forget_gone_runners()
                     for job in list(self.queue.jobs.values()):
                         if job.state == State.LOST:
                             asyncio.ensure_future(

@@ -21,6 +21,10 @@ Runner -> manager requests carry an ``id`` that the answer repeats:
   adds ``"refused": {key: why}`` for those the queue refused, once what they conflict with
   is stored. If it refuses them all, the answer is an error, as for one.
 * ``{"op": "release", "key"}`` -> ``{}``: give back a reserved job it will not start.
+* ``{"op": "bye"}`` -> ``{}``: the runner holds nothing it has not reported; jobs reserved for
+  it go back to the queue at once. The keeper of a runner that died (wr.keeper) connects under
+  the dead runner's id, sends its ends (with ``"recovered": why``, which the manager logs),
+  then ``bye``.
 
 An answer ``{"error": ..., "retry": true}`` means the manager could not store the change (a
 full disk, issue 6): the runner asks again later. A job it would have been given is put back
@@ -103,7 +107,8 @@ class RunnerEndpoint:
                 await ws.send_bytes(orjson.dumps(msg))
 
         manager = self.manager
-        manager.connect_runner(RunnerLink(runner_id, group, send))
+        link = RunnerLink(runner_id, group, send)
+        manager.connect_runner(link)
         tasks: set[asyncio.Task[None]] = set()
         try:
             while True:
@@ -122,7 +127,7 @@ class RunnerEndpoint:
         finally:
             for task in tasks:
                 task.cancel()
-            manager.disconnect_runner(runner_id)
+            manager.disconnect_runner(runner_id, link)
 
     def _touch(self, msg: dict[str, Any], runner_id: str) -> dict[str, Any]:
         try:
@@ -162,6 +167,13 @@ class RunnerEndpoint:
                 if refused:
                     reply["refused"] = refused
                     await manager.store.durable()
+                if msg.get("recovered"):
+                    _log_recovery(runner_id, str(msg["recovered"]), reports, refused)
+            elif op == "bye":
+                released = await manager.runner_bye(runner_id)
+                if released:
+                    log.info("runner %s gave back %d jobs it never started: %s", runner_id,
+                             len(released), ", ".join(j.key for j in released[:10]))
             elif op == "release":
                 job = manager.queue.get(msg["key"])
                 if job is not None and job.reserved_by == runner_id:
@@ -241,6 +253,16 @@ class RunnerEndpoint:
             if job is not None and job.state == State.RESERVED and job.reserved_by == runner_id:
                 manager.queue.release_unstarted(key, runner_id, now)
         manager._after().add_done_callback(_quiet)
+
+
+def _log_recovery(runner_id: str, how: str, reports: list[tuple[str, EndReport, str, str]],
+                  refused: dict[str, str]) -> None:
+    """The manager's log says why a job ran again: its runner died (wr.keeper)."""
+    said = [f"{key} ({'refused: ' + refused[key] if key in refused else report.outcome}"
+            f"{', ' + report.fail_reason if report.fail_reason else ''})"
+            for key, report, _, _ in reports]
+    log.warning("runner %s %s; its keeper reported for it: %s", runner_id, how,
+                "; ".join(said))
 
 
 def _end_report(end: dict[str, Any]) -> tuple[str, EndReport, str, str]:

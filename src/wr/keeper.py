@@ -1,0 +1,311 @@
+"""A runner's keeper: the small parent that reports for a runner that died (issue 13, item 3).
+
+A runner killed with ``kill -9`` (or by the OOM killer) used to leave its command running
+with nobody to report it: about a minute later the manager called the job lost and ran it
+again (twice at once, or again after it had succeeded), or buried a success as "lost contact
+with runner". Short jobs that a runner ran in a batch and had not yet reported were run again
+without anyone knowing.
+
+So every runner is two processes. ``python -m wr.runner`` starts as the *keeper*: it makes
+itself a child subreaper (Linux's ``PR_SET_CHILD_SUBREAPER``), forks the *worker* (the runner
+proper, wr.runner.Runner) and waits. The worker journals every command's start, pid and exit
+on this host before it tells the manager (wr.journal). If the worker dies, its commands are
+re-parented to the keeper, not to init, so the keeper can still read how each one ended. It
+then settles every command the journal names:
+
+* one that had exited (journalled, or a zombie the keeper now reaps) is reported with its
+  real exit code: a success is complete, never buried as lost nor run again;
+* one still running is killed with everything it started (its process group and every
+  process carrying its ``WR_EXECUTION_ID``), reaped, and reported as released for another
+  attempt, with FailReason ``lost contact with runner`` and a stderr that says the runner died;
+  the attempt is counted, so the rerun is visible (``Attempts``, and the manager's log);
+* ends the worker had made but not yet had stored are sent as they were.
+
+It reports under the worker's runner id, so the queue accepts the reports exactly when the
+worker's would have been accepted: never for a job that has since been given to another
+runner. Then it tells the manager it holds nothing else (``bye``: jobs reserved for the
+worker but never started go straight back to the queue) and exits.
+
+A keeper that is itself killed leaves a working worker behind: the worker notices (its parent
+changes), finishes what it holds and takes nothing new.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import logging
+import os
+import signal
+import socket
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from wr.journal import JournalState, Started, journal_path, read_journal
+
+log = logging.getLogger("wr.runner")
+
+_TICKS_PER_S = os.sysconf("SC_CLK_TCK")
+_TICK = 2 / _TICKS_PER_S
+"""How much earlier than the truth a process start time may read (kept in clock ticks)."""
+_PR_SET_NAME = 15
+_PR_SET_CHILD_SUBREAPER = 36
+
+
+def become_worker(args: argparse.Namespace, runner_id: str) -> int:
+    """Fork; return the keeper's pid in the child (the worker). The parent keeps the worker
+    and exits when it is done, never returning."""
+    subreaper = _prctl(_PR_SET_CHILD_SUBREAPER, 1)
+    keeper = os.getpid()
+    worker = os.fork()
+    if worker == 0:
+        _prctl(_PR_SET_NAME, ctypes.c_char_p(b"wr-runner"))
+        return keeper
+    _prctl(_PR_SET_NAME, ctypes.c_char_p(b"wr-keeper"))
+    if not subreaper:
+        log.warning("could not become a child subreaper: if this runner is killed, its "
+                    "commands' exits cannot be read")
+    raise SystemExit(keep(worker, args, runner_id))
+
+
+def keep(worker: int, args: argparse.Namespace, runner_id: str) -> int:
+    """Wait for the worker; if it did not end cleanly, settle and report what it held."""
+    def forward(signum: int, frame: Any) -> None:
+        # A signal for the runner (a scheduler stopping it) is the worker's to act on.
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(worker, signum)
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, forward)
+    orphans: dict[int, Orphan] = {}
+    while True:
+        # Peek before reaping: an orphan may be a command the journal has no pid for, known
+        # then by when it started and that it leads a session (`settle`).
+        try:
+            info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOWAIT)
+        except ChildProcessError:  # cannot happen while the worker is our child
+            return 1
+        if info is None:
+            continue
+        if info.si_pid == worker:
+            _, status = os.waitpid(worker, 0)
+            break
+        orphans[info.si_pid] = _reap(info.si_pid)
+    path = journal_path(runner_id)
+    state = read_journal(path)
+    code = os.waitstatus_to_exitcode(status)
+    if code == 0 and not (state.started or state.ends):
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        return 0
+    how = (f"was killed by signal {-code} ({signal.Signals(-code).name})" if code < 0
+           else f"exited with code {code}")
+    ends = settle(state, orphans, f"its runner (pid {worker}) {how}")
+    if code < 0 or ends:
+        log.warning("wr runner %s %s; its keeper reports %d commands", runner_id, how,
+                    len(ends))
+    try:
+        import asyncio
+
+        asyncio.run(_report(args, runner_id, ends, how))
+    except Exception as exc:  # the journal stays: nothing more can be done from here
+        log.error("the keeper of runner %s could not report: %s", runner_id, exc)
+        return 1
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+    return 0
+
+
+@dataclass(slots=True)
+class Orphan:
+    """A child the keeper inherited (a command of the dead worker, or something a command
+    left behind), as it was when it was reaped."""
+
+    pid: int
+    status: int
+    """Its wait status."""
+    created: float
+    """When it started, in seconds since the machine booted (to a clock tick)."""
+    leader: bool
+    """Whether it led a session of its own, as every command the runner starts does."""
+
+
+def settle(state: JournalState, orphans: dict[int, Orphan], why: str
+           ) -> list[dict[str, Any]]:
+    """The end report of every command the journal names, after making sure none of them is
+    still running (this process must be their subreaper: their exits are ours to read).
+    ``orphans``: children reaped so far (more are reaped here)."""
+    from wr.procs import marked_processes, signal_all
+    from wr.runner_link import host_ip
+
+    ends = list(state.ends)
+    host, ip = socket.gethostname(), host_ip()
+    known = {s.pid for s in state.started.values() if s.pid}
+    for started in state.started.values():
+        if started.end is not None:
+            ends.append(started.end)
+            continue
+        killed = False
+        if started.code is None and not started.pid:
+            _find(started, orphans, known)  # the runner died as it started it
+        if started.code is None and started.pid:
+            orphan = orphans.pop(started.pid, None)
+            status = orphan.status if orphan is not None else None
+            if status is None:
+                status, killed = _stop(started.pid, started.token)
+            if status is not None and not killed:
+                started.code = (os.WEXITSTATUS(status) if os.WIFEXITED(status) else -1)
+                started.sig = 0 if os.WIFEXITED(status) else os.WTERMSIG(status)
+        if started.token and (killed or started.code is None):
+            signal_all(marked_processes(started.token), signal.SIGKILL)
+        ends.append(_end_of(started, killed, why, host, ip))
+    _reap_all()
+    return ends
+
+
+def _find(started: Started, orphans: dict[int, Orphan], known: set[int]) -> None:
+    """Find the command the runner was starting when it died, which the journal has no pid
+    for: alive, a child of ours carrying its WR_EXECUTION_ID; already over, the one orphan
+    that led a session and was made after the runner journalled the start (process start
+    times are known to a clock tick, hence the slack)."""
+    import psutil
+
+    from wr.procs import EXECUTION_ID_VAR
+
+    with contextlib.suppress(psutil.Error):
+        for child in psutil.Process().children():
+            if child.pid in known or child.pid in orphans:
+                continue
+            with contextlib.suppress(psutil.Error):
+                if child.status() == psutil.STATUS_ZOMBIE:
+                    orphans[child.pid] = _reap(child.pid)
+                elif child.environ().get(EXECUTION_ID_VAR) == started.token:
+                    started.pid = child.pid  # alive: `settle` kills it
+                    return
+    matches = [o for o in orphans.values() if o.pid not in known and o.leader
+               and o.created >= started.bt - _TICK]
+    if len(matches) == 1:
+        started.pid = matches[0].pid
+        known.add(started.pid)
+
+
+def _reap(pid: int) -> Orphan:
+    """Reap child ``pid``, which has exited, noting what identifies it first."""
+    created, leader = 0.0, False
+    with contextlib.suppress(OSError, ValueError, IndexError):  # gone: nothing to note
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        # (state, ppid, pgrp, session, ..., starttime at 19: clock ticks since boot)
+        leader = int(fields[3]) == pid
+        created = int(fields[19]) / _TICKS_PER_S
+    try:
+        _, status = os.waitpid(pid, 0)
+    except ChildProcessError:
+        status = 0
+    return Orphan(pid, status, created, leader)
+
+
+def _reap_all() -> None:
+    """Reap whatever of ours has exited (commands whose exits were journalled, orphans)."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def _stop(pid: int, token: str) -> tuple[int | None, bool]:
+    """Reap command ``pid`` (our child now), killing it first if it still runs: its wait
+    status (None if it is not ours to reap) and whether we killed it."""
+    from wr.procs import killpg, marked_processes, signal_all
+
+    try:
+        info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:
+        return None, False
+    killed = info is None
+    if killed:  # still running: nobody can report it any more
+        killpg(pid)
+        if token:
+            signal_all(marked_processes(token), signal.SIGKILL)
+    try:
+        _, status = os.waitpid(pid, 0)
+    except ChildProcessError:
+        return None, killed
+    return status, killed
+
+
+def _end_of(started: Started, killed: bool, why: str, host: str, ip: str) -> dict[str, Any]:
+    """What to report of a command the worker could not report itself."""
+    from wr.execute import Marks, decide_outcome
+    from wr.jobs import FailReason
+
+    now = time.time()
+    start = {"pid": started.pid, "host": host, "ip": ip, "at": started.at or now}
+    report: dict[str, Any] = {"ended": now}
+    if started.code is not None and not killed:
+        if started.sig:
+            outcome, reason = "release", str(FailReason.ABNORMAL)
+            detail = f"the command was killed by signal {started.sig} after {why}"
+        else:
+            decided, fail = decide_outcome(started.code, Marks(), now - start["at"], 0, 0)
+            outcome, reason = str(decided), str(fail)
+            detail = (f"the command exited with code {started.code}; {why} before it could "
+                      f"report it, so its output was not kept")
+        report.update(outcome=outcome, exitcode=started.code, fail_reason=reason)
+    else:
+        _remove_dir(started)
+        if killed:
+            detail = (f"{why} while this command ran; the runner's keeper killed the "
+                      f"command, which goes back in the queue for another attempt")
+        else:
+            detail = (f"{why} as it was starting this command, which may or may not have "
+                      f"started; it goes back in the queue for another attempt")
+        report.update(outcome="release", exitcode=-1, fail_reason=str(FailReason.LOST))
+    return {"key": started.key, "report": report, "stdout": "", "stderr": detail,
+            "start": start}
+
+
+def _remove_dir(started: Started) -> None:
+    """The unique working directory of a command that will run again elsewhere."""
+    if not started.unique or not started.base:
+        return
+    from wr.workdirs import remove_unique_dir
+
+    with contextlib.suppress(OSError):
+        remove_unique_dir(started.unique, started.base)
+
+
+async def _report(args: argparse.Namespace, runner_id: str, ends: list[dict[str, Any]],
+                  how: str) -> None:
+    from wr.runner import runner_link
+    from wr.runner_link import RECONNECT_FOR
+
+    link = runner_link(args, runner_id)
+    await link.connect(patience=RECONNECT_FOR)
+    try:
+        if ends:
+            msg = {"op": "end", "ends": ends, "reserve": None, "recovered": how}
+            try:
+                reply = await link.request(msg, patience=RECONNECT_FOR)
+            except RuntimeError as exc:
+                log.warning("the manager refused every report of runner %s: %s",
+                            runner_id, exc)
+            else:
+                for key, why in (reply.get("refused") or {}).items():
+                    log.warning("report for %s refused: %s", key, why)
+        await link.request({"op": "bye"}, patience=RECONNECT_FOR)
+    finally:
+        await link.close()
+
+
+def _prctl(option: int, value: Any) -> bool:
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(option, value, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False

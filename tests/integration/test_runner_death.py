@@ -1,0 +1,186 @@
+"""A runner killed at any moment runs nothing twice and loses no exit (issue 13, item 3).
+
+Every runner is a keeper and a worker (wr.keeper); these tests kill the worker with
+SIGKILL at the moments that matter, for real, and look at what the jobs did (side-effect
+files), what the manager stored (state, Attempts, Exitcode, FailReason) and what it logged.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from tests.conftest import ManagerHandle, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def _job(c: Any, key: str) -> dict[str, Any]:
+    return c.status(key)[0]
+
+
+def _when(c: Any, key: str, state: str, timeout: float = 60) -> dict[str, Any]:
+    return wait_for(lambda: (j := _job(c, key))["State"] == state and j, timeout=timeout,
+                    what=f"job {key} to be {state}")
+
+
+def _only_worker(m: ManagerHandle) -> int:
+    pids = wait_for(m.runner_pids, what="a runner")
+    assert len(pids) == 1, pids
+    return pids[0]
+
+
+def _zombie_child_of(pid: int) -> bool:
+    try:
+        return any(p.status() == psutil.STATUS_ZOMBIE for p in psutil.Process(pid).children())
+    except psutil.Error:
+        return False
+
+
+def test_a_command_killed_with_its_runner_runs_again_visibly(manager: ManagerHandle,
+                                                             tmp_path: Path) -> None:
+    """Steps: run `sleep 3 && echo done >> F` (retries 1); SIGKILL its runner's worker
+    while it sleeps.
+    Expected: the command is killed at once (its process is gone within seconds, not left
+    running), the job goes back to the queue with FailReason "lost contact with runner"
+    and a stderr saying its runner died, and its rerun completes: Attempts 2, the line
+    written once (by the rerun), and the manager's log names the runner's death."""
+    record = tmp_path / "record"
+    with manager.client() as c:
+        key = c.add([{"cmd": f"sleep 3 && echo done >> {record}", "cpus": 1,
+                      "retries": 1}], rep_grp="killed")[0]["Key"]
+        running = _when(c, key, "running")
+        worker = _only_worker(manager)
+        os.kill(worker, signal.SIGKILL)
+        wait_for(lambda: not psutil.pid_exists(running["Pid"])
+                 or psutil.Process(running["Pid"]).status() == psutil.STATUS_ZOMBIE,
+                 timeout=10, what="the command to die with its runner")
+        done = _when(c, key, "complete")
+        assert done["Attempts"] == 2 and done["Exitcode"] == 0
+    assert record.read_text().splitlines() == ["done"]
+    log = manager.log()
+    assert f"killed by signal 9 (SIGKILL); its keeper reported for it: {key} (release, " \
+           "lost contact with runner)" in log, log
+
+
+def test_a_command_that_ended_as_its_runner_died_is_reported_not_rerun(
+        manager: ManagerHandle, tmp_path: Path) -> None:
+    """Steps: run `echo once >> F; exit 0` with retries 0 but make it wait on a file;
+    freeze the worker (SIGSTOP), let the command finish (it is then an unreaped child of
+    the frozen worker), SIGKILL the worker.
+    Expected: the keeper reaps the command and reports its real exit: the job is complete
+    at its first attempt, never buried as lost nor run again (one line)."""
+    record, go = tmp_path / "record", tmp_path / "go"
+    cmd = f"while [ ! -e {go} ]; do sleep 0.1; done; echo once >> {record}"
+    with manager.client() as c:
+        key = c.add([{"cmd": cmd, "cpus": 1, "retries": 0}], rep_grp="ended")[0]["Key"]
+        _when(c, key, "running")
+        worker = _only_worker(manager)
+        os.kill(worker, signal.SIGSTOP)
+        go.touch()
+        wait_for(lambda: record.exists() and _zombie_child_of(worker),
+                 what="the command to finish while its runner is frozen")
+        os.kill(worker, signal.SIGKILL)
+        done = _when(c, key, "complete")
+        assert done["Attempts"] == 1 and done["Exitcode"] == 0
+    assert record.read_text().splitlines() == ["once"]
+
+
+def test_a_failure_as_its_runner_died_keeps_its_real_exit_code(manager: ManagerHandle,
+                                                               tmp_path: Path) -> None:
+    """As above, but the command exits 3 (retries 0). Expected: buried with Exitcode 3 and
+    FailReason "command exited non-zero", as if the runner had reported it."""
+    go = tmp_path / "go"
+    cmd = f"while [ ! -e {go} ]; do sleep 0.1; done; exit 3"
+    with manager.client() as c:
+        key = c.add([{"cmd": cmd, "cpus": 1, "retries": 0}], rep_grp="failed")[0]["Key"]
+        _when(c, key, "running")
+        worker = _only_worker(manager)
+        os.kill(worker, signal.SIGSTOP)
+        go.touch()
+        wait_for(lambda: _zombie_child_of(worker), what="the command to exit")
+        os.kill(worker, signal.SIGKILL)
+        buried = _when(c, key, "buried")
+        assert (buried["Exitcode"], buried["FailReason"], buried["Attempts"]) == \
+            (3, "command exited non-zero", 1)
+
+
+def test_short_jobs_a_runner_ran_but_never_reported_are_not_run_again(
+        manager: ManagerHandle, tmp_path: Path) -> None:
+    """Steps: 60 jobs of `echo KEY >> F` (they end in milliseconds, so a runner runs them
+    in batches and reports them together); freeze the worker after a few lines appear,
+    give the commands it started time to end, then SIGKILL it (every worker: there may be
+    two).
+    Expected: every job completes exactly once (60 distinct lines, none twice), and none
+    shows more than one attempt: the keeper reported the ones the worker ran."""
+    record = tmp_path / "record"
+    jobs = [{"cmd": f"echo {n} >> {record}", "cpus": 1, "retries": 3} for n in range(60)]
+    with manager.client() as c:
+        c.add(jobs, rep_grp="short")
+        wait_for(lambda: record.exists() and len(record.read_text().splitlines()) >= 5,
+                 what="a few jobs to run")
+        workers = wait_for(manager.runner_pids, what="a runner")
+        for worker in workers:
+            os.kill(worker, signal.SIGSTOP)
+        time.sleep(0.2)  # the command in flight, if any, ends (it takes a millisecond)
+        for worker in workers:
+            os.kill(worker, signal.SIGKILL)
+        wait_for(lambda: c.counts("short")["complete"] == 60, timeout=120,
+                 what="every job to complete")
+        attempts = {j["Attempts"] for j in c.status("short")}
+    lines = record.read_text().splitlines()
+    assert sorted(lines, key=int) == [str(n) for n in range(60)]
+    assert attempts <= {1, 2}
+    assert attempts == {1} or "its keeper reported for it" in manager.log()
+
+
+def test_a_killed_keeper_leaves_its_worker_to_finish(manager: ManagerHandle,
+                                                     tmp_path: Path) -> None:
+    """Steps: run `sleep 2 && echo once >> F`; SIGKILL the runner's keeper.
+    Expected: nothing happens to the job: it completes at its first attempt."""
+    record = tmp_path / "record"
+    with manager.client() as c:
+        key = c.add([{"cmd": f"sleep 2 && echo once >> {record}", "cpus": 1}],
+                    rep_grp="keeper")[0]["Key"]
+        _when(c, key, "running")
+        keepers = wait_for(lambda: manager.runner_pids("wr-keeper"), what="the keeper")
+        os.kill(keepers[0], signal.SIGKILL)
+        done = _when(c, key, "complete")
+        assert done["Attempts"] == 1
+    assert record.read_text().splitlines() == ["once"]
+
+
+def test_a_command_the_system_cannot_start_is_an_attempt(manager: ManagerHandle) -> None:
+    """Issue 13, item 5. Steps: add `: aaa...` (200,000 characters, over Linux's limit for
+    one argument) with retries 1. Expected: each start failure counts: buried after 2
+    attempts, FailReason "command failed to start: Argument list too long: ..." saying
+    what the system answered."""
+    with manager.client() as c:
+        key = c.add([{"cmd": ": " + "a" * 200_000, "retries": 1}], rep_grp="e2big")[0]["Key"]
+        buried = _when(c, key, "buried")
+    assert buried["Attempts"] == 2
+    assert buried["FailReason"].startswith("command failed to start: Argument list too long")
+    assert "bytes for the command itself" in buried["FailReason"]
+
+
+def test_a_stop_leaves_no_working_directory_behind(make_manager: Any,
+                                                   tmp_path: Path) -> None:
+    """Issue 13, item 11. Steps: run `sleep 30` in a unique directory under a base cwd;
+    stop the manager. Expected: the job is put back (uncharged) and its unique directory
+    is gone: the base holds nothing."""
+    m = make_manager()
+    m.start()
+    base = tmp_path / "base"
+    base.mkdir()
+    with m.client() as c:
+        key = c.add([{"cmd": "sleep 30", "cwd": str(base)}], rep_grp="stop")[0]["Key"]
+        _when(c, key, "running")
+        assert any(base.iterdir())
+    m.stop()
+    assert list(base.iterdir()) == []
