@@ -153,6 +153,20 @@ class ManagerHandle:
                             headers=headers, timeout=timeout)
 
 
+def _describe(pids: list[int]) -> str:
+    """Who the leftover processes are, for a failure message."""
+    import psutil
+
+    out = []
+    for pid in pids:
+        try:
+            p = psutil.Process(pid)
+            out.append(f"{pid} {p.name()} (parent {p.ppid()}): {' '.join(p.cmdline())[:200]}")
+        except psutil.Error:
+            out.append(f"{pid} (gone)")
+    return "\n".join(out)
+
+
 def _descendants_of_home(home: Path) -> list[int]:
     """Pids of processes still running with this test's HOME (runners, jobs, managers)."""
     import psutil
@@ -183,10 +197,11 @@ def running_manager(home: Path, *start_args: str, **extra_env: str) -> Iterator[
     finally:
         handle.stop()
         leftovers = _descendants_of_home(home)
+        who = _describe(leftovers)
         for pid in leftovers:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-        assert not leftovers, f"processes left behind: {leftovers}\n{handle.log()}"
+        assert not leftovers, f"processes left behind:\n{who}\n{handle.log()}"
 
 
 @pytest.fixture
@@ -211,10 +226,11 @@ def make_manager(tmp_path: Path) -> Iterator[Any]:
         if pid_file.exists():
             handle.stop()
         leftovers = _descendants_of_home(handle.home)
+        who = _describe(leftovers)
         for pid in leftovers:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-        assert not leftovers, f"processes left behind: {leftovers}\n{handle.log()}"
+        assert not leftovers, f"processes left behind:\n{who}\n{handle.log()}"
 
 
 @pytest.fixture

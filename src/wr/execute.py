@@ -148,6 +148,9 @@ class ExecSpec:
     behaviours: list[dict]
     """e.g. {"when": "on_failure", "do": "run", "arg": "echo x"}."""
     shell: str = "bash"
+    shell_via: str = ""
+    """A path to execute for ``shell`` (a runner's named link to it), or "" for the shell
+    found in the command's PATH."""
     app_name: str = "wr"
     monitor_interval: float = 1.0
 
@@ -317,10 +320,11 @@ class Execution:
             self.journal.starting(spec.key, self._token)
         try:
             self._started = time.time()
-            self.pid = spawn(argv, self._run_dir, env, out_w, err_w)
+            self.pid = spawn(argv, self._run_dir, env, out_w, err_w, spec.shell_via)
             if not self.pid:
                 self._proc = subprocess.Popen(
                     argv,
+                    executable=spec.shell_via or None,
                     stdin=subprocess.DEVNULL,
                     stdout=out_w,
                     stderr=err_w,

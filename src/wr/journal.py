@@ -6,8 +6,9 @@ A runner (wr.runner) appends one line per event to a file of its own, with plain
 the runner's process, not its machine (the page cache outlives a ``kill -9``). The lines,
 each a JSON object with one of these tags:
 
-``{"w": pid, "id": runner_id}``
-    the worker process that owns the journal (first line).
+``{"w": pid, "id": runner_id, "comm": name}``
+    the worker process that owns the journal (first line), and the name its commands have
+    (wr.procs.shell_link).
 ``{"s": key, "tok": token, "bt": seconds_since_boot}``
     the runner is about to start job ``key``'s command; ``token`` is its
     ``WR_EXECUTION_ID`` (wr.execute), by which every process of the command can be found;
@@ -46,6 +47,11 @@ def journal_dir() -> Path:
     return path
 
 
+def command_name(runner_id: str) -> str:
+    """The name (``comm``, 15 characters) a runner's commands have (wr.procs.shell_link)."""
+    return "wrj" + "".join(c for c in runner_id if c.isalnum())[:12]
+
+
 def journal_path(runner_id: str) -> Path:
     """The journal of runner ``runner_id`` on this host."""
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in runner_id)
@@ -62,8 +68,8 @@ class Journal:
     def _put(self, record: dict[str, Any]) -> None:
         os.write(self._fd, orjson.dumps(record) + b"\n")
 
-    def worker(self, pid: int, runner_id: str) -> None:
-        self._put({"w": pid, "id": runner_id})
+    def worker(self, pid: int, runner_id: str, comm: str = "") -> None:
+        self._put({"w": pid, "id": runner_id, "comm": comm})
 
     def starting(self, key: str, token: str) -> None:
         self._put({"s": key, "tok": token, "bt": time.clock_gettime(time.CLOCK_BOOTTIME)})
@@ -77,10 +83,10 @@ class Journal:
     def ended(self, end: dict[str, Any]) -> None:
         self._put({"e": end})
 
-    def clear(self, worker_pid: int, runner_id: str) -> None:
+    def clear(self, worker_pid: int, runner_id: str, comm: str = "") -> None:
         """Forget everything: the manager has stored every end the runner sent."""
         os.ftruncate(self._fd, 0)
-        self.worker(worker_pid, runner_id)
+        self.worker(worker_pid, runner_id, comm)
 
     def close(self, *, remove: bool) -> None:
         with contextlib.suppress(OSError):
@@ -116,6 +122,8 @@ class JournalState:
 
     worker_pid: int = 0
     runner_id: str = ""
+    comm: str = ""
+    """The name the kernel gives the runner's commands ("": their shell's)."""
     started: dict[str, Started] = field(default_factory=dict)
     ends: list[dict[str, Any]] = field(default_factory=list)
     """End reports of jobs the journal has no start for (killed before they started)."""
@@ -143,6 +151,7 @@ def _apply(state: JournalState, rec: dict[str, Any]) -> None:
     if "w" in rec:
         state.worker_pid = int(rec["w"])
         state.runner_id = str(rec.get("id", ""))
+        state.comm = str(rec.get("comm", ""))
     elif "s" in rec:
         key = str(rec["s"])
         state.started.pop(key, None)  # a new attempt of the same key replaces the old

@@ -41,6 +41,7 @@ import signal
 import socket
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from wr.journal import JournalState, Started, journal_path, read_journal
@@ -51,19 +52,20 @@ _TICKS_PER_S = os.sysconf("SC_CLK_TCK")
 _TICK = 2 / _TICKS_PER_S
 """How much earlier than the truth a process start time may read (kept in clock ticks)."""
 _PR_SET_NAME = 15
-_PR_SET_CHILD_SUBREAPER = 36
 
 
 def become_worker(args: argparse.Namespace, runner_id: str) -> int:
     """Fork; return the keeper's pid in the child (the worker). The parent keeps the worker
     and exits when it is done, never returning."""
-    subreaper = _prctl(_PR_SET_CHILD_SUBREAPER, 1)
+    from wr.procs import become_subreaper, prctl
+
+    subreaper = become_subreaper()
     keeper = os.getpid()
     worker = os.fork()
     if worker == 0:
-        _prctl(_PR_SET_NAME, ctypes.c_char_p(b"wr-runner"))
+        prctl(_PR_SET_NAME, ctypes.c_char_p(b"wr-runner"))
         return keeper
-    _prctl(_PR_SET_NAME, ctypes.c_char_p(b"wr-keeper"))
+    prctl(_PR_SET_NAME, ctypes.c_char_p(b"wr-keeper"))
     if not subreaper:
         log.warning("could not become a child subreaper: if this runner is killed, its "
                     "commands' exits cannot be read")
@@ -97,8 +99,7 @@ def keep(worker: int, args: argparse.Namespace, runner_id: str) -> int:
     state = read_journal(path)
     code = os.waitstatus_to_exitcode(status)
     if code == 0 and not (state.started or state.ends):
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
+        forget_journal(path)
         return 0
     how = (f"was killed by signal {-code} ({signal.Signals(-code).name})" if code < 0
            else f"exited with code {code}")
@@ -113,8 +114,7 @@ def keep(worker: int, args: argparse.Namespace, runner_id: str) -> int:
     except Exception as exc:  # the journal stays: nothing more can be done from here
         log.error("the keeper of runner %s could not report: %s", runner_id, exc)
         return 1
-    with contextlib.suppress(FileNotFoundError):
-        path.unlink()
+    forget_journal(path)
     return 0
 
 
@@ -130,13 +130,30 @@ class Orphan:
     """When it started, in seconds since the machine booted (to a clock tick)."""
     leader: bool
     """Whether it led a session of its own, as every command the runner starts does."""
+    comm: str = ""
+    """The kernel's name for it."""
 
 
-def settle(state: JournalState, orphans: dict[int, Orphan], why: str
+def forget_journal(path: Path) -> None:
+    """Remove a journal and the runner's shell links beside it."""
+    import glob
+    import shutil
+
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+    for folder in glob.glob(glob.escape(str(path.with_suffix(""))) + ".bin*"):
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def settle(state: JournalState, orphans: dict[int, Orphan], why: str, *,
+           keep: frozenset[int] = frozenset(), reap_rest: bool = True
            ) -> list[dict[str, Any]]:
     """The end report of every command the journal names, after making sure none of them is
-    still running (this process must be their subreaper: their exits are ours to read).
-    ``orphans``: children reaped so far (more are reaped here)."""
+    still running. This process should be the commands' subreaper (the keeper, or the
+    manager for a runner killed with its keeper): their exits are then ours to read.
+    ``orphans``: children reaped so far; ``keep``: children someone else waits for (the
+    manager's runners), never touched; ``reap_rest``: reap every other exited child at the
+    end (the keeper, which is about to exit)."""
     from wr.procs import marked_processes, signal_all
     from wr.runner_link import host_ip
 
@@ -149,8 +166,8 @@ def settle(state: JournalState, orphans: dict[int, Orphan], why: str
             continue
         killed = False
         if started.code is None and not started.pid:
-            _find(started, orphans, known)  # the runner died as it started it
-        if started.code is None and started.pid:
+            _find(started, orphans, known | keep, state.comm)  # died as it started it
+        if started.code is None and started.pid and started.pid not in keep:
             orphan = orphans.pop(started.pid, None)
             status = orphan.status if orphan is not None else None
             if status is None:
@@ -161,50 +178,62 @@ def settle(state: JournalState, orphans: dict[int, Orphan], why: str
         if started.token and (killed or started.code is None):
             signal_all(marked_processes(started.token), signal.SIGKILL)
         ends.append(_end_of(started, killed, why, host, ip))
-    _reap_all()
+    if reap_rest:
+        _reap_all()
     return ends
 
 
-def _find(started: Started, orphans: dict[int, Orphan], known: set[int]) -> None:
+def _find(started: Started, orphans: dict[int, Orphan], known: set[int], comm: str) -> None:
     """Find the command the runner was starting when it died, which the journal has no pid
-    for: alive, a child of ours carrying its WR_EXECUTION_ID; already over, the one orphan
-    that led a session and was made after the runner journalled the start (process start
-    times are known to a clock tick, hence the slack)."""
+    for: alive, a child of ours carrying its WR_EXECUTION_ID; already over, the one exited
+    child named as the runner names its commands (``comm``, wr.procs.shell_link) that led a
+    session and was made after the runner journalled the start (process start times are
+    known to a clock tick, hence the slack). Only that one is reaped."""
     import psutil
 
     from wr.procs import EXECUTION_ID_VAR
 
+    candidates = dict(orphans)
     with contextlib.suppress(psutil.Error):
         for child in psutil.Process().children():
             if child.pid in known or child.pid in orphans:
                 continue
             with contextlib.suppress(psutil.Error):
                 if child.status() == psutil.STATUS_ZOMBIE:
-                    orphans[child.pid] = _reap(child.pid)
+                    candidates[child.pid] = _inspect(child.pid)
                 elif child.environ().get(EXECUTION_ID_VAR) == started.token:
                     started.pid = child.pid  # alive: `settle` kills it
                     return
-    matches = [o for o in orphans.values() if o.pid not in known and o.leader
-               and o.created >= started.bt - _TICK]
+    matches = [o for o in candidates.values() if o.pid not in known and o.leader
+               and o.created >= started.bt - _TICK and (not comm or o.comm == comm)]
     if len(matches) == 1:
-        started.pid = matches[0].pid
-        known.add(started.pid)
+        found = matches[0]
+        if found.pid not in orphans:
+            orphans[found.pid] = _reap(found.pid)
+        started.pid = found.pid
+        known.add(found.pid)
+
+
+def _inspect(pid: int) -> Orphan:
+    """What identifies exited child ``pid`` before it is reaped (status not yet known)."""
+    created, leader, comm = 0.0, False, ""
+    with contextlib.suppress(OSError, ValueError, IndexError):  # gone: nothing to note
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            head, _, tail = f.read().rpartition(b")")
+        comm = head.partition(b"(")[2].decode(errors="replace")
+        fields = tail.split()
+        # (state, ppid, pgrp, session, ..., starttime at 19: clock ticks since boot)
+        leader = int(fields[3]) == pid
+        created = int(fields[19]) / _TICKS_PER_S
+    return Orphan(pid, 0, created, leader, comm)
 
 
 def _reap(pid: int) -> Orphan:
     """Reap child ``pid``, which has exited, noting what identifies it first."""
-    created, leader = 0.0, False
-    with contextlib.suppress(OSError, ValueError, IndexError):  # gone: nothing to note
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            fields = f.read().rsplit(b")", 1)[1].split()
-        # (state, ppid, pgrp, session, ..., starttime at 19: clock ticks since boot)
-        leader = int(fields[3]) == pid
-        created = int(fields[19]) / _TICKS_PER_S
-    try:
-        _, status = os.waitpid(pid, 0)
-    except ChildProcessError:
-        status = 0
-    return Orphan(pid, status, created, leader)
+    orphan = _inspect(pid)
+    with contextlib.suppress(ChildProcessError):
+        _, orphan.status = os.waitpid(pid, 0)
+    return orphan
 
 
 def _reap_all() -> None:
@@ -219,24 +248,37 @@ def _reap_all() -> None:
 
 
 def _stop(pid: int, token: str) -> tuple[int | None, bool]:
-    """Reap command ``pid`` (our child now), killing it first if it still runs: its wait
-    status (None if it is not ours to reap) and whether we killed it."""
-    from wr.procs import killpg, marked_processes, signal_all
+    """Reap command ``pid``, killing it first if it still runs: its wait status (None if it
+    is not ours to reap) and whether we killed it. Ours means we are its subreaper;
+    otherwise a command still running is found by its WR_EXECUTION_ID and killed, and its
+    exit cannot be read. A live process is killed only if it carries the command's
+    WR_EXECUTION_ID: its pid may have been reused."""
+    import psutil
+
+    from wr.procs import EXECUTION_ID_VAR, killpg, marked_processes, signal_all
 
     try:
         info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
     except ChildProcessError:
-        return None, False
-    killed = info is None
-    if killed:  # still running: nobody can report it any more
-        killpg(pid)
-        if token:
-            signal_all(marked_processes(token), signal.SIGKILL)
+        info, ours = None, False
+    else:
+        ours = True
+    if info is None:  # still running (or not ours): nobody can report it any more
+        found = marked_processes(token) if token else {}
+        try:
+            same = psutil.Process(pid).environ().get(EXECUTION_ID_VAR) == token
+        except psutil.Error:
+            same = False
+        if same:
+            killpg(pid)
+        signal_all(found, signal.SIGKILL)
+        if not ours or not same:
+            return None, bool(found) or same
     try:
         _, status = os.waitpid(pid, 0)
     except ChildProcessError:
-        return None, killed
-    return status, killed
+        return None, info is None
+    return status, info is None
 
 
 def _end_of(started: Started, killed: bool, why: str, host: str, ip: str) -> dict[str, Any]:
@@ -260,8 +302,12 @@ def _end_of(started: Started, killed: bool, why: str, host: str, ip: str) -> dic
     else:
         _remove_dir(started)
         if killed:
-            detail = (f"{why} while this command ran; the runner's keeper killed the "
-                      f"command, which goes back in the queue for another attempt")
+            detail = (f"{why} while this command ran; the command was killed, and goes "
+                      f"back in the queue for another attempt")
+        elif started.pid:
+            detail = (f"{why} while this command ran, and how the command ended could not "
+                      f"be known; it goes back in the queue for another attempt, though it "
+                      f"may have run to its end")
         else:
             detail = (f"{why} as it was starting this command, which may or may not have "
                       f"started; it goes back in the queue for another attempt")
@@ -301,11 +347,3 @@ async def _report(args: argparse.Namespace, runner_id: str, ends: list[dict[str,
         await link.request({"op": "bye"}, patience=RECONNECT_FOR)
     finally:
         await link.close()
-
-
-def _prctl(option: int, value: Any) -> bool:
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        return libc.prctl(option, value, 0, 0, 0) == 0
-    except (OSError, AttributeError):
-        return False

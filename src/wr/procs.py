@@ -12,6 +12,7 @@ import contextlib
 import os
 import signal
 import time
+from pathlib import Path
 
 import psutil
 
@@ -88,7 +89,8 @@ def _find_shell(shell: str, path: str | None) -> str:
     return found
 
 
-def spawn(argv: list[str], cwd: str, env: dict[str, str], out: int, err: int) -> int:
+def spawn(argv: list[str], cwd: str, env: dict[str, str], out: int, err: int,
+          via: str = "") -> int:
     """Start `argv` in `cwd` in a new session, stdin from /dev/null, stdout and stderr to
     `out` and `err`, with posix_spawn; 0 if that cannot be done here (the caller uses Popen,
     which also gives the usual errors for a shell or directory that is missing).
@@ -97,10 +99,11 @@ def spawn(argv: list[str], cwd: str, env: dict[str, str], out: int, err: int) ->
     the moment of the spawn; a runner runs one command at a time and uses absolute paths.
     Descriptors Python opens are close-on-exec (PEP 446); any others we were given (8 us to
     find) are closed in the command, so only the three given reach it, as with Popen's
-    close_fds.
+    close_fds. ``via``: a path to execute instead of the shell found in PATH (a runner's
+    link to it, whose name marks its commands: wr.keeper).
     """
     global _devnull
-    shell = _find_shell(argv[0], env.get("PATH"))
+    shell = via or _find_shell(argv[0], env.get("PATH"))
     if not shell or not hasattr(os, "posix_spawn"):
         return 0
     try:
@@ -180,3 +183,63 @@ def kill_tree(
             break
         signal_all(stragglers, signal.SIGKILL)
         time.sleep(0.05)
+
+
+def shell_link(directory: Path, name: str, shell: str, path: str | None) -> str:
+    """A link named ``name`` (at most 15 characters) in ``directory`` to ``shell`` as found
+    in ``path``: a command started through it is called ``name`` by the kernel (its
+    ``comm``), which is still readable once the command has exited and not been reaped, when
+    nothing else about it is (wr.keeper tells whose command it was by it). "" if the shell
+    is not found or the link cannot be made."""
+    target = _find_shell(shell, path)
+    if not target:
+        return ""
+    link = directory / name
+    try:
+        with contextlib.suppress(FileNotFoundError):
+            link.unlink()
+        link.symlink_to(os.path.realpath(target))
+    except OSError:
+        return ""
+    return str(link)
+
+
+def become_subreaper() -> bool:
+    """Make this process a child subreaper (Linux's ``PR_SET_CHILD_SUBREAPER``): orphans
+    among its descendants are re-parented to it rather than to init, so it can still read
+    how they ended (wr.keeper). False where that cannot be done."""
+    return prctl(_PR_SET_CHILD_SUBREAPER, 1)
+
+
+def prctl(option: int, value: object) -> bool:
+    """Linux's prctl(2) with one argument; False if it failed or does not exist here."""
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(option, value, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def reap_zombies(keep: set[int]) -> list[int]:
+    """Reap this process's children that have exited, except ``keep`` (children someone
+    else waits for): a subreaper inherits processes that jobs left behind, which would stay
+    zombies for ever. Returns the pids reaped."""
+    reaped = []
+    try:
+        children = psutil.Process().children()
+    except psutil.Error:
+        return reaped
+    for child in children:
+        if child.pid in keep:
+            continue
+        with contextlib.suppress(psutil.Error, ChildProcessError):
+            if child.status() == psutil.STATUS_ZOMBIE:
+                os.waitpid(child.pid, os.WNOHANG)
+                reaped.append(child.pid)
+    return reaped
+
+
+_PR_SET_CHILD_SUBREAPER = 36
+

@@ -116,6 +116,18 @@ class EndReport:
     actual_cwd: str = ""
     remove: bool = False
 
+    @classmethod
+    def from_wire(cls, r: dict) -> EndReport:
+        """An end report as a runner sends it (wr.manager.runner_ws); KeyError, TypeError or
+        ValueError if it is malformed."""
+        return cls(
+            outcome=r["outcome"], exitcode=int(r.get("exitcode", 0)),
+            fail_reason=str(r.get("fail_reason", "")),
+            peak_ram=int(r.get("peak_ram", 0)), peak_disk=int(r.get("peak_disk", 0)),
+            cpu_time=float(r.get("cpu_time", 0.0)), ended=float(r.get("ended", 0.0)),
+            actual_cwd=str(r.get("actual_cwd", "")), remove=bool(r.get("remove")),
+        )
+
 
 @dataclass(slots=True)
 class Staged:

@@ -71,6 +71,10 @@ class Runner:
         self.runner_id = runner_id
         self.keeper_pid = keeper_pid
         """Our keeper (the parent that reports for us if we die); 0: none."""
+        self.comm = ""
+        """The name our commands have (wr.journal.command_name), when run through links."""
+        self._links: dict[str, str] = {}
+        """Each shell's named link (wr.procs.shell_link), made when first needed."""
         self.idle = idle
         self.touch_interval = touch
         self.max_time = max_time
@@ -197,7 +201,7 @@ class Runner:
         _log_refused(reply)
         if ends and self.journal is not None and not self.sending:
             # Every end we made is stored now: the journal has nothing left to tell.
-            self.journal.clear(os.getpid(), self.runner_id)
+            self.journal.clear(os.getpid(), self.runner_id, self.comm)
         jobs = [reply["job"], *reply.get("more", ())] if reply.get("job") else []
         self.held.extend(jobs)
         self.held_on = self.link.generation
@@ -247,6 +251,8 @@ class Runner:
             modules=list(job["modules"]), behaviours=list(job["behaviours"]),
             shell=job.get("shell") or "bash",
         )
+        if self.journal is not None:
+            spec.shell_via = self._shell_link(spec.shell)
         execution = Execution(spec, self.journal)
         try:
             pid = await execution.start()
@@ -295,6 +301,29 @@ class Runner:
         if announced is None:
             end["start"] = start
         return end, announced is None
+
+    def _shell_link(self, shell: str) -> str:
+        """The link to run ``shell`` through, so that the keeper can tell our commands by
+        name, even once they have exited (wr.keeper); "" to run it as it is."""
+        link = self._links.get(shell)
+        if link is None:
+            from wr.journal import command_name, journal_path
+            from wr.procs import shell_link
+
+            folder = journal_path(self.runner_id).with_suffix(f".bin{len(self._links)}")
+            with contextlib.suppress(OSError):
+                folder.mkdir(mode=0o700, exist_ok=True)
+            self.comm = command_name(self.runner_id)
+            link = self._links[shell] = shell_link(folder, self.comm, shell,
+                                                   self.env.get("PATH"))
+        return link
+
+    def remove_links(self) -> None:
+        for link in self._links.values():
+            if link:
+                with contextlib.suppress(OSError):
+                    os.unlink(link)
+                    os.rmdir(os.path.dirname(link))
 
     def _setup_failed(self, key: str, exc: Any) -> dict[str, Any]:
         """The end of a job whose command could not be set up or started: an attempt like
@@ -369,10 +398,10 @@ async def _amain(args: argparse.Namespace, runner_id: str, keeper_pid: int) -> i
         return 1
     journal = None
     if keeper_pid:
-        from wr.journal import journal_path
+        from wr.journal import command_name, journal_path
 
         journal = Journal(journal_path(runner_id))
-        journal.clear(os.getpid(), runner_id)
+        journal.clear(os.getpid(), runner_id, command_name(runner_id))
     runner = Runner(link, idle=args.idle, touch=args.touch, max_time=args.max_time,
                     journal=journal, runner_id=runner_id, keeper_pid=keeper_pid)
     loop = asyncio.get_running_loop()
@@ -389,6 +418,8 @@ async def _amain(args: argparse.Namespace, runner_id: str, keeper_pid: int) -> i
         if journal is not None:
             # Kept when ends were never stored: the keeper then tries to report them.
             journal.close(remove=told)
+        if told:
+            runner.remove_links()
     log.info("wr runner exiting, having run %d commands, because %s", runner.ran, why)
     return 0 if told else 1
 
@@ -408,6 +439,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ref", default="",
                         help="the scheduler's name for this runner (e.g. slurm:12_3), kept "
                              "in its id so the scheduler can tell what became of it")
+    parser.add_argument("--id", default="",
+                        help="this runner's id (default: made up), given by a scheduler that "
+                             "wants to know which runner it started")
     parser.add_argument("--no-keeper", action="store_true",
                         help="run without a keeper process (nobody then reports for this "
                              "runner if it is killed: for tests and debugging)")
@@ -415,7 +449,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="%(levelname)s: %(message)s")
     os.environ.pop("WR_DAEMON", None)
-    runner_id = uuid.uuid4().hex + (f"@{args.ref}" if args.ref else "")
+    runner_id = (args.id or uuid.uuid4().hex) + (f"@{args.ref}" if args.ref else "")
     keeper_pid = 0
     if not args.no_keeper:
         from wr.keeper import become_worker

@@ -184,3 +184,54 @@ def test_a_stop_leaves_no_working_directory_behind(make_manager: Any,
         assert any(base.iterdir())
     m.stop()
     assert list(base.iterdir()) == []
+
+
+def test_a_runner_killed_with_its_keeper_leaves_nothing_running(manager: ManagerHandle,
+                                                                 tmp_path: Path) -> None:
+    """Steps: run `sleep 3 && echo done >> F` (retries 1); SIGKILL the runner's keeper and
+    worker together (as `pkill -9 -f wr.runner` would).
+    Expected: the manager, told by the scheduler that the whole runner was killed, kills
+    the command at once and puts the job back, visibly: it completes at its second
+    attempt with one line, and the log names it."""
+    record = tmp_path / "record"
+    with manager.client() as c:
+        key = c.add([{"cmd": f"sleep 3 && echo done >> {record}", "cpus": 1,
+                      "retries": 1}], rep_grp="both")[0]["Key"]
+        running = _when(c, key, "running")
+        keeper = wait_for(lambda: manager.runner_pids("wr-keeper"), what="the keeper")[0]
+        worker = _only_worker(manager)
+        os.kill(keeper, signal.SIGKILL)
+        os.kill(worker, signal.SIGKILL)
+        wait_for(lambda: not psutil.pid_exists(running["Pid"])
+                 or psutil.Process(running["Pid"]).status() == psutil.STATUS_ZOMBIE,
+                 timeout=10, what="the command to be killed")
+        done = _when(c, key, "complete")
+        assert done["Attempts"] == 2
+    assert record.read_text().splitlines() == ["done"]
+    assert f"killed with its keeper; the manager reported for it from its journal: {key} " \
+           "(release: its runner was killed with its keeper while this command ran; the " \
+           "command was killed" in manager.log()
+
+
+def test_short_jobs_of_a_runner_killed_with_its_keeper_run_once(
+        manager: ManagerHandle, tmp_path: Path) -> None:
+    """As the short-jobs test above, but the keepers die with the workers: the manager
+    (their subreaper then) reads the exits of the commands they left. Expected: every job
+    completes exactly once (60 distinct lines)."""
+    record = tmp_path / "record"
+    jobs = [{"cmd": f"echo {n} >> {record}", "cpus": 1, "retries": 3} for n in range(60)]
+    with manager.client() as c:
+        c.add(jobs, rep_grp="short2")
+        wait_for(lambda: record.exists() and len(record.read_text().splitlines()) >= 5,
+                 what="a few jobs to run")
+        workers = wait_for(manager.runner_pids, what="a runner")
+        keepers = manager.runner_pids("wr-keeper")
+        for worker in workers:
+            os.kill(worker, signal.SIGSTOP)
+        time.sleep(0.2)  # the command in flight, if any, ends (it takes a millisecond)
+        for pid in [*keepers, *workers]:
+            os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: c.counts("short2")["complete"] == 60, timeout=120,
+                 what="every job to complete")
+    lines = record.read_text().splitlines()
+    assert sorted(lines, key=int) == [str(n) for n in range(60)]

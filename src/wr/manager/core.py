@@ -101,6 +101,7 @@ class Manager:
         )
         self.runner_links: dict[str, RunnerLink] = {}
         self._gone_links: dict[str, set[str]] = {}
+        self._recovering = asyncio.Lock()
         """Jobs held by runners whose connection closed, by runner id, until the runner (or
         its keeper, wr.keeper) connects again under that id."""
         self.queue.connected = self.runner_links.__contains__
@@ -125,11 +126,18 @@ class Manager:
         it (wr.manager.metrics counts with one); they must be quick and must not raise."""
         scheduler.warn = self.add_warning
         scheduler.on_change = self._request_schedule
+        scheduler.on_runner_killed = lambda runner_id: self._spawn(
+            self.recover_runner(runner_id))
 
     # -- life cycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Load what the store knows and start the clock."""
+        """Load what the store knows and start the clock. The manager makes itself a child
+        subreaper: what a local runner killed with its keeper leaves comes to it, so that
+        `recover_runner` can still read how those commands ended."""
+        from wr.procs import become_subreaper
+
+        become_subreaper()
         self.learner = Learner(await self.store.samples())
         self.queue.recommend = self.learner.recommend
         self.queue.limits.update(await self.store.limits())
@@ -459,6 +467,52 @@ class Manager:
         for key in held:
             self.queue.hold_reserved(key, runner_id, now)
 
+    async def recover_runner(self, runner_id: str) -> int:
+        """Report for a runner of this host whose keeper was killed too (``kill -9`` of the
+        whole runner), from its journal (wr.journal): ends it made, exits it journalled, and
+        commands it left running, which are killed here. If its worker lives on (only the
+        keeper died), this waits for the worker to end. Returns how many jobs were
+        reported."""
+        from wr.journal import journal_path, read_journal
+        from wr.keeper import settle
+
+        path = journal_path(runner_id)
+        state = read_journal(path)
+        while state.worker_pid and _is_worker(state.worker_pid):
+            # Only its keeper died (or the worker is still dying): the worker finishes what
+            # it holds and leaves; its journal then says whether it did so cleanly.
+            await asyncio.sleep(0.2)
+            state = read_journal(path)
+        async with self._recovering:  # one at a time: each looks at every exited child
+            ends = await asyncio.to_thread(
+                settle, state, {}, "its runner was killed with its keeper",
+                keep=frozenset(self.scheduler.runner_pids()), reap_rest=False)
+        reported = 0
+        for end in ends:
+            key = str(end["key"])
+            try:
+                if end.get("start") is not None:
+                    self.start_carried(key, runner_id, end["start"])
+                report = EndReport.from_wire(end["report"])
+                await self.ended(runner_id, [(key, report, str(end.get("stdout", "")),
+                                              str(end.get("stderr", "")))])
+                reported += 1
+            except (QueueError, KeyError, TypeError, ValueError) as exc:
+                log.info("job %s of killed runner %s: %s", key, runner_id, exc)
+        await self.runner_bye(runner_id)
+        if ends:
+            log.warning("runner %s was killed with its keeper; the manager reported for it "
+                        "from its journal: %s", runner_id,
+                        "; ".join(_said(e) for e in ends))
+        from wr.keeper import forget_journal
+
+        forget_journal(path)
+        return reported
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        task.add_done_callback(_log_task_failure)
+
     def _forget_gone_runners(self) -> None:
         """Drop what runners that never came back held once none of it is theirs any more."""
         jobs = self.queue.jobs
@@ -518,6 +572,19 @@ class Manager:
         self.queue.start(key, runner_id, pid=pid, host=host, host_ip=host_ip, now=time.time(),
                          at=at)
         await self._after()
+
+    def start_carried(self, key: str, runner_id: str, start: dict[str, Any]) -> None:
+        """Take the start an end report carries (a short job's, or one a keeper reports),
+        unless the queue has it already: a report sent again (the connection dropped, the
+        manager restarted, or its disk was full) finds the job running, or lost, under this
+        runner. The caller then ends the job, which commits both."""
+        job = self.queue.get(key)
+        if job is None or job.state != State.RESERVED or job.reserved_by != runner_id:
+            return  # already started, or not this runner's: the end tells which
+        at = start.get("at")
+        self.queue.start(key, runner_id, pid=int(start["pid"]), host=str(start["host"]),
+                         host_ip=str(start.get("ip", "")), now=time.time(),
+                         at=None if at is None else float(at))
 
     def touch(self, key: str, runner_id: str) -> bool:
         kill = self.queue.touch(key, runner_id, time.time())
@@ -652,6 +719,7 @@ class Manager:
                     # A lost job's process may have ended since we last looked.
                     last_lost_check = now
                     self._forget_gone_runners()
+                    self.scheduler.reap_strays()
                     for job in list(self.queue.jobs.values()):
                         if job.state == State.LOST:
                             asyncio.ensure_future(
@@ -731,6 +799,30 @@ def _reset_for_rerun(job: Job) -> None:
     job.ended = None
     job.reserved_by = ""
     job.seq = 0
+
+
+def _said(end: dict[str, Any]) -> str:
+    """One job of a recovery, for the log: its key, outcome and, if not a success, why."""
+    outcome = end["report"].get("outcome")
+    if outcome == "archive":
+        return f"{end['key']} (archive)"
+    return f"{end['key']} ({outcome}: {end.get('stderr', '')})"
+
+
+def _is_worker(pid: int) -> bool:
+    """Whether ``pid`` is a live runner's worker (wr.keeper names it)."""
+    import psutil
+
+    try:
+        proc = psutil.Process(pid)
+        return proc.name() == "wr-runner" and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def _log_task_failure(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("background task failed: %r", task.exception())
 
 
 def _outcome_heard(future: asyncio.Future[Any]) -> None:

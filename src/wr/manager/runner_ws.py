@@ -158,7 +158,7 @@ class RunnerEndpoint:
                 reports = [_end_report(end) for end in ends]
                 for end in ends:
                     if end.get("start") is not None:
-                        self._start_first(end["key"], runner_id, end["start"])
+                        manager.start_carried(end["key"], runner_id, end["start"])
                 wait = msg.get("reserve")
                 jobs, refused = await manager.ended(
                     runner_id, reports, group=group,
@@ -211,18 +211,6 @@ class RunnerEndpoint:
         ready = manager.queue.ready_by_group[group]
         return max(1, min(many, -(-ready // max(runners, 1))))
 
-    def _start_first(self, key: str, runner_id: str, start: dict[str, Any]) -> None:
-        """Take the start an ``end`` carries, unless the queue has it already: a report sent
-        again (the connection dropped, the manager restarted, or its disk was full) finds
-        the job running, or lost, under this runner."""
-        job = self.manager.queue.get(key)
-        if job is None or job.state != State.RESERVED or job.reserved_by != runner_id:
-            return  # already started, or not this runner's: ``end`` tells which
-        at = start.get("at")
-        self.manager.queue.start(key, runner_id, pid=int(start["pid"]),
-                                 host=str(start["host"]), host_ip=str(start.get("ip", "")),
-                                 now=_now(), at=None if at is None else float(at))
-
     async def _refusal(self, msg: dict[str, Any], runner_id: str,
                        reply: dict[str, Any]) -> dict[str, Any]:
         """Answer a report the queue refused, once what it conflicts with is stored."""
@@ -266,15 +254,8 @@ def _log_recovery(runner_id: str, how: str, reports: list[tuple[str, EndReport, 
 
 
 def _end_report(end: dict[str, Any]) -> tuple[str, EndReport, str, str]:
-    r = end["report"]
-    report = EndReport(
-        outcome=r["outcome"], exitcode=int(r.get("exitcode", 0)),
-        fail_reason=str(r.get("fail_reason", "")),
-        peak_ram=int(r.get("peak_ram", 0)), peak_disk=int(r.get("peak_disk", 0)),
-        cpu_time=float(r.get("cpu_time", 0.0)), ended=float(r.get("ended", 0.0)),
-        actual_cwd=str(r.get("actual_cwd", "")), remove=bool(r.get("remove")),
-    )
-    return str(end["key"]), report, str(end.get("stdout", "")), str(end.get("stderr", ""))
+    return (str(end["key"]), EndReport.from_wire(end["report"]), str(end.get("stdout", "")),
+            str(end.get("stderr", "")))
 
 
 def _give(reply: dict[str, Any], jobs: list[Job], shell: str) -> None:

@@ -68,6 +68,9 @@ class Scheduler(abc.ABC):
         """Set by the manager: report trouble (shown at /rest/v1/warnings/)."""
         self.on_change: Callable[[], None] = lambda: None
         """Set by the manager: call when runners ended, so it recounts and calls ``want``."""
+        self.on_runner_killed: Callable[[str], None] = lambda runner_id: None
+        """Set by the manager: call with a runner's id when it was killed outright, keeper
+        and all (wr.keeper), so that the manager reports what it can for it."""
 
     async def start(self) -> None:
         """Look around before the first ``check`` (a batch system's partitions and limits,
@@ -105,6 +108,17 @@ class Scheduler(abc.ABC):
         The default asks ``process_gone``; a batch scheduler can also tell from the state of
         the runner's batch job (``runner_ref(runner_id)``) why it ended."""
         return RunnerGone() if await self.process_gone(pid, host) else None
+
+    def runner_pids(self) -> set[int]:
+        """Pids of the runner processes that are the manager's own children (none for a
+        scheduler that starts runners elsewhere)."""
+        return set()
+
+    def reap_strays(self) -> list[int]:
+        """Reap exited child processes of the manager that are not runners (see
+        LocalScheduler); a scheduler whose runners are not the manager's children has
+        none."""
+        return []
 
     @abc.abstractmethod
     async def shutdown(self, grace: float) -> None:

@@ -15,6 +15,7 @@ import math
 import os
 import signal
 import socket
+import uuid
 from dataclasses import dataclass, field
 
 import psutil
@@ -96,6 +97,16 @@ class LocalScheduler(Scheduler):
     async def process_gone(self, pid: int, host: str) -> bool:
         return local_process_gone(pid, host, self.host)
 
+    def runner_pids(self) -> set[int]:
+        return {proc.pid for proc in self._all}
+
+    def reap_strays(self) -> list[int]:
+        """Reap children of the manager that are not runners: it is a child subreaper, so
+        what a runner killed with its keeper left behind comes to it (Manager.start)."""
+        from wr.procs import reap_zombies
+
+        return reap_zombies(self.runner_pids())
+
     def _process(self) -> None:
         """Start as many wanted runners as fit, best groups first."""
         if self._processing or self._closing:
@@ -139,10 +150,11 @@ class LocalScheduler(Scheduler):
 
     async def _run(self, name: str, g: _Group) -> None:
         env = {**os.environ, **g.command.env}
+        runner_id = uuid.uuid4().hex
         proc = None
         try:
             proc = await asyncio.create_subprocess_exec(
-                *g.command.argv, env=env, stdin=asyncio.subprocess.DEVNULL,
+                *g.command.argv, "--id", runner_id, env=env, stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
                 start_new_session=True, close_fds=True, cwd="/",
             )
@@ -158,6 +170,9 @@ class LocalScheduler(Scheduler):
             code = await proc.wait()
             if code not in (0, -signal.SIGTERM, -signal.SIGKILL) and not self._closing:
                 self.warn(f"a runner for scheduler group '{name}' exited with code {code}")
+            if code == -signal.SIGKILL:
+                # Its keeper was killed (with the worker, or alone): see what is left to say.
+                self.on_runner_killed(runner_id)
         finally:
             g.procs.discard(proc)
             self._all.discard(proc)
