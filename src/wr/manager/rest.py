@@ -14,7 +14,6 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote
 
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
@@ -32,6 +31,7 @@ from wr.errors import (
 )
 from wr.jobs import DELETABLE_STATES, RUN_STATES, Job, State
 from wr.manager.core import Added, Manager
+from wr.manager.names import ids_in_path
 from wr.security import tokens_match
 from wr.status import (
     display_env,
@@ -87,7 +87,7 @@ class RestAPI:
         return [
             Route("/rest/version/{rest:path}", self.version, methods=_ALL),
             Route("/rest/version", self.version, methods=_ALL),
-            Route("/rest/v1/jobs/{ids:path}", self.jobs, methods=_ALL),
+            Route("/rest/v1/jobs/{ids:names}", self.jobs, methods=_ALL),
             Route("/rest/v1/jobs", self.jobs, methods=_ALL),
             Route("/rest/v1/warnings/{rest:path}", self.warnings, methods=_ALL),
             Route("/rest/v1/warnings", self.warnings, methods=_ALL),
@@ -214,8 +214,7 @@ class RestAPI:
 
     def _params(self, request: Request) -> tuple[list[str] | None, str, int, bool, bool, bool]:
         q = request.query_params
-        raw_ids = unquote(request.path_params.get("ids", ""))
-        ids = raw_ids.split(",") if raw_ids else None
+        ids = ids_in_path(request)  # decoded once, split before decoding (issue 13)
         state = parse_state_filter(q.get("state", "")) or ""
         # parse_limit takes plain decimal digits only, as wr's strconv.Atoi: int() would
         # also take " 1" and "1_000".
