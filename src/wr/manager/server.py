@@ -27,7 +27,7 @@ from wr import __version__
 from wr.config import Config, info_path
 from wr.errors import ConfigError, WrError
 from wr.manager.logs import setup_logging
-from wr.security import ensure_certificates, load_or_create_token
+from wr.security import ensure_certificates, load_or_create_token, write_private
 
 log = logging.getLogger("wr.manager")
 
@@ -73,7 +73,9 @@ def serve(config: Config, *, scheduler: str = "local", max_cores: int = 0, max_r
           foreground: bool = True, debug: bool = False,
           announce: Callable[[dict[str, Any]], None] | None = None) -> int:
     """Run the manager until it is told to stop. Returns the process exit code."""
-    config.manager_dir.mkdir(parents=True, exist_ok=True)
+    # Only the manager's user may look inside its directory, whatever the umask (issue 13).
+    config.manager_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(config.manager_dir, 0o700)
     os.umask(config.umask)
     setup_logging(config.log_file, foreground=foreground, debug=debug)
     other = running_pid(config)
@@ -81,7 +83,7 @@ def serve(config: Config, *, scheduler: str = "local", max_cores: int = 0, max_r
         log.error("wr manager on port %s is already running (pid %d)",
                   config.manager_port, other)
         return 1
-    config.pid_file.write_text(f"{os.getpid()}\n")
+    write_private(config.pid_file, f"{os.getpid()}\n".encode(), 0o600)
     with contextlib.suppress(FileNotFoundError):
         info_path(config).unlink()
     try:
@@ -182,9 +184,7 @@ async def _main(config: Config, scheduler_name: str, max_cores: int, max_ram: in
         "host": config.cert_domain, "started": time.time(), "version": __version__,
         "scheduler": scheduler.name,
     }
-    tmp = info_path(config).with_suffix(".tmp")
-    tmp.write_bytes(orjson.dumps(info))
-    os.replace(tmp, info_path(config))
+    write_private(info_path(config), orjson.dumps(info), 0o600)
     log.info("wr manager started on %s:%d, pid %d", config.cert_domain, manager_port,
              os.getpid())
     if announce is not None:
