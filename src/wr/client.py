@@ -97,13 +97,14 @@ class Client:
                           body=orjson.dumps(list(jobs)))
 
     def status(self, ids: str | Iterable[str] = "", **params: Any) -> list[dict[str, Any]]:
-        """Status of all incomplete jobs, or of the given rep groups / keys."""
-        return self._call("GET", "/rest/v1/jobs/" + _ids(ids), params=_query(params))
+        """Status of all incomplete jobs, or of the given rep groups / keys (one as a
+        string, several as a list; any name works, commas and all)."""
+        return self._call("GET", "/rest/v1/jobs/" + _path_ids(ids), params=_query(params))
 
     def cancel(self, state: str, ids: str | Iterable[str] = "", **params: Any
                ) -> list[dict[str, Any]]:
         """DELETE: kill running jobs, confirm lost ones dead, or remove deletable ones."""
-        return self._call("DELETE", "/rest/v1/jobs/" + _ids(ids),
+        return self._call("DELETE", "/rest/v1/jobs/" + _path_ids(ids),
                           params=_query({**params, "state": state}))
 
     def warnings(self) -> list[dict[str, Any]]:
@@ -144,12 +145,12 @@ class Client:
 
     def limit(self, name: str) -> int:
         """A limit group's limit (-1: none)."""
-        return self._call("GET", f"/rest/v1/limits/{name}")["limit"]
+        return self._call("GET", _limit_path(name))["limit"]
 
     def set_limit(self, name: str, limit: int) -> int:
         """Set a limit group's limit (-1 removes it)."""
-        return self._call("PUT", f"/rest/v1/limits/{name}", params={"limit": str(limit)})[
-            "limit"]
+        return self._call("PUT", _limit_path(name),
+                          params={"limit": str(limit)})["limit"]
 
     def pause(self) -> dict[str, Any]:
         return self._call("POST", "/rest/v1/manager/pause")
@@ -221,10 +222,6 @@ class Client:
         return self._call("GET", "/rest/v1/details/" + _path_ids(ids), params=_query(params))
 
 
-def _ids(ids: str | Iterable[str]) -> str:
-    return ids if isinstance(ids, str) else ",".join(ids)
-
-
 def _query(params: Mapping[str, Any]) -> dict[str, str]:
     out = {}
     for k, v in params.items():
@@ -240,7 +237,27 @@ def _query(params: Mapping[str, Any]) -> dict[str, str]:
 
 
 def _path_ids(ids: str | Iterable[str]) -> str:
-    """Ids as a URL path segment: rep group names may hold spaces, ``?`` or ``#``."""
+    """Ids (one as a string, several as an iterable) as the path after ``.../jobs/``.
+
+    The manager splits on literal commas and then percent-decodes each piece once (issue
+    13), so each name is encoded whole: a ``,`` in a name becomes ``%2C``, a ``%``
+    ``%25``, a ``/`` ``%2F``, a ``+`` ``%2B`` (a literal plus either way, in a path), and
+    every name round-trips.
+    """
+    names = [ids] if isinstance(ids, str) else list(ids)
+    if names == [""]:
+        return ""
+    return ",".join(_path_name(name) for name in names)
+
+
+def _limit_path(name: str) -> str:
+    if not name:  # "/rest/v1/limits/" is the list of every limit, not a group
+        raise WrError("a limit group name must not be empty")
+    return "/rest/v1/limits/" + _path_name(name)
+
+
+def _path_name(name: str) -> str:
+    """One name as a path segment, every reserved character percent-encoded (UTF-8)."""
     from urllib.parse import quote
 
-    return quote(_ids(ids), safe=",/")
+    return quote(name, safe="")

@@ -41,7 +41,8 @@ DEPLOYMENTS = ("production", "development")
 SCHEDULERS = ("local", "slurm")
 """Values accepted for `managerscheduler`."""
 
-Kind = Literal["port", "text", "name", "dir", "path", "umask", "seconds", "bytes", "scheduler"]
+Kind = Literal["port", "text", "name", "dir", "path", "umask", "seconds", "bytes", "count",
+               "scheduler"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +108,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("clienttimeout", "30", "Seconds a client may take to send a request's headers, "
             "or pause while sending its body, before its connection is closed.", "seconds",
             "client_timeout"),
+    Setting("maxconnections", "0", "Most client connections (runners' included) open at once "
+            "on both ports; past it, idle and unfinished ones are closed, oldest first. 0: "
+            "automatic (the open-files limit less up to 1024 kept for files, at most 32768).",
+            "count", "max_connections"),
     Setting("slurmpartition", "", "Slurm partition for runners (empty: Slurm's default).",
             "text", "slurm_partition"),
     Setting("slurmaccount", "", "Slurm account for runners (empty: Slurm's default).",
@@ -147,6 +152,7 @@ class Config:
     backup_interval: float
     max_body_size: int
     client_timeout: float
+    max_connections: int
     slurm_partition: str
     slurm_account: str
     slurm_options: str
@@ -390,6 +396,7 @@ _KINDS: Mapping[str, tuple[Callable[[str], object], str]] = MappingProxyType({
     "seconds": (_parse_seconds, "Not a valid number of seconds: use a number of 0 or more, "
                                 "such as 30 or 0.5."),
     "bytes": (_parse_bytes, "Not a valid size: use a whole number of bytes greater than 0."),
+    "count": (_parse_whole, "Not a valid count: use a whole number, 0 or more."),
     "scheduler": (_parse_scheduler, f"Not a known scheduler: use one of "
                                     f"{', '.join(SCHEDULERS)}."),
 })

@@ -55,7 +55,7 @@ def load_or_create_token(path: Path) -> tuple[str, bool]:
         existing = path.read_bytes().decode("ascii", errors="replace").removesuffix("\n")
         if len(existing) == TOKEN_LENGTH and set(existing) <= _TOKEN_ALPHABET:
             token, reused = existing, True
-    _write_private(path, token.encode("ascii"), 0o600)
+    write_private(path, token.encode("ascii"), 0o600)
     return token, reused
 
 
@@ -90,9 +90,9 @@ def ensure_certificates(
                 f"{key_file.name} to make new ones"
             )
     ca_pem, cert_pem, key_pem = _make_certificates(domain, now)
-    _write_private(key_file, key_pem, 0o600)
-    _write_private(ca_file, ca_pem, 0o644)
-    _write_private(cert_file, cert_pem, 0o644)
+    write_private(key_file, key_pem, 0o600)
+    write_private(ca_file, ca_pem, 0o644)
+    write_private(cert_file, cert_pem, 0o644)
     return True
 
 
@@ -196,7 +196,7 @@ def _make_certificates(domain: str, now: datetime) -> tuple[bytes, bytes, bytes]
     return ca_cert.public_bytes(encoding), cert.public_bytes(encoding), key_pem
 
 
-def _write_private(path: Path, data: bytes, mode: int) -> None:
+def write_private(path: Path, data: bytes, mode: int) -> None:
     """Write `data` to `path` atomically with exactly `mode`, whatever the umask.
 
     The bytes go to a temporary file in the same directory, created with `mode` (so they are

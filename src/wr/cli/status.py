@@ -154,15 +154,8 @@ def _report(client: Any, fmt: str, *, keys: list[str] | None, identifier: str | 
 
     params.update(limit=limit or None, env=env or None,
                   std=(std and (fmt == "json" or (fmt == "details" and show_extra))) or None)
-    if fmt == "details":
-        fetch = client.details
-    else:  # Client.status takes the ids as a path as they are: quote rep group names
-        from urllib.parse import quote
-
-        def fetch(ids: str | list[str], **params: Any) -> list[dict[str, Any]]:
-            joined = ids if isinstance(ids, str) else ",".join(ids)
-            return client.status(quote(joined, safe=",/"), **params)
-
+    # -i is one name, commas and all; the client encodes it whole (issue 13).
+    fetch = client.details if fmt == "details" else client.status
     if keys is None:
         jobs = fetch(ids, **params)
     else:

@@ -30,6 +30,7 @@ from starlette.routing import Route
 from wr.errors import BadRequest, NotFound
 from wr.jobs import DELETABLE_STATES, RUN_STATES, Job, State
 from wr.manager.core import Manager
+from wr.manager.names import name_in_path
 from wr.manager.rest import check_token, json_response
 from wr.modification import check_changes, modified
 from wr.queue import QueueError
@@ -51,7 +52,9 @@ class ManagementAPI:
             Route("/rest/v1/actions/{action}", self.action, methods=["POST"]),
             Route("/rest/v1/limits/", self.limits, methods=["GET"]),
             Route("/rest/v1/limits", self.limits, methods=["GET"]),
-            Route("/rest/v1/limits/{name}", self.limit, methods=["GET", "PUT", "DELETE"]),
+            # Any name reaches the handler, "/" and line breaks included (names.py).
+            Route("/rest/v1/limits/{name:names}", self.limit,
+                  methods=["GET", "PUT", "DELETE"]),
             Route("/rest/v1/manager/backup", self.backup, methods=["GET"]),
             Route("/rest/v1/manager/{op}", self.control, methods=["POST"]),
         ]
@@ -78,7 +81,7 @@ class ManagementAPI:
 
     async def limit(self, request: Request) -> Response:
         check_token(request, self.token)
-        name = request.path_params["name"]
+        name = name_in_path(request)  # decoded exactly once (issue 13)
         if not name or "," in name or ":" in name:
             raise BadRequest(f"limit group name {name!r} must be non-empty and contain "
                              f"neither ',' nor ':'")

@@ -9,14 +9,18 @@ reach the port can do it: the token is only checked once the headers are in.
 `guarded` gives uvicorn an HTTP protocol with one more timer, armed while the manager is
 waiting for the *client*:
 
-* from the moment the connection is up (after the TLS handshake, which asyncio limits to
-  60 s) or a request begins, until its headers are complete;
+* from the moment the connection is up (after the TLS handshake, which `gate.py` also
+  limits to ``clienttimeout``) or a request begins, until its headers are complete;
 * while its body is arriving, reset by every piece of it (so a large upload that keeps
   moving is never cut off, however long it takes).
 
 It is disarmed while the manager works on a request and after the answer (uvicorn's
 keep-alive timeout takes over), and when the connection becomes a websocket (runners keep
 theirs alive with their own messages). When it fires, the connection is closed.
+
+When the manager runs behind a `gate.Gate` (issue 13: a cap on open connections), the
+protocol also tells it what the connection is doing, so that the gate sheds idle and
+unproven connections, never one whose request is being answered.
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     client_timeout = 30.0
     """Seconds the client may take to send its headers, or pause in its body."""
+    gate: Any = None
+    """The `gate.Gate` counting this connection, if any."""
 
     _deadline: asyncio.TimerHandle | None = None
     _in_request = False
@@ -67,10 +73,15 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: Any) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        if self.gate is not None and not self.gate.up(self, transport):
+            transport.abort()  # shed while its handshake finished, or the manager stopping
+            return
         self._arm()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        if self.gate is not None:
+            self.gate.closed(self.transport)
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
@@ -84,8 +95,12 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().on_message_begin()
         self._in_request = True
         self._arm()
+        if self.gate is not None:
+            self.gate.began(self.transport)
 
     def on_headers_complete(self) -> None:
+        if self.gate is not None:
+            self.gate.busy(self.transport)
         super().on_headers_complete()
         self._arm()  # now for the body; on_message_complete disarms it
 
@@ -97,11 +112,23 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().on_message_complete()
         self._in_request = False
         self._disarm()
+        self._maybe_idle()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._maybe_idle()
+
+    def _maybe_idle(self) -> None:
+        if (self.gate is not None and self._awaiting_client() and not self._upgraded
+                and not self.transport.is_closing()):
+            self.gate.idle(self.transport)
 
     def handle_websocket_upgrade(self) -> None:
         self._upgraded = True
         self._disarm()
         self._in_request = False
+        if self.gate is not None:
+            self.gate.busy(self.transport)  # a websocket is never shed (runners hold one)
         super().handle_websocket_upgrade()
 
 

@@ -8,6 +8,7 @@ The token is never logged.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -33,6 +34,10 @@ def setup_logging(log_file: Path, *, foreground: bool, debug: bool = False) -> N
     root = logging.getLogger("wr")
     root.setLevel(logging.DEBUG if debug else logging.INFO)
     root.handlers.clear()
+    # The log names jobs, commands and paths: the manager's user only, whatever the umask
+    # and however an earlier run left it (issue 13).
+    os.close(os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
+    os.chmod(log_file, 0o600)
     handler = logging.FileHandler(log_file)
     handler.setFormatter(LogfmtFormatter())
     root.addHandler(handler)

@@ -14,7 +14,6 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote
 
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
@@ -32,6 +31,8 @@ from wr.errors import (
 )
 from wr.jobs import DELETABLE_STATES, RUN_STATES, Job, State
 from wr.manager.core import Added, Manager
+from wr.manager.names import ids_in_path
+from wr.manager.owned_files import upload_refusal
 from wr.security import tokens_match
 from wr.status import (
     display_env,
@@ -87,7 +88,7 @@ class RestAPI:
         return [
             Route("/rest/version/{rest:path}", self.version, methods=_ALL),
             Route("/rest/version", self.version, methods=_ALL),
-            Route("/rest/v1/jobs/{ids:path}", self.jobs, methods=_ALL),
+            Route("/rest/v1/jobs/{ids:names}", self.jobs, methods=_ALL),
             Route("/rest/v1/jobs", self.jobs, methods=_ALL),
             Route("/rest/v1/warnings/{rest:path}", self.warnings, methods=_ALL),
             Route("/rest/v1/warnings", self.warnings, methods=_ALL),
@@ -161,6 +162,9 @@ class RestAPI:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise StorageUnavailable(f"no space to store the upload: {exc.strerror}"
                                          ) from None
+            if exc.errno in _PATH_ERRNOS:  # the path's fault, not the server's (issue 13)
+                raise BadRequest(f"path {wanted!r} cannot be written: {exc.strerror}"
+                                 ) from None
             return text_error("file upload failed", 500)
         return json_response({"path": str(path)})
 
@@ -174,10 +178,10 @@ class RestAPI:
                 path = Path(wanted)
             if not path.is_absolute():
                 raise BadRequest(f"path {wanted!r} must be absolute or start with ~/")
-            if _holds_manager_state(path, self.manager.config):
-                # Its token, keys and db: overwriting them would lock everyone out or
-                # corrupt the queue, however the path is spelled (.., symlinks). Issue 6.
-                raise BadRequest(f"path {wanted!r} is in the manager's directory")
+            # Its token, keys and db, wherever configured; /proc and the like (issue 13).
+            refusal = upload_refusal(path, self.manager.config)
+            if refusal is not None:
+                raise BadRequest(f"path {wanted!r} {refusal}")
             path.parent.mkdir(parents=True, exist_ok=True)
             _write_atomically(path, body)
             return path
@@ -214,8 +218,7 @@ class RestAPI:
 
     def _params(self, request: Request) -> tuple[list[str] | None, str, int, bool, bool, bool]:
         q = request.query_params
-        raw_ids = unquote(request.path_params.get("ids", ""))
-        ids = raw_ids.split(",") if raw_ids else None
+        ids = ids_in_path(request)  # decoded once, split before decoding (issue 13)
         state = parse_state_filter(q.get("state", "")) or ""
         # parse_limit takes plain decimal digits only, as wr's strconv.Atoi: int() would
         # also take " 1" and "1_000".
@@ -302,18 +305,9 @@ class RestAPI:
 
 
 _ALL = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"]
-
-
-def _holds_manager_state(path: Path, config: Any) -> bool:
-    """Whether ``path`` resolves into the manager's directory (outside its uploads)."""
-    real = Path(os.path.realpath(path))
-    home = Path(os.path.realpath(config.manager_dir))
-    uploads = Path(os.path.realpath(config.upload_dir))
-
-    def within(root: Path) -> bool:
-        return real == root or root in real.parents
-
-    return within(home) and not (within(uploads) and real != uploads)
+_PATH_ERRNOS = (errno.ENOENT, errno.EROFS, errno.ENAMETOOLONG, errno.ELOOP, errno.EINVAL,
+                errno.EXDEV, errno.ENXIO, errno.ETXTBSY)
+"""Upload failures that say the path cannot hold a file: a 400, not a 500."""
 
 
 def _write_atomically(path: Path, body: bytes) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import logging
 import os
@@ -27,7 +28,7 @@ from wr import __version__
 from wr.config import Config, info_path
 from wr.errors import ConfigError, WrError
 from wr.manager.logs import setup_logging
-from wr.security import ensure_certificates, load_or_create_token
+from wr.security import ensure_certificates, load_or_create_token, write_private
 
 log = logging.getLogger("wr.manager")
 
@@ -73,7 +74,9 @@ def serve(config: Config, *, scheduler: str = "local", max_cores: int = 0, max_r
           foreground: bool = True, debug: bool = False,
           announce: Callable[[dict[str, Any]], None] | None = None) -> int:
     """Run the manager until it is told to stop. Returns the process exit code."""
-    config.manager_dir.mkdir(parents=True, exist_ok=True)
+    # Only the manager's user may look inside its directory, whatever the umask (issue 13).
+    config.manager_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(config.manager_dir, 0o700)
     os.umask(config.umask)
     setup_logging(config.log_file, foreground=foreground, debug=debug)
     other = running_pid(config)
@@ -81,7 +84,7 @@ def serve(config: Config, *, scheduler: str = "local", max_cores: int = 0, max_r
         log.error("wr manager on port %s is already running (pid %d)",
                   config.manager_port, other)
         return 1
-    config.pid_file.write_text(f"{os.getpid()}\n")
+    write_private(config.pid_file, f"{os.getpid()}\n".encode(), 0o600)
     with contextlib.suppress(FileNotFoundError):
         info_path(config).unlink()
     try:
@@ -106,7 +109,6 @@ async def _main(config: Config, scheduler_name: str, max_cores: int, max_ram: in
 
     from wr.manager.app import build_app
     from wr.manager.core import Manager
-    from wr.manager.guard import guarded
     from wr.schedulers.base import Scheduler
     from wr.schedulers.local import LocalScheduler
     from wr.store import Store
@@ -155,20 +157,24 @@ async def _main(config: Config, scheduler_name: str, max_cores: int, max_ram: in
     # Keep the collector off the long-lived records start-up loaded (see _main's start).
     gc.freeze()
     app = build_app(manager, token, max_body=config.max_body_size)
+    gate, http, ws = _gate(config)
     uv_config = uvicorn.Config(
-        app, ssl_certfile=str(config.cert_file), ssl_keyfile=str(config.key_file),
-        http=guarded(config.client_timeout), ws="websockets-sansio", lifespan="off",
-        log_config=None,
+        app, http=http, ws=ws, lifespan="off", log_config=None,
         access_log=False, timeout_graceful_shutdown=3, ws_max_size=64 * 1024 * 1024,
         ws_ping_interval=None, ws_per_message_deflate=False,
     )
     server = _Server(uv_config)
-    serving = asyncio.ensure_future(server.serve(sockets=[manager_sock, web_sock]))
+    # The gate accepts on both sockets and does TLS, so that it can count connections from
+    # their accept (issue 13); uvicorn runs each connection once TLS is up.
+    serving = asyncio.ensure_future(server.serve(sockets=[]))
     while not server.started and not serving.done():
         await asyncio.sleep(0.01)
     if serving.done():
         serving.result()
         return 1
+    gate.serve([manager_sock, web_sock], functools.partial(
+        uv_config.http_protocol_class, config=uv_config, server_state=server.server_state,
+        app_state=server.lifespan.state))
 
     stop = asyncio.Event()
     reason = {"why": ""}
@@ -182,9 +188,7 @@ async def _main(config: Config, scheduler_name: str, max_cores: int, max_ram: in
         "host": config.cert_domain, "started": time.time(), "version": __version__,
         "scheduler": scheduler.name,
     }
-    tmp = info_path(config).with_suffix(".tmp")
-    tmp.write_bytes(orjson.dumps(info))
-    os.replace(tmp, info_path(config))
+    write_private(info_path(config), orjson.dumps(info), 0o600)
     log.info("wr manager started on %s:%d, pid %d", config.cert_domain, manager_port,
              os.getpid())
     if announce is not None:
@@ -194,6 +198,7 @@ async def _main(config: Config, scheduler_name: str, max_cores: int, max_ram: in
     try:
         await manager.shutdown(grace=15.0)
     finally:
+        gate.close()
         server.should_exit = True
         with contextlib.suppress(Exception):
             await asyncio.wait_for(serving, 10)
@@ -209,6 +214,24 @@ async def _main(config: Config, scheduler_name: str, max_cores: int, max_ram: in
         log.info("wr manager on %s:%d gracefully stopped (received %s)", config.cert_domain,
                  manager_port, reason["why"])
     return 0
+
+
+def _gate(config: Config) -> tuple[Any, type[Any], type[Any]]:
+    """The gate on both ports (at most ``maxconnections`` open, within the descriptor
+    limit, raised to its hard limit first) and the protocol classes that report to it."""
+    from wr.manager.gate import Gate, connection_cap, gated_protocols, raise_descriptor_limit
+    from wr.manager.guard import guarded
+    from wr.security import server_ssl_context
+
+    limit = raise_descriptor_limit()
+    cap, warning = connection_cap(config.max_connections, limit)
+    if warning:
+        log.warning("%s", warning)
+    context = server_ssl_context(config.cert_file, config.key_file)
+    gate = Gate(cap, context, handshake_timeout=config.client_timeout or 60.0)
+    http, ws = gated_protocols(gate, guarded(config.client_timeout))
+    log.info("accepting at most %d connections (open files limit %d)", cap, limit)
+    return gate, http, ws
 
 
 class _Server:

@@ -35,7 +35,6 @@ import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import unquote
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -43,6 +42,7 @@ from starlette.routing import Route
 
 from wr.jobs import Job, State
 from wr.manager.core import Manager
+from wr.manager.names import ids_in_path
 from wr.manager.rest import check_token, json_response
 from wr.status import matches_state, parse_state_filter, walltime
 
@@ -156,11 +156,11 @@ class SummaryAPI:
 
     def routes(self) -> list[Route]:
         return [
-            Route("/rest/v1/counts/{ids:path}", self.counts, methods=["GET"]),
+            Route("/rest/v1/counts/{ids:names}", self.counts, methods=["GET"]),
             Route("/rest/v1/counts", self.counts, methods=["GET"]),
-            Route("/rest/v1/summary/{ids:path}", self.summary, methods=["GET"]),
+            Route("/rest/v1/summary/{ids:names}", self.summary, methods=["GET"]),
             Route("/rest/v1/summary", self.summary, methods=["GET"]),
-            Route("/rest/v1/details/{ids:path}", self.details, methods=["GET"]),
+            Route("/rest/v1/details/{ids:names}", self.details, methods=["GET"]),
             Route("/rest/v1/details", self.details, methods=["GET"]),
             Route("/rest/v1/add/{rest:path}", self.add, methods=["POST"]),
             Route("/rest/v1/add", self.add, methods=["POST"]),
@@ -170,7 +170,7 @@ class SummaryAPI:
         check_token(request, self.token)
         total = GroupFigures()
         params = request.query_params
-        if not request.path_params.get("ids") and not params.get("state"):
+        if ids_in_path(request) is None and not params.get("state"):
             # Every incomplete job: the queue keeps these counts, no need to visit a million
             # jobs (wr status -o counts at scale, issue 7).
             for state, n in self.manager.queue.counts.items():
@@ -228,7 +228,7 @@ class SummaryAPI:
         params = request.query_params
         state = parse_state_filter(params.get("state", "")) or ""
         search = params.get("search") == "true"
-        raw = unquote(request.path_params.get("ids", ""))
+        ids = ids_in_path(request)  # decoded once, split before decoding (issue 13)
         queue = self.manager.queue
         store = self.manager.store
         now = time.time()
@@ -240,12 +240,12 @@ class SummaryAPI:
                 found = groups[name] = GroupFigures()
             return found
 
-        if not raw:
+        if ids is None:
             for job in queue.jobs.values():
                 if not state or matches_state(job.state, state):
                     group(job.rep_grp).add_job(job, now)
             return groups
-        for ident in raw.split(","):
+        for ident in ids:
             if len(ident) == 32:  # a key (state is ignored for keys, as in GET jobs)
                 job = queue.get(ident)
                 if job is None:
