@@ -407,8 +407,9 @@ class Runner:
         while True:
             await asyncio.sleep(self.touch_interval)
             try:
-                reply = await self.link.request({"op": "touch", "key": key},
-                                                patience=RECONNECT_FOR)
+                reply = await self.link.request(
+                    {"op": "touch", "key": key, "peak_ram": execution.peak_ram_mb},
+                    patience=RECONNECT_FOR)
             except RuntimeError as exc:
                 log.warning("touch of %s refused: %s", key, exc)
                 continue
