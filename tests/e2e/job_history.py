@@ -12,18 +12,16 @@ from typing import Any
 import httpx
 import orjson
 
-from tests.conftest import ManagerHandle
 
-
-def job_history(m: ManagerHandle, rep_grp: str, *, url: str | None = None
+def job_history(api: httpx.Client, url: str, rep_grp: str
                 ) -> dict[str, list[dict[str, Any]]]:
     """Each job's changes (``From``, ``To``, ``FailReason``, ``Time``, ...) in order, by
-    key, since the manager (this run of it) started: the stream replays them from the
-    start (``after=0``) and its first keep-alive comes once it has caught up."""
+    key, since the manager at ``url`` (this run of it) started, read with ``api`` (which
+    trusts its CA and sends its token): the stream replays them from the start
+    (``after=0``) and its first keep-alive comes once it has caught up."""
     changes: dict[str, list[dict[str, Any]]] = {}
-    with (m.http(timeout=httpx.Timeout(30, read=30)) as api,
-          api.stream("GET", f"{url or m.url}/rest/v1/events/",
-                     params={"after": "0", "keepalive": "0.5", "rep_grp": rep_grp}) as r):
+    with api.stream("GET", f"{url}/rest/v1/events/", timeout=httpx.Timeout(30, read=30),
+                    params={"after": "0", "keepalive": "0.5", "rep_grp": rep_grp}) as r:
         assert r.status_code == 200, r.read()
         for line in r.iter_lines():
             if line.startswith(":"):

@@ -120,7 +120,8 @@ def test_a_job_over_its_slurm_memory_fails_at_once_and_its_retry_gets_more(
     peak = max(-(-seen // (1 << 20)), 200)
     assert done["ExpectedRAM"] >= -(-max(2 * peak, peak + 1000) // 100) * 100 >= 1200
     assert done["Attempts"] == 2
-    history = job_history(m, "hog")[key]
+    with m.http() as api:
+        history = job_history(api, m.url, "hog")[key]
     assert "lost" not in [e["To"] for e in history]
     assert [(e["From"], e["To"], e["FailReason"]) for e in history
             if e["From"] == "running"][0][1:] == ("delayed", "command used too much RAM")
