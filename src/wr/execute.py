@@ -295,7 +295,9 @@ class Execution:
 
     @property
     def peak_ram_mb(self) -> int:
-        """The most memory the command has used so far, in whole MB (0 before a sample)."""
+        """The most memory the command's tree has used so far, MB (0 before the first
+        sample): the runner sends it with its keep-alives, so the manager knows it even if
+        a batch system kills the runner with the job (issue 13 item 10)."""
         return _ceil_mb(self._peak_ram)
 
     async def start(self) -> int:

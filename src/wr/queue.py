@@ -446,9 +446,13 @@ class Queue:
         self._set_release(job, now + self.ttr)
         return job
 
-    def touch(self, key: str, runner: str, now: float) -> bool:
-        """Keep a job alive; returns True when its runner should kill it instead."""
+    def touch(self, key: str, runner: str, now: float, peak_ram: int = 0) -> bool:
+        """Keep a job alive; returns True when its runner should kill it instead.
+        ``peak_ram``: the most memory (MB) the job has used so far, kept in case the runner
+        is killed with it (issue 13 item 10: the memory bump of its retry needs it)."""
         job = self._owned(key, runner, RUN_STATES)
+        if peak_ram > job.peak_ram:
+            job.peak_ram = peak_ram
         if job.kill_called:
             return True
         if job.state == S.LOST:

@@ -73,8 +73,10 @@ def ensure_certificates(
     """Make a CA, server certificate and key unless the certificate and key exist.
 
     Returns True when new files were written. Raises ConfigError if only some of the three
-    files exist (so a half-set is never silently overwritten), or if an existing CA or
-    server certificate has expired. `now` is for tests; it defaults to the current time.
+    files exist (so a half-set is never silently overwritten), if an existing CA or
+    server certificate has expired, or if an existing server certificate does not name
+    `domain` (clients, and runners on other hosts, verify that name: issue 16). `now` is
+    for tests; it defaults to the current time.
     """
     ca_file, cert_file, key_file = Path(ca_file), Path(cert_file), Path(key_file)
     now = now or datetime.now(UTC)
@@ -82,6 +84,13 @@ def ensure_certificates(
         for path in (ca_file, cert_file):
             if path.exists() and certificate_expiry([path]) <= now:
                 raise ConfigError(f"{path} cert expired")
+        names = certificate_names(cert_file)
+        if not name_matches(domain, names):
+            raise ConfigError(
+                f"{cert_file} is for {', '.join(names) or 'no name'}, not for "
+                f"managercertdomain '{domain}', which clients and runners verify; delete "
+                f"{ca_file.name}, {cert_file.name} and {key_file.name} to make new ones for "
+                f"it, or set managercertdomain to a name the certificate has")
         return False
     for path in (ca_file, cert_file, key_file):
         if path.exists():
@@ -110,6 +119,47 @@ def certificate_expiry(paths: Iterable[Path]) -> datetime:
     if not expiries:
         raise ValueError("certificate_expiry needs at least one path")
     return min(expiries)
+
+
+def certificate_names(path: Path) -> list[str]:
+    """The DNS names and IP addresses a PEM certificate is for (its subject alternative
+    names: what TLS clients check, as Python's ssl module ignores the subject's CN)."""
+    from cryptography import x509
+
+    try:
+        certificate = x509.load_pem_x509_certificate(Path(path).read_bytes())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{path} is not a readable PEM certificate: {exc}") from None
+    try:
+        san = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    except x509.ExtensionNotFound:
+        return []
+    dns = san.value.get_values_for_type(x509.DNSName)
+    return [*dns, *(str(ip) for ip in san.value.get_values_for_type(x509.IPAddress))]
+
+
+def name_matches(domain: str, names: Iterable[str]) -> bool:
+    """Whether a certificate for ``names`` passes a TLS client's check of ``domain``: an IP
+    address must be one of them; a DNS name must equal one (case aside) or match a
+    wildcard in its leftmost label (``*.example.org``)."""
+    try:
+        address = ipaddress.ip_address(domain)
+    except ValueError:
+        address = None
+    wanted = domain.lower().rstrip(".")
+    for name in names:
+        if address is not None:
+            with contextlib.suppress(ValueError):
+                if ipaddress.ip_address(name) == address:
+                    return True
+            continue
+        name = name.lower().rstrip(".")
+        if name == wanted:
+            return True
+        head, _, rest = name.partition(".")
+        if head == "*" and rest and wanted.partition(".")[2] == rest and "." in wanted:
+            return True
+    return False
 
 
 def server_ssl_context(cert_file: Path, key_file: Path) -> ssl.SSLContext:

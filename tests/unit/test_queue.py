@@ -198,6 +198,21 @@ def test_touch_keeps_a_running_job_alive():
     assert lost.key == "a"
 
 
+def test_touch_keeps_the_highest_peak_ram_reported():
+    """Issue 13 item 10: a runner killed with its job cannot report its peak, so its
+    keep-alives carry it; a new attempt starts from nothing again."""
+    q = make_queue()
+    q.add([new_job("a", retries=1)], 0)
+    take(q, "a")
+    for peak in (100, 300, 0, 200):
+        q.touch("a", "r1", 1, peak_ram=peak)
+    assert q.get("a").peak_ram == 300
+    q.end("a", "r1", failed(peak_ram=350), 2)
+    q.tick(10_000)
+    take(q, "a", runner="r2", now=10_000)
+    assert q.get("a").peak_ram == 0
+
+
 def test_wrong_runner_or_wrong_state_is_refused():
     q = make_queue()
     q.add([new_job("a"), new_job("b")], 0)
@@ -442,6 +457,31 @@ def test_confirm_dead_retries_or_buries(retries, state):
     assert job.reserved_by == ""
     with pytest.raises(QueueError):
         q.touch("a", "r1", TTR + 16)
+    assert_consistent(q)
+
+
+def test_a_superseded_attempt_can_change_nothing():
+    """Issue 16: a runner cut off from the manager for long enough has its job ended as lost
+    (its node looked dead) and run again elsewhere; when it is heard from again, its
+    keep-alives and its report of the first attempt are refused, and the second attempt's
+    result is the one kept."""
+    q = make_queue(retry_delay_min=0)
+    q.add([new_job("a", retries=2)], 0)
+    take(q, "a", runner="old")
+    q.tick(TTR)
+    q.end("a", "old", failed(FailReason.LOST, exitcode=-1), TTR + 10)
+    take(q, "a", runner="new", now=TTR + 11)
+    with pytest.raises(QueueError, match="reserved by another runner"):
+        q.touch("a", "old", TTR + 12, peak_ram=500)
+    with pytest.raises(QueueError, match="reserved by another runner"):
+        q.end("a", "old", ARCHIVE, TTR + 13)
+    job = q.get("a")
+    assert (job.state, job.reserved_by, job.attempts, job.peak_ram) == (
+        S.RUNNING, "new", 2, 0)
+    done = q.end("a", "new", EndReport("archive", exitcode=0, peak_ram=42), TTR + 20)
+    assert (done.state, done.peak_ram, done.ended) == (S.COMPLETE, 42, TTR + 20)
+    with pytest.raises(QueueError, match="not in queue"):
+        q.end("a", "old", ARCHIVE, TTR + 21)
     assert_consistent(q)
 
 

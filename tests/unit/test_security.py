@@ -13,10 +13,12 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from wr.errors import ConfigError
 from wr.security import (
     certificate_expiry,
+    certificate_names,
     client_ssl_context,
     ensure_certificates,
     generate_token,
     load_or_create_token,
+    name_matches,
     server_ssl_context,
     tokens_match,
 )
@@ -131,6 +133,52 @@ def test_ip_domain_goes_in_an_ip_san(tmp_path):
     assert "10.1.2.3" in {str(ip) for ip in san.get_values_for_type(x509.IPAddress)}
 
 
+def test_a_kept_certificate_must_name_the_cert_domain(certs):
+    """Issue 16: a certificate made for localhost, kept once managercertdomain names the
+    head node, would fail every runner's TLS check on the other nodes; the manager refuses
+    to start instead, saying what to do (nothing is touched)."""
+    before = [p.read_bytes() for p in certs]
+    with pytest.raises(ConfigError) as info:
+        ensure_certificates(*certs, "198.18.0.1")
+    assert info.value.message == (
+        f"{certs[1]} is for localhost, 127.0.0.1, 0.0.0.0, ::1, not for managercertdomain "
+        f"'198.18.0.1', which clients and runners verify; delete ca.pem, cert.pem and "
+        f"key.pem to make new ones for it, or set managercertdomain to a name the "
+        f"certificate has")
+    assert [p.read_bytes() for p in certs] == before
+    assert ensure_certificates(*certs, "127.0.0.1") is False  # an address it has
+
+
+def test_a_certificate_for_an_ip_address_passes_tls_for_that_address(tmp_path):
+    """Runners on other nodes connect to the head's address and check it: an IP SAN."""
+    paths = tmp_path / "ca.pem", tmp_path / "cert.pem", tmp_path / "key.pem"
+    ensure_certificates(*paths, "198.18.0.1")
+    assert certificate_names(paths[1])[0] == "198.18.0.1"
+    assert ensure_certificates(*paths, "198.18.0.1") is False
+    got = handshake(server_ssl_context(paths[1], paths[2]), client_ssl_context(paths[0]),
+                    server_hostname="198.18.0.1")
+    assert got == b"hello"
+    with pytest.raises(ssl.SSLCertVerificationError, match="198.18.0.2"):
+        handshake(server_ssl_context(paths[1], paths[2]), client_ssl_context(paths[0]),
+                  server_hostname="198.18.0.2")
+
+
+@pytest.mark.parametrize(("domain", "names", "matches"), [
+    ("localhost", ["localhost", "127.0.0.1"], True),
+    ("Head.Example.org", ["head.example.org"], True),
+    ("head.example.org", ["*.example.org"], True),
+    ("example.org", ["*.example.org"], False),
+    ("a.b.example.org", ["*.example.org"], False),
+    ("198.18.0.1", ["198.18.0.1"], True),
+    ("198.18.0.1", ["localhost", "198.18.0.2"], False),
+    ("::1", ["0:0:0:0:0:0:0:1"], True),
+    ("127.0.0.1", ["localhost"], False),
+    ("localhost", [], False),
+])
+def test_name_matches(domain, names, matches):
+    assert name_matches(domain, names) is matches
+
+
 @pytest.mark.parametrize("present", ["ca.pem", "cert.pem", "key.pem"])
 def test_partial_set_is_refused(tmp_path, present):
     (tmp_path / present).write_text("left over")
@@ -159,8 +207,9 @@ def test_certificate_expiry_of_a_bad_file(tmp_path):
         certificate_expiry([path])
 
 
-def handshake(server_context: ssl.SSLContext, client_context: ssl.SSLContext) -> bytes:
-    """Connect over loopback with server_hostname 'localhost'; return what the server sent."""
+def handshake(server_context: ssl.SSLContext, client_context: ssl.SSLContext,
+              server_hostname: str = "localhost") -> bytes:
+    """Connect over loopback, checking ``server_hostname``; return what the server sent."""
     with socket.create_server(("127.0.0.1", 0)) as listener:
         port = listener.getsockname()[1]
         errors: list[Exception] = []
@@ -178,7 +227,7 @@ def handshake(server_context: ssl.SSLContext, client_context: ssl.SSLContext) ->
         try:
             with (
                 socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
-                client_context.wrap_socket(raw, server_hostname="localhost") as tls,
+                client_context.wrap_socket(raw, server_hostname=server_hostname) as tls,
             ):
                 assert tls.version() in ("TLSv1.2", "TLSv1.3")
                 return tls.recv(5)

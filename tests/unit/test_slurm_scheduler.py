@@ -11,22 +11,29 @@ import pytest
 from wr.runner import Runner
 from wr.schedulers.base import GroupRequirements, ImpossibleError, RunnerCommand, runner_ref
 from wr.schedulers.slurm import (
-    Partition,
     batch_script,
     choose_partition,
-    describe_end,
-    format_minutes,
-    is_transient,
     job_name,
     name_prefix,
-    parse_partitions,
-    parse_slurm_time,
-    parse_squeue,
     runner_cpus,
     runner_env,
     runner_mem,
     runner_minutes,
     sbatch_args,
+)
+from wr.schedulers.slurm_parse import (
+    Partition,
+    describe_end,
+    exit_code_words,
+    format_minutes,
+    is_transient,
+    job_fields,
+    killed_for_memory,
+    memory_seen_mb,
+    parse_partitions,
+    parse_slurm_time,
+    parse_squeue,
+    size_mb,
     slurm_words,
 )
 
@@ -202,11 +209,57 @@ def test_slurm_words_quotes_the_end_of_a_log() -> None:
      "Slurm job 7 failed (exit code 1): ERROR: could not reach the manager"),
     ("NODE_FAIL", {"reason": "NodeDown"},
      "Slurm job 7 was lost with its node (NODE_FAIL) (reason: NodeDown)"),
+    ("NODE_FAIL", {"node": "n2"}, "Slurm job 7 was lost with its node n2 (NODE_FAIL)"),
     ("PREEMPTED", {"reason": "None"}, "Slurm job 7 was preempted"),
     ("BOOT_FAIL", {}, "Slurm job 7 ended in state BOOT_FAIL"),
 ])
 def test_describe_end(state: str, extra: dict, expected: str) -> None:
     assert describe_end("7", state, **extra).startswith(expected)
+
+
+@pytest.mark.parametrize(("state", "log_text", "killed"), [
+    ("FAILED", OOM_LOG, True),  # OverMemoryKill (no cgroups): FAILED, and the log says why
+    ("OUT_OF_MEMORY", "", True),  # cgroups
+    ("FAILED", "slurmstepd: error: Detected 1 oom-kill event(s) in StepId=3.batch.", True),
+    ("FAILED", "ERROR: could not reach the manager", False),
+    ("NODE_FAIL", "", False),
+    ("TIMEOUT", "*** JOB 7 ON vm CANCELLED AT 2026 DUE TO TIME LIMIT ***", False),
+])
+def test_which_ends_were_memory_kills(state: str, log_text: str, killed: bool) -> None:
+    assert killed_for_memory(state, log_text) is killed
+
+
+def test_memory_seen_is_read_from_slurmstepds_words_in_bytes_or_kb() -> None:
+    # Slurm 22.05 prints bytes: 644460544 B is 615 MB, the limit 100 MB.
+    assert memory_seen_mb(OOM_LOG, 100) == 615
+    assert memory_seen_mb(OOM_LOG) == 615  # bytes when the allocation is not known
+    # Older Slurm printed KB: the limit (the 200 MB allocation) tells which.
+    old = "slurmstepd: error: Job 3 exceeded memory limit (452804 > 204800), being killed\n"
+    assert memory_seen_mb(old, 200) == 443
+    # The largest of several.
+    both = ("StepId=4.batch exceeded memory limit (300000000 > 209715200), being killed\n"
+            "StepId=4.batch exceeded memory limit (463671296 > 209715200), being killed\n")
+    assert memory_seen_mb(both, 200) == 443
+    assert memory_seen_mb("slurmstepd: error: Exceeded job memory limit", 200) == 0
+
+
+@pytest.mark.parametrize(("text", "bare", "mb"), [
+    ("600M", 1 << 20, 600), ("2G", 1 << 20, 2048), ("1.5G", 1 << 20, 1536),
+    ("463671K", 1 << 20, 453), ("512", 1 << 20, 512), ("463671296", 1, 443),
+    ("1T", 1 << 20, 1 << 20), ("", 1 << 20, 0), ("Unknown", 1 << 20, 0), ("0", 1, 0),
+])
+def test_size_mb(text: str, bare: int, mb: int) -> None:
+    assert size_mb(text, bare) == mb
+
+
+def test_scontrol_job_fields_and_exit_code() -> None:
+    fields = job_fields("JobId=1 JobName=wrap JobState=FAILED Reason=JobLaunchFailure "
+                        "ExitCode=0:9 MinMemoryNode=200M TRES=cpu=1,mem=200M,node=1")
+    assert fields["MinMemoryNode"] == "200M"
+    assert fields["TRES"] == "cpu=1,mem=200M,node=1"
+    assert exit_code_words(fields) == "0, signal 9"
+    assert exit_code_words({"ExitCode": "1:0"}) == "1"
+    assert exit_code_words({}) == ""
 
 
 @pytest.mark.parametrize(("error", "transient"), [

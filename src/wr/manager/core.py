@@ -27,6 +27,7 @@ from wr.config import Config
 from wr.errors import StorageUnavailable
 from wr.jobs import RUN_STATES, FailReason, Job, State
 from wr.learning import DISK, RAM, TIME, Learner
+from wr.manager.deaths import RunnerDeaths
 from wr.manager.events import EventHub
 from wr.manager.memory import MemoryTrimmer
 from wr.queue import Changed, EndReport, LimitChanged, Queue, QueueError, Replaced
@@ -76,6 +77,9 @@ class RunnerLink:
     group: str
     send: Any  # async callable(dict) -> None
     jobs: set[str] = field(default_factory=set)
+    heard: float = field(default_factory=time.monotonic)
+    """When it last sent anything (monotonic clock): a runner the scheduler says has ended
+    is taken for dead once it is silent too (wr.manager.deaths)."""
 
 
 class Manager:
@@ -124,10 +128,12 @@ class Manager:
         self.watchers: list[Any] = []
         """Callables ``(events, now)`` given each batch of queue events as ``_after`` persists
         it (wr.manager.metrics counts with one); they must be quick and must not raise."""
+        self.deaths = RunnerDeaths(self)
         scheduler.warn = self.add_warning
         scheduler.on_change = self._request_schedule
         scheduler.on_runner_killed = lambda runner_id: self._spawn(
             self.recover_runner(runner_id))
+        scheduler.on_runners_gone = self.deaths.heard
 
     # -- life cycle -------------------------------------------------------------------------
 
@@ -586,8 +592,10 @@ class Manager:
                          host_ip=str(start.get("ip", "")), now=time.time(),
                          at=None if at is None else float(at))
 
-    def touch(self, key: str, runner_id: str) -> bool:
-        kill = self.queue.touch(key, runner_id, time.time())
+    def touch(self, key: str, runner_id: str, peak_ram: int = 0) -> bool:
+        """A keep-alive, with the most memory (MB) the job has used so far if the runner
+        says; True if the runner should kill the job instead."""
+        kill = self.queue.touch(key, runner_id, time.time(), peak_ram=peak_ram)
         self._after()
         return kill
 
@@ -712,6 +720,7 @@ class Manager:
                 for job in lost:
                     asyncio.ensure_future(
                         self._check_lost(job.key, job.pid, job.host, job.reserved_by))
+                self.deaths.settle()
                 if any(n > 0 for n in self.queue.ready_by_group.values()):
                     self._request_schedule()
                 self._check_drained()
@@ -760,11 +769,20 @@ class Manager:
             # Restored after a crash: its runner may have finished the job and be about to
             # report it. Confirming it dead now could run it twice.
             return
-        if job is not None and job.reserved_by in self.runner_links:
+        if (job is not None and job.reserved_by in self.runner_links
+                and not (said is not None and said.runner_ended)):
             # Its runner is still connected, only silent (frozen, starved): the process may
             # have just finished and the runner will report it. Issue 6: never run it twice.
+            # (Unless the runner itself is known to have ended, as when Slurm failed its
+            # job with its node: its connection is a dead one. Issue 16.)
             return
         if gone and job is not None and job.state == State.LOST and job.pid == pid:
+            if said is not None and said.runner_ended:
+                self.runner_links.pop(job.reserved_by, None)
+            if said is not None and said.out_of_memory_mb:
+                self.deaths.end(job, said, time.time())
+                self._after()
+                return
             with contextlib.suppress(QueueError):
                 self.queue.confirm_dead(key, time.time())
                 if said is not None and said.reason:

@@ -8,7 +8,11 @@ Runner -> manager requests carry an ``id`` that the answer repeats:
   the ready ones): the first in ``job``, the rest in ``more``.
 * ``{"op": "started", "key", "pid", "host", "ip", "at"}`` -> ``{}`` (stored before answered;
   ``at`` is the start time by the runner's clock)
-* ``{"op": "touch", "key"}`` -> ``{"kill": bool}``
+* ``{"op": "touch", "key", "peak_ram"?: MB}`` -> ``{"kill": bool}``: a keep-alive, with the
+  most memory the job has used so far (kept on the job, so its memory is known if the runner
+  is killed with it). A touch the queue refuses (the runner no longer holds the job: another
+  attempt took it over while this runner was cut off) is answered with the error and
+  followed by a ``kill`` of that job, so a superseded attempt does not run on (issue 16).
 * ``{"op": "end", "key", "report": {...}, "stdout", "stderr", "reserve": s | null,
   "many"?: n, "start"?: {"pid", "host", "ip", "at"}}`` -> ``{"job": next job | null,
   "more"?: [...]}``: the end of one job and the reservation of the next travel together, so
@@ -44,6 +48,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 import orjson
@@ -113,11 +118,12 @@ class RunnerEndpoint:
         try:
             while True:
                 raw = await ws.receive_bytes()
+                link.heard = time.monotonic()
                 msg = orjson.loads(raw)
                 # Keep-alives are answered inline, ahead of everything else (issue 6: a slow
                 # runner under load must not be marked lost).
                 if msg.get("op") == "touch":
-                    await send(self._touch(msg, runner_id))
+                    await self._touch(msg, runner_id, send)
                     continue
                 task = asyncio.ensure_future(self._handle(msg, runner_id, group, send))
                 tasks.add(task)
@@ -129,12 +135,19 @@ class RunnerEndpoint:
                 task.cancel()
             manager.disconnect_runner(runner_id, link)
 
-    def _touch(self, msg: dict[str, Any], runner_id: str) -> dict[str, Any]:
+    async def _touch(self, msg: dict[str, Any], runner_id: str, send: Any) -> None:
+        """Answer a keep-alive; tell a runner that no longer holds the job to kill it."""
         try:
-            kill = self.manager.touch(msg["key"], runner_id)
-            return {"id": msg.get("id"), "kill": kill}
+            kill = self.manager.touch(msg["key"], runner_id, int(msg.get("peak_ram") or 0))
         except QueueError as exc:
-            return {"id": msg.get("id"), "error": str(exc)}
+            log.warning("runner %s touched job %s, which it no longer holds (%s): told to "
+                        "kill it", runner_id, msg.get("key"), exc)
+            await send({"id": msg.get("id"), "error": str(exc)})
+            await send({"op": "kill", "key": msg["key"]})
+        except (KeyError, TypeError, ValueError) as exc:
+            await send({"id": msg.get("id"), "error": f"bad request: {exc!r}"})
+        else:
+            await send({"id": msg.get("id"), "kill": kill})
 
     async def _handle(self, msg: dict[str, Any], runner_id: str, group: str, send: Any) -> None:
         manager = self.manager
@@ -272,6 +285,4 @@ def _quiet(fut: asyncio.Future[Any]) -> None:
 
 
 def _now() -> float:
-    import time
-
     return time.time()

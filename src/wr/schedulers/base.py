@@ -37,11 +37,21 @@ class GroupRequirements:
 
 @dataclass(frozen=True, slots=True)
 class RunnerGone:
-    """A scheduler's word that a lost job's runner has certainly ended, and why if it knows."""
+    """A scheduler's word that a job no longer runs (its process or its whole runner has
+    ended), and why if it knows."""
 
     reason: str = ""
     """What the scheduler said about the runner's end ("Slurm job 12 ran out of memory: ..."),
     or "" when there is nothing to add to "lost contact with runner"."""
+    runner_ended: bool = False
+    """The runner itself has ended (its batch job is over), not only the job's process: a
+    connection of its that still looks open is a dead one, so the manager need not wait for
+    the runner to report (as it does for a runner that is only silent)."""
+    out_of_memory_mb: int = 0
+    """Set when the runner was killed for using more memory than it had: the most memory
+    (MB) its job may have used, as the scheduler measured it (at least the runner's
+    allocation). The manager then fails the job as "command used too much RAM", so its
+    retry asks for more (issue 13 item 10)."""
 
 
 def runner_ref(runner_id: str) -> str:
@@ -71,6 +81,11 @@ class Scheduler(abc.ABC):
         self.on_runner_killed: Callable[[str], None] = lambda runner_id: None
         """Set by the manager: call with a runner's id when it was killed outright, keeper
         and all (wr.keeper), so that the manager reports what it can for it."""
+        self.on_runners_gone: Callable[[dict[str, RunnerGone]], None] = lambda gone: None
+        """Set by the manager: call, with a RunnerGone per runner ref (``runner_ref``), as
+        soon as runners are known to have ended (a batch job that failed, ran out of memory
+        or lost its node), so their jobs are dealt with at once instead of after the
+        keep-alive timeout (see wr.manager.deaths)."""
 
     async def start(self) -> None:
         """Look around before the first ``check`` (a batch system's partitions and limits,

@@ -17,9 +17,12 @@ Trouble. A submission Slurm refuses becomes a warning; unless it looks temporary
 controller is busy or down), the group's requirements are "impossible" for a while and the
 manager buries its ready jobs with Slurm's words. A runner job that ends other than by
 completing (failed, out of memory, time limit, cancelled by someone else, node failure)
-becomes a warning quoting its log, and the jobs it was running, once lost, carry the same
-words in their FailReason (``job_gone``): each runner passes ``--ref slurm:<job id>``, which
-is part of its runner id.
+becomes a warning quoting its log, and the manager is told at once (``on_runners_gone``,
+issue 16), with Slurm's words and, for a memory kill, the most memory the job was seen to
+use (issue 13 item 10), so it can end that runner's jobs without waiting for the
+keep-alive timeout (wr.manager.deaths); ``job_gone`` answers the same for a lost job. Each
+runner passes ``--ref slurm:<job id>``, which is part of its runner id. What Slurm prints is
+read in wr.schedulers.slurm_parse.
 
 Slurm with no accounting storage is assumed: squeue is the source of truth, so MinJobAge
 should be well above a few seconds for finished jobs to be seen. Killing a runner job must
@@ -57,6 +60,25 @@ from wr.schedulers.base import (
     local_process_gone,
     runner_ref,
 )
+from wr.schedulers.slurm_parse import (
+    COUNTED_STATES,
+    ENDING_STATES,
+    LIVE_STATES,
+    PENDING_STATES,
+    SQUEUE_FORMAT,
+    Partition,
+    SlurmJob,
+    describe_end,
+    exit_code_words,
+    format_minutes,
+    is_transient,
+    job_fields,
+    killed_for_memory,
+    memory_seen_mb,
+    parse_partitions,
+    parse_squeue,
+    size_mb,
+)
 
 log = logging.getLogger("wr.manager")
 
@@ -85,178 +107,7 @@ ENDED_MEMORY = 10_000
 LOG_TAIL_BYTES = 8192
 """How much of the end of a runner job's log is read to quote what Slurm said."""
 
-SQUEUE_FORMAT = "%i|%T|%A|%N|%r|%j"
-"""Job (or array task) id, state, job id, node, reason, name: the name last, as it may hold
-any character."""
-
-PENDING_STATES = frozenset({"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED",
-                            "RESV_DEL_HOLD", "SUSPENDED"})
-RUNNING_STATES = frozenset({"CONFIGURING", "RUNNING", "RESIZING", "SIGNALING", "STOPPED"})
-ENDING_STATES = frozenset({"COMPLETING", "STAGE_OUT"})
-"""Its processes are ending: no longer a runner, but not yet gone either."""
-COUNTED_STATES = PENDING_STATES | RUNNING_STATES
-LIVE_STATES = COUNTED_STATES | ENDING_STATES
-
-_TRANSIENT = re.compile(
-    r"temporar|unable to contact|timed out|time out|zero bytes|connection refused|try again|"
-    r"standby|in progress|violates accounting/qos policy|not responding|could not contact",
-    re.IGNORECASE)
-"""sbatch errors worth retrying later rather than burying the group's jobs for."""
-
-
-# -- pure parts --------------------------------------------------------------------------
-
-@dataclass(frozen=True, slots=True)
-class SlurmJob:
-    """One line of squeue: a runner job, or one task of a runner job array."""
-
-    id: str
-    """``12`` or, for an array task, ``12_3`` (what squeue, scancel and our logs use)."""
-    state: str
-    job_id: str
-    node: str
-    reason: str
-    name: str
-
-    @property
-    def sort_key(self) -> tuple[int, int]:
-        head, _, index = self.id.partition("_")
-        return _int(head, 0), _int(index, 0)
-
-
-def parse_squeue(text: str) -> list[SlurmJob]:
-    """The jobs in squeue output printed with ``SQUEUE_FORMAT`` (malformed lines skipped)."""
-    jobs = []
-    for line in text.splitlines():
-        parts = line.strip().split("|", 5)
-        if len(parts) != 6 or not parts[0]:
-            continue
-        jid, state, job_id, node, reason, name = parts
-        # squeue prints "CANCELLED by 0" for some jobs; the first word is the state.
-        jobs.append(SlurmJob(jid, state.split()[0] if state else "", job_id, node, reason,
-                             name))
-    return jobs
-
-
-def parse_slurm_time(text: str) -> float | None:
-    """Seconds in a Slurm time limit ("30", "1:30:00", "2-12", "1-00:00:00"); None means
-    unlimited. Raises ValueError for anything else."""
-    text = text.strip()
-    if text.upper() in ("UNLIMITED", "INFINITE", "NONE", ""):
-        return None
-    days = 0
-    if "-" in text:
-        d, _, text = text.partition("-")
-        days = int(d)
-        parts = [int(p) for p in text.split(":")] if text else [0]
-        while len(parts) < 3:
-            parts.append(0)
-        h, m, s = parts[:3]
-    else:
-        parts = [int(p) for p in text.split(":")]
-        if len(parts) == 1:
-            h, m, s = 0, parts[0], 0
-        elif len(parts) == 2:
-            h, m, s = 0, parts[0], parts[1]
-        else:
-            h, m, s = parts[:3]
-    return float(((days * 24 + h) * 60 + m) * 60 + s)
-
-
-def format_minutes(minutes: int) -> str:
-    """A Slurm-style duration for messages: 90 -> "1:30:00", 2880 -> "2-00:00:00"."""
-    days, rest = divmod(minutes, 1440)
-    text = f"{rest // 60}:{rest % 60:02d}:00"
-    return f"{days}-{rest // 60:02d}:{rest % 60:02d}:00" if days else text
-
-
-@dataclass(frozen=True, slots=True)
-class Partition:
-    """What a partition offers a single-node, single-task runner job."""
-
-    name: str
-    default: bool = False
-    state: str = "UP"
-    max_time_s: float | None = None
-    """Longest time limit a job may ask for; None: unlimited."""
-    max_cpus_per_node: int | None = None
-    max_mem_per_node: int | None = None
-    max_mem_per_cpu: int | None = None
-    nodes: tuple[tuple[int, int, int], ...] = ()
-    """(node count, cpus, memory MB) of each kind of node in the partition."""
-
-    def _shapes(self) -> list[tuple[int, int, int]]:
-        shapes = []
-        for count, cpus, mem in self.nodes:
-            if self.max_cpus_per_node is not None:
-                cpus = min(cpus, self.max_cpus_per_node)
-            if self.max_mem_per_node is not None:
-                mem = min(mem, self.max_mem_per_node)
-            shapes.append((count, cpus, mem))
-        return shapes
-
-    def _mem_ok(self, cpus: int, mem: int) -> bool:
-        return self.max_mem_per_cpu is None or mem <= self.max_mem_per_cpu * cpus
-
-    def capacity(self, cpus: int, mem: int) -> int:
-        """How many runners needing ``cpus`` and ``mem`` MB could run here at once."""
-        if not self._mem_ok(cpus, mem):
-            return 0
-        return sum(count * min(c // cpus, m // mem) for count, c, m in self._shapes()
-                   if c >= cpus and m >= mem)
-
-    def refusal(self, cpus: int, mem: int, time_s: float) -> str | None:
-        """Why this partition could never run a runner with these needs, or None."""
-        if self.max_time_s is not None and time_s > self.max_time_s:
-            return (f"partition {self.name} allows at most "
-                    f"{format_minutes(int(self.max_time_s // 60))}")
-        if not self._mem_ok(cpus, mem):
-            return (f"partition {self.name} allows at most {self.max_mem_per_cpu} MB per cpu")
-        shapes = self._shapes()
-        if not shapes:
-            return f"partition {self.name} has no nodes"
-        if not any(c >= cpus and m >= mem for _, c, m in shapes):
-            most_cpus = max(c for _, c, _ in shapes)
-            most_mem = max(m for _, _, m in shapes)
-            return (f"partition {self.name} offers at most {most_cpus} cpus and "
-                    f"{most_mem} MB of memory on one node")
-        return None
-
-
-def parse_partitions(scontrol_text: str, sinfo_text: str) -> list[Partition]:
-    """Partitions from ``scontrol show partition -o`` and ``sinfo -h -e -o %R|%D|%c|%m``."""
-    nodes: dict[str, list[tuple[int, int, int]]] = {}
-    for line in sinfo_text.splitlines():
-        parts = line.strip().split("|")
-        if len(parts) != 4:
-            continue
-        name, count, cpus, mem = parts
-        try:
-            nodes.setdefault(name, []).append((_int(count), _int(cpus), _int(mem)))
-        except ValueError:
-            continue
-    partitions = []
-    for line in scontrol_text.splitlines():
-        fields = dict(tok.split("=", 1) for tok in line.split() if "=" in tok)
-        name = fields.get("PartitionName")
-        if not name:
-            continue
-        try:
-            max_time = parse_slurm_time(fields.get("MaxTime", "UNLIMITED"))
-        except ValueError:
-            max_time = None
-        partitions.append(Partition(
-            name=name,
-            default=fields.get("Default", "NO") == "YES",
-            state=fields.get("State", "UP"),
-            max_time_s=max_time,
-            max_cpus_per_node=_limit(fields.get("MaxCPUsPerNode")),
-            max_mem_per_node=_limit(fields.get("MaxMemPerNode")),
-            max_mem_per_cpu=_limit(fields.get("MaxMemPerCPU")),
-            nodes=tuple(nodes.get(name, ())),
-        ))
-    return partitions
-
+# -- what wr asks of Slurm -----------------------------------------------------------------
 
 def runner_cpus(req: GroupRequirements) -> int:
     """cpus-per-task of a group's runner job (at least 1: Slurm has no zero-cpu jobs)."""
@@ -366,76 +217,8 @@ def runner_env(base: Mapping[str, str], extra: Mapping[str, str]) -> dict[str, s
     return env
 
 
-def slurm_words(log_text: str, limit: int = 3) -> str:
-    """The last few distinct things said at the end of a runner job's log, for messages."""
-    said: list[str] = []
-    for line in reversed(log_text.splitlines()):
-        line = re.sub(r"^slurmstepd[^:]*:\s*(error:\s*)?", "", line.strip())
-        line = line.strip("* ").strip()
-        if line and line not in said:
-            said.append(line)
-        if len(said) >= limit:
-            break
-    text = "; ".join(reversed(said))
-    return text if len(text) <= 500 else text[:497] + "..."
-
-
-def describe_end(sid: str, state: str, *, exit_code: str = "", log_text: str = "",
-                 reason: str = "") -> str:
-    """How a runner job ended, in words for a warning or a FailReason."""
-    low = log_text.lower()
-    if state == "OUT_OF_MEMORY" or "memory limit" in low or "oom-kill" in low:
-        what = "ran out of memory"
-    elif state == "TIMEOUT" or "due to time limit" in low:
-        what = "hit its time limit"
-    elif state == "CANCELLED":
-        what = "was cancelled"
-    elif state == "FAILED":
-        what = f"failed (exit code {exit_code})" if exit_code else "failed"
-    elif state == "NODE_FAIL":
-        what = "was lost with its node (NODE_FAIL)"
-    elif state == "PREEMPTED":
-        what = "was preempted"
-    elif state == "COMPLETED":
-        what = "completed"
-    else:
-        what = f"ended in state {state}"
-    text = f"Slurm job {sid} {what}"
-    said = slurm_words(log_text)
-    if said:
-        return f"{text}: {said}"
-    # squeue's reason only when the log says nothing (it is "JobLaunchFailure" for a job
-    # killed for its memory, which would mislead).
-    if reason and reason not in ("None", "(null)"):
-        text += f" (reason: {reason})"
-    return text
-
-
-def is_transient(error: str) -> bool:
-    """Whether an sbatch error looks worth retrying later."""
-    return bool(_TRANSIENT.search(error))
-
-
 def _hex(text: str, n: int) -> str:
     return hashlib.md5(text.encode()).hexdigest()[:n]
-
-
-def _int(text: str, default: int | None = None) -> int:
-    m = re.match(r"\d+", text.strip())
-    if m is None:
-        if default is not None:
-            return default
-        raise ValueError(text)
-    return int(m.group())
-
-
-def _limit(text: str | None) -> int | None:
-    if not text or text.upper() in ("UNLIMITED", "NONE", "0"):
-        return None
-    try:
-        return _int(text)
-    except ValueError:
-        return None
 
 
 def _printable(text: str) -> str:
@@ -463,8 +246,9 @@ class _Ended:
     state: str
     name: str
     reason: str = ""
-    text: str | None = None
-    """The description, once worked out."""
+    node: str = ""
+    gone: RunnerGone | None = None
+    """What is known of the runner's end, once worked out (``_judge``)."""
 
 
 @dataclass(slots=True)
@@ -581,15 +365,16 @@ class SlurmScheduler(Scheduler):
                 return None
             rows = [j for j in parse_squeue(res.out) if j.id == sid]
             if not rows:
-                return RunnerGone(f"Slurm job {sid} is no longer known to Slurm")
+                return RunnerGone(f"Slurm job {sid} is no longer known to Slurm",
+                                  runner_ended=True)
             if rows[0].state in LIVE_STATES:
                 return None
             ended = self._remember_end(rows[0])
         if host == self.host and not await self.process_gone(pid, host):
             return None  # Slurm let the job's process outlive its runner: not gone yet
-        if ended.text is None:
-            ended.text = await self._explain(sid, ended)
-        return RunnerGone(ended.text)
+        if ended.gone is None:
+            ended.gone = await self._judge(sid, ended)
+        return ended.gone
 
     async def shutdown(self, grace: float) -> None:
         self._closing = True
@@ -655,7 +440,9 @@ class SlurmScheduler(Scheduler):
         return ""
 
     async def _poll(self) -> bool:
-        """Read this manager's runner jobs from squeue; judge those that ended."""
+        """Read this manager's runner jobs from squeue; judge those that ended, and tell the
+        manager at once of the runners they held (``on_runners_gone``), so that their jobs
+        need not wait for the keep-alive timeout (issue 16)."""
         res = await _run(["squeue", "-h", "-r", "-t", "all", "-u", self._uid,
                           "-o", SQUEUE_FORMAT])
         if res.code != 0:
@@ -672,42 +459,42 @@ class SlurmScheduler(Scheduler):
                 ended.append((j, watched))
             else:
                 self._jobs.pop(sid, None)
+        gone: dict[str, RunnerGone] = {}
         vanished = [s for s in self._jobs if s not in seen]
         for sid in vanished:
             # Gone from squeue altogether: cancelled while pending, or long finished.
             j = self._jobs.pop(sid)
             entry = self._remember_end(j, state="VANISHED")
-            entry.text = f"Slurm job {sid} is no longer known to Slurm"
+            entry.gone = gone[f"slurm:{sid}"] = RunnerGone(
+                f"Slurm job {sid} is no longer known to Slurm", runner_ended=True)
             self._cancelled.discard(sid)
         for j, watched in ended:
             entry = self._remember_end(j)
             if j.state == "COMPLETED":
                 _remove_if_empty(self._log_of(j.id))
             elif watched and j.id not in self._cancelled:
-                entry.text = await self._explain(j.id, entry)
+                entry.gone = gone[f"slurm:{j.id}"] = await self._judge(j.id, entry)
                 group = self._by_job_name.get(j.name, "?")
-                self.warn(f"{entry.text} (a runner for scheduler group '{group}'; "
+                self.warn(f"{entry.gone.reason} (a runner for scheduler group '{group}'; "
                           f"log: {self._log_of(j.id)})")
             self._cancelled.discard(j.id)
         if (ended or vanished) and not self._closing:
+            if gone:
+                self.on_runners_gone(gone)
             self.on_change()
         return True
 
     def _remember_end(self, j: SlurmJob, state: str = "") -> _Ended:
-        entry = _Ended(state or j.state, j.name, j.reason)
+        entry = _Ended(state or j.state, j.name, j.reason, j.node)
         self._ended[j.id] = entry
         while len(self._ended) > ENDED_MEMORY:
             self._ended.popitem(last=False)
         return entry
 
-    async def _explain(self, sid: str, ended: _Ended) -> str:
-        exit_code = ""
-        if ended.state == "FAILED":
-            res = await _run(["scontrol", "show", "job", "-o", sid])
-            m = re.search(r"\bExitCode=(\d+):(\d+)", res.out)
-            if m:
-                code, sig = m.groups()
-                exit_code = code if sig == "0" else f"{code}, signal {sig}"
+    async def _judge(self, sid: str, ended: _Ended) -> RunnerGone:
+        """What is known of a runner job's end: Slurm's words (state, exit code, its log's
+        last lines) and, if it was killed for its memory, the most memory it was seen to
+        use: what slurmstepd said, or accounting's MaxRSS, and at least its allocation."""
         try:
             with open(self._log_of(sid), "rb") as f:
                 f.seek(0, os.SEEK_END)
@@ -715,8 +502,17 @@ class SlurmScheduler(Scheduler):
                 text = f.read().decode(errors="replace")
         except OSError:
             text = ""
-        return describe_end(sid, ended.state, exit_code=exit_code, log_text=text,
-                            reason=ended.reason)
+        oom = killed_for_memory(ended.state, text)
+        fields: dict[str, str] = {}
+        if ended.state == "FAILED" or oom:
+            fields = job_fields((await _run(["scontrol", "show", "job", "-o", sid])).out)
+        reason = describe_end(sid, ended.state, exit_code=exit_code_words(fields),
+                              log_text=text, reason=ended.reason, node=ended.node)
+        if not oom:
+            return RunnerGone(reason, runner_ended=True)
+        allocation = size_mb(fields.get("MinMemoryNode", ""))
+        seen = max(allocation, memory_seen_mb(text, allocation), await _max_rss_mb(sid))
+        return RunnerGone(reason, runner_ended=True, out_of_memory_mb=max(seen, 1))
 
     def _log_of(self, sid: str) -> Path:
         return self.log_dir / f"{sid}.log"
@@ -832,6 +628,15 @@ async def _run(argv: list[str], *, stdin: str | None = None,
         return _Result(124, "", f"{argv[0]} timed out after {timeout:g}s")
     return _Result(proc.returncode or 0, out.decode(errors="replace"),
                    err.decode(errors="replace"))
+
+
+async def _max_rss_mb(sid: str) -> int:
+    """The largest MaxRSS of a job's steps in Slurm's accounting, MB; 0 where there is no
+    accounting (sacct then fails, as on the test clusters)."""
+    res = await _run(["sacct", "-n", "-P", "--noconvert", "-j", sid, "-o", "MaxRSS"])
+    if res.code != 0:
+        return 0
+    return max((size_mb(line, bare=1) for line in res.out.split()), default=0)
 
 
 def _remove_if_empty(path: Path) -> None:
