@@ -128,47 +128,47 @@ class SimRunner:
 
     async def run(self, window: tuple[float, float]) -> None:
         cfg, tally = self.cfg, self.tally
-        start = {"pid": 1, "host": "sim", "ip": "127.0.0.1"}
+        many = 1 if self.touching else cfg["many"]
         end: dict[str, Any] | None = None
         if self.touching:  # spread the touching runners' keep-alives over the interval
             await asyncio.sleep(random.uniform(0, cfg["touch"]))
         while time.time() < window[1]:
-            if end is None:
-                reply, rtt, inside = await self.call(
-                    {"op": "reserve", "timeout": RESERVE_WAIT}, window)
-            else:
-                reply, rtt, inside = await self.call(end, window)
-                if inside and "error" not in reply:
-                    tally.ends += 1
+            msg = end or {"op": "reserve", "timeout": RESERVE_WAIT}
+            if many > 1:
+                msg["many"] = many
+            reply, rtt, inside = await self.call(msg, window)
             if inside:
                 tally.rtt.append(rtt)
                 if "error" in reply:
                     tally.error(str(reply["error"])[:80])
-            job = reply.get("job")
-            if job is None:
+                elif end is not None:
+                    tally.ends += len(end.get("ends", [end])) - len(reply.get("refused", ()))
+            jobs = [reply["job"], *reply.get("more", ())] if reply.get("job") else []
+            if not jobs:
                 tally.empty += inside
                 end = None
                 continue
-            tally.reserves += inside
-            now = time.time()
-            end = {"op": "end", "key": job["key"], "stdout": "", "stderr": "",
-                   "reserve": RESERVE_WAIT, "report": {"outcome": "archive", "ended": now}}
-            if not self.touching:
-                end["start"] = {**start, "at": now}
-                continue
-            await self._hold(job["key"], start, window)
+            tally.reserves += len(jobs) * inside
+            if self.touching:
+                await self._hold(jobs[0]["key"], window)
+                end = _end(jobs[0]["key"], time.time(), None)
+            else:  # over at once: each end carries its start, as wr.runner's do
+                now = time.time()
+                ends = [_end(job["key"], now, now) for job in jobs]
+                end = ends[0] if len(ends) == 1 else {"op": "end", "ends": ends}
+            end["reserve"] = RESERVE_WAIT
         if end is not None:
             # Report what was run, asking for nothing more: a job left running untouched
             # would become lost ttr seconds later, a false lost of the simulator's making.
             end["reserve"] = None
+            end.pop("many", None)
             await self.call(end, window)
 
-    async def _hold(self, key: str, start: dict[str, Any],
-                    window: tuple[float, float]) -> None:
+    async def _hold(self, key: str, window: tuple[float, float]) -> None:
         """Run a longer job: say it started, touch every ``touch`` seconds until it ends."""
         cfg, tally = self.cfg, self.tally
         reply, rtt, inside = await self.call(
-            {"op": "started", "key": key, **start, "at": time.time()}, window)
+            {"op": "started", "key": key, **START, "at": time.time()}, window)
         if inside:
             tally.starts += 1
             tally.rtt.append(rtt)
@@ -185,6 +185,19 @@ class SimRunner:
                 tally.touch_rtt.append(rtt)
                 if "error" in reply:
                     tally.error("touch: " + str(reply["error"])[:80])
+
+
+START = {"pid": 1, "host": "sim", "ip": "127.0.0.1"}
+"""What a simulated runner says of the process it started."""
+
+
+def _end(key: str, ended: float, started: float | None) -> dict[str, Any]:
+    """The end report of a job that completed, with its start if ``started`` is given."""
+    end: dict[str, Any] = {"op": "end", "key": key, "stdout": "", "stderr": "",
+                           "report": {"outcome": "archive", "ended": ended}}
+    if started is not None:
+        end["start"] = {**START, "at": started}
+    return end
 
 
 async def simulate(cfg: dict[str, Any]) -> dict[str, Any]:
@@ -251,8 +264,13 @@ async def stand_in(cert: str, key: str, ready: Any) -> None:
             msg = orjson.loads(raw)
             op = msg.get("op")
             if op in ("reserve", "end"):
-                counter[0] += 1
-                reply = {"id": msg["id"], "job": {**job, "key": f"{counter[0]:032x}"}}
+                given = []
+                for _ in range(int(msg.get("many") or 1)):
+                    counter[0] += 1
+                    given.append({**job, "key": f"{counter[0]:032x}"})
+                reply = {"id": msg["id"], "job": given[0]}
+                if len(given) > 1:
+                    reply["more"] = given[1:]
             elif op == "touch":
                 reply = {"id": msg["id"], "kill": False}
             else:
@@ -513,6 +531,7 @@ def run_baseline(n: int, args: argparse.Namespace) -> dict[str, Any]:
 
 def _sim_settings(args: argparse.Namespace) -> dict[str, Any]:
     return {"touching": args.touching, "touch": args.touch, "job_time": args.job_time,
+            "many": args.many,
             "warmup": args.warmup, "duration": args.duration}
 
 
@@ -541,6 +560,9 @@ def main() -> int:
     parser.add_argument("--job-time", type=float, default=5.0,
                         help="seconds a touching runner holds each job")
     parser.add_argument("--touch", type=float, default=1.0, help="seconds between touches")
+    parser.add_argument("--many", type=int, default=1,
+                        help="jobs a short runner reserves and ends per message (wr.runner "
+                             "asks for up to 16 when its jobs end within 50 ms)")
     parser.add_argument("--ttr", type=float, default=0.0,
                         help="the manager's keep-alive timeout (default: 4 x --touch)")
     parser.add_argument("--jobs", type=int, default=0,
