@@ -26,10 +26,11 @@ and every runner stays connected and touching throughout, so any job the manager
 ``lost`` is a false lost: the simulator counts them from the manager's log (its "running
 jobs lost contact" warnings) and ``wr_jobs{state="lost"}``.
 
-The baseline (``--baseline``, on by default) is the same simulator against a stand-in
-server in this script that answers every request at once with an answer of the same
-shape, over the same TLS: the client side's own ceiling on this machine, so a figure near
-it says the simulator, not the manager, was the limit.
+The baseline (skipped with ``--no-baseline``) is the same simulators against a stand-in
+server in this script (one process, the same websockets library and TLS) that answers
+every request at once with an answer of the manager's shape: what the client side and
+this machine allow against a server that does no work, so a figure near it says the
+simulator or the machine, not the manager, was the limit.
 """
 
 from __future__ import annotations
@@ -408,6 +409,34 @@ def _summarise(n: int, args: argparse.Namespace, parts: list[dict[str, Any]],
     }
 
 
+def _manager_figures(before: dict[str, float], after: dict[str, float],
+                     cpu0: tuple[float, float], cpu1: tuple[float, float],
+                     seconds: float) -> dict[str, Any]:
+    """The manager's own account of the window: /metrics counters and its CPU."""
+    delta = {k: after.get(k, 0) - before.get(k, 0) for k in after}
+    commits = delta["wr_store_commit_seconds_count"]
+    row: dict[str, Any] = {"metrics": {
+        "completed": int(delta["wr_jobs_completed_total"]),
+        "started": int(delta["wr_jobs_started_total"]),
+        "reserved": int(delta["wr_jobs_reserved_total"]),
+        "connections": int(after['wr_runner_connections{scheduler="external"}']),
+        "lost_now": int(after['wr_jobs{state="lost"}']),
+        "commits": int(commits),
+        "commit_mean_ms": round(1000 * delta["wr_store_commit_seconds_sum"]
+                                / max(commits, 1), 2),
+    }}
+    # CPU seconds per second of the event loop's thread and of all the others (the
+    # store's writer, mostly), and per job completed: on a shared machine the first
+    # depends on what else runs, the second says what one job costs wherever.
+    loop_s, other_s = cpu1[0] - cpu0[0], cpu1[1] - cpu0[1]
+    jobs_done = max(delta["wr_jobs_completed_total"], 1)
+    row.update(manager_cpu=round((loop_s + other_s) / seconds, 2),
+               loop_cpu=round(loop_s / seconds, 2), other_cpu=round(other_s / seconds, 2),
+               loop_us_per_job=round(1e6 * loop_s / jobs_done),
+               other_us_per_job=round(1e6 * other_s / jobs_done))
+    return row
+
+
 def run_manager(n: int, args: argparse.Namespace) -> dict[str, Any]:
     """N simulated runners against a real manager for one window."""
     import httpx
@@ -448,27 +477,7 @@ def run_manager(n: int, args: argparse.Namespace) -> dict[str, Any]:
             time.sleep(max(0.0, go + args.warmup + args.duration - time.time()))
             after, cpu1, t1 = _metrics(http), _thread_cpu(proc), time.time()
         row = _summarise(n, args, sims.results(), connect_s)
-        delta = {k: after.get(k, 0) - before.get(k, 0) for k in after}
-        row["metrics"] = {
-            "completed": int(delta["wr_jobs_completed_total"]),
-            "started": int(delta["wr_jobs_started_total"]),
-            "reserved": int(delta.get("wr_jobs_reserved_total", -1)),
-            "connections": int(after['wr_runner_connections{scheduler="external"}']),
-            "lost_now": int(after['wr_jobs{state="lost"}']),
-            "commits": int(delta["wr_store_commit_seconds_count"]),
-            "commit_mean_ms": round(1000 * delta["wr_store_commit_seconds_sum"]
-                                    / max(delta["wr_store_commit_seconds_count"], 1), 2),
-        }
-        # CPU seconds per second of the event loop's thread and of all the others (the
-        # store's writer, mostly), and per job completed: on a shared machine the first
-        # depends on what else runs, the second says what one job costs wherever.
-        loop_s, other_s = cpu1[0] - cpu0[0], cpu1[1] - cpu0[1]
-        row["manager_cpu"] = round((loop_s + other_s) / (t1 - t0), 2)
-        row["loop_cpu"] = round(loop_s / (t1 - t0), 2)
-        row["other_cpu"] = round(other_s / (t1 - t0), 2)
-        jobs_done = max(delta["wr_jobs_completed_total"], 1)
-        row["loop_us_per_job"] = round(1e6 * loop_s / jobs_done)
-        row["other_us_per_job"] = round(1e6 * other_s / jobs_done)
+        row.update(_manager_figures(before, after, cpu0, cpu1, t1 - t0))
         row["false_lost"] = _lost_in_log((m.dir / "log").read_text())
         row["jobs"] = jobs
         return row
