@@ -38,7 +38,7 @@ from wr.errors import ConfigError
 DEPLOYMENTS = ("production", "development")
 """The deployments that can run side by side, each with its own directory and ports."""
 
-SCHEDULERS = ("local", "slurm")
+SCHEDULERS = ("local", "slurm", "external")
 """Values accepted for `managerscheduler`."""
 
 Kind = Literal["port", "text", "name", "dir", "path", "umask", "seconds", "bytes", "count",

@@ -249,25 +249,59 @@ def _resurrect(conn: sqlite3.Connection, groups: set[str], stored: set[str],
 
 
 def write_save(conn: sqlite3.Connection, rows: list[tuple[str, bytes]]) -> None:
-    """Rewrite live records; a job no longer live (archived, deleted) is not brought back."""
-    conn.executemany("UPDATE live SET data = ? WHERE key = ?", [(d, k) for k, d in rows])
+    """Rewrite live records; a job no longer live (archived, deleted) is not brought back.
+
+    One statement, like the inserts above (issue 16: under runner load the event loop is
+    busy, and ``executemany`` made each commit of a few hundred state changes take ~100 ms
+    of waiting for the GIL); a key given twice keeps its last record, as one by one."""
+    if not rows:
+        return
+    last = dict(rows)
+    data, spans = _spans(last.items())
+    conn.execute("UPDATE live SET data = substr(?1, json_extract(j.value, '$[1]'), "
+                 "json_extract(j.value, '$[2]')) FROM json_each(?2) AS j "
+                 "WHERE live.key = json_extract(j.value, '$[0]')", (data, spans))
 
 
 def write_archive(conn: sqlite3.Connection, rows: list[tuple[Any, ...]],
                   samples: list[tuple[str, str, int]]) -> None:
-    keys = [(row[0],) for row in rows]
+    """Move jobs to ``complete``: one statement per table, for the GIL (see write_save).
+    ``rows`` are (key, rep_grp, req_grp, started, ended, exitcode, peak_ram, cpu_time,
+    record, peak_disk), each key once."""
+    _insert_rows(conn, "INSERT INTO samples", samples)
+    if not rows:
+        return
+    keys = orjson.dumps([row[0] for row in rows])
     # A job completing again (a rerun) under another rep group stays findable by the one
     # its earlier completion had: that name becomes a lookup row. Its own needs none.
-    conn.executemany("INSERT OR IGNORE INTO rep_grp_keys SELECT rep_grp, key FROM complete "
-                     "WHERE key = ? AND rep_grp IS NOT ?", [(row[0], row[1]) for row in rows])
-    conn.executemany("INSERT OR REPLACE INTO complete(key, rep_grp, req_grp, started, ended, "
-                     "exitcode, peak_ram, cpu_time, data, peak_disk) "
-                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
-    conn.executemany("DELETE FROM live WHERE key = ?", keys)
-    conn.executemany("DELETE FROM std WHERE key = ?", keys)
-    conn.executemany("INSERT OR IGNORE INTO rep_grps VALUES (?)",
-                     [(g,) for g in {row[1] for row in rows}])
-    conn.executemany("INSERT INTO samples VALUES (?, ?, ?)", samples)
+    conn.execute("INSERT OR IGNORE INTO rep_grp_keys SELECT c.rep_grp, c.key FROM "
+                 "json_each(?) AS j JOIN complete AS c ON c.key = json_extract(j.value, '$[0]') "
+                 "WHERE c.rep_grp IS NOT json_extract(j.value, '$[1]')",
+                 (orjson.dumps([row[:2] for row in rows]),))
+    fields, start = [], 1  # each row's own columns, then where its record is in the blob
+    for row in rows:
+        fields.append((*row[:8], row[9], start, len(row[8])))
+        start += len(row[8])
+    conn.execute("INSERT OR REPLACE INTO complete(key, rep_grp, req_grp, started, ended, "
+                 "exitcode, peak_ram, cpu_time, peak_disk, data) SELECT "
+                 + "".join(f"json_extract(value, '$[{i}]'), " for i in range(9))
+                 + "substr(?1, json_extract(value, '$[9]'), json_extract(value, '$[10]')) "
+                 "FROM json_each(?2)", (b"".join(row[8] for row in rows), orjson.dumps(fields)))
+    conn.execute("DELETE FROM live WHERE key IN (SELECT value FROM json_each(?))", (keys,))
+    conn.execute("DELETE FROM std WHERE key IN (SELECT value FROM json_each(?))", (keys,))
+    _insert_rows(conn, "INSERT OR IGNORE INTO rep_grps", [(g,) for g in {r[1] for r in rows}])
+
+
+def _spans(rows: Iterable[tuple[str, bytes]]) -> tuple[bytes, bytes]:
+    """Records as one blob and a JSON list of ``[key, start, length]`` slicing it (SQLite's
+    substr counts from 1), so that each is stored byte for byte."""
+    spans, blobs = [], []
+    start = 1
+    for key, data in rows:
+        spans.append((key, start, len(data)))
+        blobs.append(data)
+        start += len(data)
+    return b"".join(blobs), orjson.dumps(spans)
 
 
 def write_nothing(conn: sqlite3.Connection) -> None:

@@ -64,6 +64,8 @@ def test_metrics_match_the_rest_view(manager: ManagerHandle) -> None:
     assert attempts == 6 + 3 * 2
     assert m["wr_jobs_added"]["wr_jobs_added_total"] == len(body)
     assert m["wr_jobs_started"]["wr_jobs_started_total"] == attempts
+    # Every attempt was a reservation; a local runner gives none back unstarted.
+    assert m["wr_jobs_reserved"]["wr_jobs_reserved_total"] == attempts
     assert m["wr_jobs_completed"]["wr_jobs_completed_total"] == 6
     assert m["wr_jobs_buried"]["wr_jobs_buried_total"] == 3
     assert m["wr_jobs_retried"]["wr_jobs_retried_total"] == 3

@@ -31,7 +31,8 @@ def _announce(config: Config, details: dict) -> None:
 @manager.command()
 @click.option("-f", "--foreground", is_flag=True, help="do not daemonize")
 @click.option("-s", "--scheduler", default=None,
-              help="where jobs run: local or slurm (default: the managerscheduler setting)")
+              help="where jobs run: local, slurm, or external (runners you start yourself) "
+                   "(default: the managerscheduler setting)")
 @click.option("-t", "--timeout", default=60, show_default=True, type=click.IntRange(1),
               help="seconds to wait for the daemon to come up")
 @click.option("--max_cores", default=0, type=int,

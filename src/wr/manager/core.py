@@ -121,6 +121,8 @@ class Manager:
         self._waiters: dict[str, list[asyncio.Future[None]]] = defaultdict(list)
         self._schedule_pending = False
         self._tick_wakeup: asyncio.Event | None = None
+        self._tick_at = 0.0
+        """When the clock next looks by itself (``_after`` wakes it if sooner is needed)."""
         self._tasks: list[asyncio.Task[Any]] = []
         self._stopping = False
         self._beat = 0.0
@@ -240,7 +242,10 @@ class Manager:
             self._wake(group)
         if woke:
             self._request_schedule()
-        if self._tick_wakeup is not None:
+        if self._tick_wakeup is not None and (self.mode == "draining" or
+                                              self.queue.next_deadline() < self._tick_at):
+            # Only when the clock must look sooner than it planned (issue 16: waking it
+            # after every batch of a busy manager added a pass of the clock to each batch).
             self._tick_wakeup.set()
         done = (asyncio.ensure_future(_gather(futures)) if futures
                 else self.store.save([]))
@@ -704,6 +709,7 @@ class Manager:
         while True:
             now = time.time()
             wait = min(max(self.queue.next_deadline() - now, 0.0), 1.0)
+            self._tick_at = now + wait
             self._tick_wakeup.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._tick_wakeup.wait(), wait)
@@ -724,7 +730,8 @@ class Manager:
                 if any(n > 0 for n in self.queue.ready_by_group.values()):
                     self._request_schedule()
                 self._check_drained()
-                if now - last_lost_check >= max(self.config.ttr, 5.0):
+                if (now - last_lost_check >= max(self.config.ttr, 5.0)
+                        and self.queue.counts[State.LOST]):  # no walk of every job for none
                     # A lost job's process may have ended since we last looked.
                     last_lost_check = now
                     self._forget_gone_runners()

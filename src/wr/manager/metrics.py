@@ -5,9 +5,9 @@ Token-protected like the REST API (``Authorization: Bearer``, which Prometheus s
 metric. In short:
 
 * ``wr_jobs{state}``: jobs in the queue now, by state (a gauge read from the queue's counts);
-* ``wr_jobs_added_total``, ``wr_jobs_started_total``, ``wr_jobs_completed_total``,
-  ``wr_jobs_buried_total``, ``wr_jobs_retried_total``: what happened since the manager
-  started;
+* ``wr_jobs_added_total``, ``wr_jobs_reserved_total``, ``wr_jobs_started_total``,
+  ``wr_jobs_completed_total``, ``wr_jobs_buried_total``, ``wr_jobs_retried_total``: what
+  happened since the manager started;
 * ``wr_job_wait_seconds`` (from ready to started) and ``wr_job_run_seconds`` (one attempt,
   start to end): histograms;
 * ``wr_runners{scheduler}`` and ``wr_runner_connections{scheduler}``: gauges;
@@ -99,6 +99,7 @@ class Metrics:
         self.manager = manager
         self.token = token
         self.added = self.started = self.completed = self.buried = self.retried = 0
+        self.reserved = 0
         self.wait = Histogram(WAIT_BUCKETS)
         self.run = Histogram(RUN_BUCKETS)
         self.commit = Histogram(COMMIT_BUCKETS)
@@ -133,7 +134,9 @@ class Metrics:
             log.exception("metrics: could not count job changes")
 
     def _changed(self, job: Any, old: State | None, new: State, now: float) -> None:
-        if new is _READY:
+        if new is _RESERVED:
+            self.reserved += 1
+        elif new is _READY:
             # Remember when it became ready, unless it is only back from a reservation
             # that never started (it has been waiting all along).
             if old is not _RESERVED:
@@ -174,6 +177,7 @@ class Metrics:
                 [(f'{{state="{s}"}}', counts[s]) for s in STATE_ORDER])
         for name, value, text in (
             ("wr_jobs_added_total", self.added, "Jobs that entered the queue."),
+            ("wr_jobs_reserved_total", self.reserved, "Jobs handed to runners (reserved)."),
             ("wr_jobs_started_total", self.started, "Job attempts started by runners."),
             ("wr_jobs_completed_total", self.completed, "Jobs that completed (exit code 0)."),
             ("wr_jobs_buried_total", self.buried,

@@ -148,8 +148,13 @@ async def _main(config: Config, scheduler_name: str, max_cores: int, max_ram: in
             manager_dir=config.manager_dir, deployment=config.deployment,
             partition=config.slurm_partition, account=config.slurm_account,
             options=config.slurm_options)
+    elif scheduler_name == "external":
+        from wr.schedulers.external import ExternalScheduler
+
+        scheduler = ExternalScheduler()
     else:
-        raise ConfigError(f"scheduler '{scheduler_name}' is not available; use local or slurm")
+        raise ConfigError(f"scheduler '{scheduler_name}' is not available; use local, slurm "
+                          "or external")
     manager = Manager(config, store=store, scheduler=scheduler,
                       manager_port=manager_port, web_port=web_port)
     await scheduler.start()
