@@ -51,8 +51,9 @@ import subprocess
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 import psutil
 
@@ -94,14 +95,18 @@ class ExecSetupError(WrError):
     """The command could not be started; `outcome` says whether to bury or release the job.
 
     `fail_reason` is the FailReason to report and `detail` the underlying error, which the
-    runner stores as the job's stderr.
+    runner stores as the job's stderr. `attempted` means the failure counts as an attempt
+    (the runner reports a start with it), so that a job whose mounts keep failing uses up
+    its retries and is buried instead of being retried for ever (issue 18).
     """
 
-    def __init__(self, fail_reason: str, detail: str, outcome: str) -> None:
+    def __init__(self, fail_reason: str, detail: str, outcome: str,
+                 attempted: bool = False) -> None:
         super().__init__(f"{fail_reason}: {detail}")
         self.fail_reason = str(fail_reason)
         self.detail = detail
         self.outcome = str(outcome)
+        self.attempted = attempted
 
 
 @dataclass(slots=True)
@@ -131,6 +136,8 @@ class ExecSpec:
     shell: str = "bash"
     app_name: str = "wr"
     monitor_interval: float = 1.0
+    mounts: list[dict] = field(default_factory=list)
+    """The job's mount configs (wr.mounts), mounted before the command, unmounted after."""
 
 
 @dataclass(slots=True)
@@ -481,6 +488,8 @@ class Execution:
         self._peak_ram = 0
         self._peak_disk = 0
         self._remove_requested = False
+        self._mounts: Any = None
+        """wr.mounts.JobMounts while the job's mounts are up (issue 18)."""
 
     # ------------------------------------------------------------------ start
 
@@ -503,6 +512,8 @@ class Execution:
         self._token = f"{spec.key}.{secrets.token_hex(8)}"
         env[EXECUTION_ID_VAR] = self._token
         self._env = env
+        if spec.mounts:
+            await self._mount()
         argv = [spec.shell, "-c", command_line(spec.cmd, spec.modules)]
 
         out_r, out_w = os.pipe2(os.O_CLOEXEC)
@@ -525,6 +536,8 @@ class Execution:
         except (OSError, ValueError, subprocess.SubprocessError) as exc:
             os.close(out_r)
             os.close(err_r)
+            if self._mounts is not None:
+                await self._mounts.unmount(upload=False)
             self._discard_dirs()
             raise ExecSetupError(FailReason.START, str(exc), Outcome.RELEASE) from exc
         finally:
@@ -557,6 +570,35 @@ class Execution:
             raise ExecSetupError(FailReason.CWD, str(exc), Outcome.BURY) from exc
         self.actual_cwd = self._run_dir = os.path.join(self._unique, "cwd")
         self._tmp = os.path.join(self._unique, "tmp")
+
+    async def _mount(self) -> None:
+        """Mount the job's S3 targets where the command will run (issue 18). A failure
+        never lets the command run bare: the job fails with the bucket and the server's
+        answer in its stderr and, unlike wr (which buries it), follows its retries."""
+        from wr.mounts import JobMounts, MountError, from_json
+
+        try:
+            self._mounts = JobMounts(from_json(self.spec.mounts), cwd=self.spec.cwd,
+                                     actual_cwd=self.actual_cwd,
+                                     cwd_matters=self.spec.cwd_matters)
+            await self._mounts.mount()
+        except MountError as exc:
+            self._mounts = None
+            self._discard_dirs()
+            raise ExecSetupError(FailReason.MOUNT,
+                                 f"failed to mount remote file system(s): {exc}",
+                                 Outcome.RELEASE, attempted=True) from exc
+
+    async def _unmount(self, outcome: Outcome, reason: str) -> tuple[Outcome, str, str]:
+        """Unmount, uploading what was written unless the job was interrupted; an upload
+        failure turns a success into a release (files kept in the cache). Returns the
+        outcome, reason and text for stderr."""
+        mounts, self._mounts = self._mounts, None
+        report = await mounts.unmount(upload=outcome != Outcome.INTERRUPTED)
+        if report.failed and outcome == Outcome.ARCHIVE:
+            outcome, reason = Outcome.RELEASE, FailReason.UPLOAD
+        note = f"\n\nMount problems:\n{report.text()}" if report.problems else ""
+        return outcome, reason, note
 
     def _discard_dirs(self) -> None:
         if self._unique:
@@ -647,7 +689,10 @@ class Execution:
         return mem, self._disk_bytes(), full
 
     def _disk_bytes(self) -> int:
-        """Bytes in the unique cwd/ and tmp/ (a cwd_matters job's cwd is not ours to walk)."""
+        """Bytes in the unique cwd/ and tmp/ (a cwd_matters job's cwd is not ours to walk);
+        mounted directories are not the job's disk, their caches are (issue 18)."""
+        if self._mounts is not None:
+            return self._mounts.disk_bytes(self.actual_cwd, self._tmp)
         return _tree_bytes(self.actual_cwd) + _tree_bytes(self._tmp) if self._unique else 0
 
     def _process(self) -> psutil.Process | None:
@@ -728,7 +773,7 @@ class Execution:
         await self._drain()
         if self._killer is not None:
             await asyncio.wrap_future(self._killer)
-        if self._unique and not _all_empty(self.actual_cwd, self._tmp):
+        if (self._unique and not _all_empty(self.actual_cwd, self._tmp)) or self._mounts:
             self._account(0, await asyncio.to_thread(self._disk_bytes), False)
 
         walltime = max(ended - self._started, 0.0)
@@ -751,12 +796,17 @@ class Execution:
         problems: list[str] = []
         if outcome != Outcome.INTERRUPTED:
             problems = await self._run_behaviours(outcome == Outcome.ARCHIVE)
+        mount_note = ""
+        if self._mounts is not None:
+            outcome, reason, mount_note = await self._unmount(outcome, reason)
         if self._tmp and not _rmdir_if_empty(self._tmp):
             await asyncio.to_thread(shutil.rmtree, self._tmp, True)
 
         stderr = self._err.text() + "".join(self._pipe_problems)
         if problems and outcome != Outcome.ARCHIVE:
             stderr += "\n\nBehaviour problems:\n" + "\n".join(problems)
+        if mount_note and outcome != Outcome.ARCHIVE:
+            stderr += mount_note
         return ExecResult(
             outcome=str(outcome),
             fail_reason=str(reason),
@@ -839,6 +889,9 @@ class Execution:
             os.close(self._pidfd)
             self._pidfd = -1
         self._close_pipes()
+        if self._mounts is not None:
+            self._mounts.kill()
+            self._mounts = None
         if self._tmp:
             shutil.rmtree(self._tmp, ignore_errors=True)
 
@@ -857,6 +910,9 @@ class Execution:
                 problem = await asyncio.to_thread(self._run_command, str(behaviour.get("arg", "")))
                 if problem:
                     problems.append(problem)
+            elif do in ("cleanup", "cleanup_all") and self._mounts is not None:
+                # Never through a mount into the bucket (issue 18).
+                problems += await self._mounts.cleanup(self._unique, self.spec.cwd)
             elif do in ("cleanup", "cleanup_all"):
                 if self._unique and os.path.exists(self._unique):
                     try:

@@ -34,6 +34,7 @@ import os
 import signal
 import socket
 import sys
+import time
 import uuid
 from typing import Any
 from urllib.parse import quote
@@ -350,7 +351,7 @@ class Runner:
             retries_left=int(job["retries_left"]),
             no_retry_over_walltime_s=float(job["no_retry_over_walltime_s"]),
             modules=list(job["modules"]), behaviours=list(job["behaviours"]),
-            shell=job.get("shell") or "bash",
+            shell=job.get("shell") or "bash", mounts=list(job.get("mounts") or ()),
         )
         execution = Execution(spec)
         try:
@@ -358,7 +359,10 @@ class Runner:
         except ExecSetupError as exc:
             report = {"outcome": exc.outcome, "exitcode": 0, "fail_reason": exc.fail_reason}
             detail = str(getattr(exc, "detail", ""))
-            return {"key": key, "report": report, "stdout": "", "stderr": detail}, True
+            end = {"key": key, "report": report, "stdout": "", "stderr": detail}
+            if getattr(exc, "attempted", False):  # a failed mount uses an attempt (issue 18)
+                end["start"] = {"pid": 0, "host": self.host, "ip": self.ip, "at": time.time()}
+            return end, True
         self.current = execution
         self.current_key = key
         if self.stopping:
