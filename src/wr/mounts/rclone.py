@@ -180,7 +180,9 @@ class RcloneMount:
         argv = [exe, "--config", "/dev/null", "mount", remote, mount_point,
                 "--vfs-cache-mode", cache_mode, "--low-level-retries", str(retries),
                 "--umask", "077", "--rc", "--rc-addr", f"127.0.0.1:{self._port}",
-                "--log-file", log_file, "--log-level", "INFO" if verbose else "NOTICE"]
+                "--log-level", "INFO" if verbose else "NOTICE"]
+        if log_file:
+            argv += ["--log-file", log_file]
         if cache_mode != "off":
             argv += ["--cache-dir", cache_dir, "--vfs-write-back", "0s",
                      "--vfs-cache-max-age", CACHE_MAX_AGE]
@@ -192,8 +194,10 @@ class RcloneMount:
     async def start(self) -> None:
         """Spawn rclone and wait until the mount is there; MountError with rclone's log
         if it exits or does not mount in MOUNT_TIMEOUT_S."""
+        # Without a log file rclone logs to our stderr (wr mount --verbose).
         self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     stdout=subprocess.DEVNULL,
+                                     stderr=None if not self.log_file else subprocess.DEVNULL,
                                      env=self._env, close_fds=True, start_new_session=True)
         deadline = time.monotonic() + MOUNT_TIMEOUT_S
         while not is_mounted(self.mount_point):
@@ -295,6 +299,8 @@ class RcloneMount:
                     break
 
     def log_tail(self, lines: int = 20) -> str:
+        if not self.log_file:
+            return ""
         try:
             with open(self.log_file, encoding="utf-8", errors="replace") as f:
                 return "".join(f.readlines()[-lines:]).strip()

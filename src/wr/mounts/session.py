@@ -70,7 +70,7 @@ class MountSession:
     """One mount config: building stores; `mount()` makes it; `unmount()` undoes it."""
 
     def __init__(self, config: MountConfig, placement: Placement, log_dir: str,
-                 environ: Mapping[str, str], home: str) -> None:
+                 environ: Mapping[str, str], home: str, log_to_stderr: bool = False) -> None:
         self.config = config
         self.placement = placement
         self.cache_dir = ""
@@ -79,6 +79,7 @@ class MountSession:
         self._environ = environ
         self._home = home
         self._auto_cache = False
+        self._log_to_stderr = log_to_stderr
         self._rclone: rclone.RcloneMount | None = None
 
     @property
@@ -114,7 +115,8 @@ class MountSession:
         mount = rclone.RcloneMount(
             exe, remote, self.mount_point, env, cache_mode=mode, cache_dir=self.cache_dir,
             read_only=config.writable is None, retries=config.effective_retries,
-            verbose=config.verbose, log_file=os.path.join(self._log_dir, f"{id(self)}.log"))
+            verbose=config.verbose or self._log_to_stderr,
+            log_file="" if self._log_to_stderr else os.path.join(self._log_dir, f"{id(self)}.log"))
         try:
             await mount.start()
         except BaseException:
@@ -227,8 +229,9 @@ class JobMounts:
 
     def __init__(self, configs: list[MountConfig], *, cwd: str, actual_cwd: str = "",
                  cwd_matters: bool = True, environ: Mapping[str, str] | None = None,
-                 home: str | None = None) -> None:
+                 home: str | None = None, log_to_stderr: bool = False) -> None:
         self.configs = configs
+        self._log_to_stderr = log_to_stderr
         self._environ = dict(os.environ if environ is None else environ)
         self._home = os.path.expanduser("~") if home is None else home
         self._placements = [place(c, cwd=cwd, actual_cwd=actual_cwd, cwd_matters=cwd_matters)
@@ -242,6 +245,10 @@ class JobMounts:
     @property
     def mount_points(self) -> list[str]:
         return [p.mount_point for p in self._placements]
+
+    @property
+    def placements(self) -> list[Placement]:
+        return list(self._placements)
 
     @property
     def cache_dirs(self) -> list[str]:
@@ -260,7 +267,7 @@ class JobMounts:
         try:
             for config, placement in zip(self.configs, self._placements, strict=True):
                 session = MountSession(config, placement, self._log_dir, self._environ,
-                                       self._home)
+                                       self._home, self._log_to_stderr)
                 await session.mount()
                 self._sessions.append(session)
         except BaseException:
