@@ -537,8 +537,11 @@ class Execution:
             os.close(out_r)
             os.close(err_r)
             if self._mounts is not None:
-                await self._mounts.unmount(upload=False)
-            self._discard_dirs()
+                mounts, self._mounts = self._mounts, None
+                await mounts.unmount(upload=False)
+                await asyncio.to_thread(mounts.discard, self._unique, self.spec.cwd)
+            else:
+                self._discard_dirs()
             raise ExecSetupError(FailReason.START, str(exc), Outcome.RELEASE) from exc
         finally:
             os.close(out_w)
@@ -577,14 +580,17 @@ class Execution:
         answer in its stderr and, unlike wr (which buries it), follows its retries."""
         from wr.mounts import JobMounts, MountError, from_json
 
+        mounts = None
         try:
-            self._mounts = JobMounts(from_json(self.spec.mounts), cwd=self.spec.cwd,
-                                     actual_cwd=self.actual_cwd,
-                                     cwd_matters=self.spec.cwd_matters)
-            await self._mounts.mount()
+            mounts = JobMounts(from_json(self.spec.mounts), cwd=self.spec.cwd,
+                               actual_cwd=self.actual_cwd, cwd_matters=self.spec.cwd_matters)
+            await mounts.mount()
+            self._mounts = mounts
         except MountError as exc:
-            self._mounts = None
-            self._discard_dirs()
+            if mounts is not None:
+                await asyncio.to_thread(mounts.discard, self._unique, self.spec.cwd)
+            else:
+                self._discard_dirs()
             raise ExecSetupError(FailReason.MOUNT,
                                  f"failed to mount remote file system(s): {exc}",
                                  Outcome.RELEASE, attempted=True) from exc

@@ -12,6 +12,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -128,3 +129,37 @@ def test_background_mount_of_a_missing_bucket_reports_the_server_answer(
     assert "NoSuchBucket" in out.stderr
     assert mounted_below(tmp_path) == []
     assert not (tmp_path / "mnt").exists() or not any((tmp_path / "mnt").iterdir())
+
+
+def test_wr_add_and_mod_mounts_and_status_shows_a_mount_failure(
+        make_manager: Any, s3: S3Server, tmp_path: Path) -> None:
+    """Steps: `wr add --mounts ur:missing` (a bucket that does not exist) held in a limit
+    group; `wr mod --mounts ur:present` changes its mounts (and so its key); a second job
+    keeps the bad mount and runs. Expected: the modified job runs with its bucket
+    listed by `ls`; the other is buried with the mount FailReason, and `wr status` shows
+    the server's answer as its Details."""
+    s3.make_bucket("present", {"hello.txt": b"hi"})
+    mgr = make_manager(AWS_CA_BUNDLE="/etc/ssl/certs/ca-certificates.crt")
+    s3.write_s3cfg(mgr.home)
+    mgr.start()
+    base = tmp_path / "jobs"
+    listing = tmp_path / "listing"
+    mgr.wr("add", "-i", "held", "--mounts", "ur:missing", "-l", "hold:0", "--retries", "0",
+           "-c", str(base), input=f"ls > {listing}\n", check=True)
+    out = mgr.wr("mod", "-i", "held", "--mounts", "ur:present", check=True)
+    assert "=>" in out.stdout
+    mgr.wr("limit", "-g", "hold:1", check=True)
+    mgr.wr("add", "-i", "bad", "--mounts", "ur:missing", "--retries", "0", "-c", str(base),
+           input="true\n", check=True)
+    with mgr.client() as c:
+        wait_for(lambda: c.status("held")[0]["State"] == "complete", timeout=90,
+                 what="the modified job to complete")
+        assert c.status("held")[0]["Mounts"] == '[{"Targets":[{"Path":"present"}]}]'
+        wait_for(lambda: c.status("bad")[0]["State"] == "buried", timeout=90,
+                 what="the job with the missing bucket to be buried")
+    assert listing.read_text() == "hello.txt\n"
+    status = mgr.wr("status", "-i", "bad", check=True).stdout
+    assert "Previous problem: mounting of remote file system(s) failed" in status
+    assert 'Details: failed to mount remote file system(s): could not access S3 bucket ' \
+           '"missing"' in status
+    assert "NoSuchBucket" in status

@@ -317,6 +317,13 @@ class JobMounts:
         keep = set(self.mount_points) | set(self.cache_dirs)
         return await asyncio.to_thread(remove_local, unique, keep)
 
+    def discard(self, unique: str, base: str) -> None:
+        """Delete a job's unique directory after a failed start, never through a mount."""
+        if unique:
+            remove_local(unique, set(self._kept))
+            if not os.path.exists(unique):
+                remove_empty_parents(unique, base)
+
     def _finish_cleanup(self, unique: str, base: str) -> list[str]:
         keep = {c for c in self._kept if os.path.isdir(c)}
         problems = remove_local(unique, keep)
