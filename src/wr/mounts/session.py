@@ -112,18 +112,28 @@ class MountSession:
         mode = cache_mode(config)
         if mode != "off":
             self._prepare_cache()
-        mount = rclone.RcloneMount(
-            exe, remote, self.mount_point, env, cache_mode=mode, cache_dir=self.cache_dir,
-            read_only=config.writable is None, retries=config.effective_retries,
-            verbose=config.verbose or self._log_to_stderr,
-            log_file="" if self._log_to_stderr else os.path.join(self._log_dir, f"{id(self)}.log"))
-        try:
-            await mount.start()
-        except BaseException:
-            mount.kill()
-            self._drop_cache()
-            raise
-        self._rclone = mount
+        for attempt in range(3):
+            mount = rclone.RcloneMount(
+                exe, remote, self.mount_point, env, cache_mode=mode, cache_dir=self.cache_dir,
+                read_only=config.writable is None, retries=config.effective_retries,
+                verbose=config.verbose or self._log_to_stderr,
+                log_file="" if self._log_to_stderr else
+                os.path.join(self._log_dir, f"{id(self)}.{attempt}.log"))
+            try:
+                await mount.start()
+            except MountError as exc:
+                mount.kill()
+                # The free port picked for rclone's remote control was taken meanwhile.
+                if "address already in use" in str(exc) and attempt < 2:
+                    continue
+                self._drop_cache()
+                raise
+            except BaseException:
+                mount.kill()
+                self._drop_cache()
+                raise
+            self._rclone = mount
+            return
 
     def _access(self, profile: str) -> S3Access:
         try:
