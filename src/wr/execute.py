@@ -52,8 +52,9 @@ import subprocess
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 import psutil
 
@@ -113,14 +114,18 @@ class ExecSetupError(WrError):
     """The command could not be started; `outcome` says whether to bury or release the job.
 
     `fail_reason` is the FailReason to report and `detail` the underlying error, which the
-    runner stores as the job's stderr.
+    runner stores as the job's stderr. `attempted` means the failure counts as an attempt
+    (the runner reports a start with it), so that a job whose mounts keep failing uses up
+    its retries and is buried instead of being retried for ever (issue 18).
     """
 
-    def __init__(self, fail_reason: str, detail: str, outcome: str) -> None:
+    def __init__(self, fail_reason: str, detail: str, outcome: str,
+                 attempted: bool = False) -> None:
         super().__init__(f"{fail_reason}: {detail}")
         self.fail_reason = str(fail_reason)
         self.detail = detail
         self.outcome = str(outcome)
+        self.attempted = attempted
 
 
 @dataclass(slots=True)
@@ -153,6 +158,8 @@ class ExecSpec:
     found in the command's PATH."""
     app_name: str = "wr"
     monitor_interval: float = 1.0
+    mounts: list[dict] = field(default_factory=list)
+    """The job's mount configs (wr.mounts), mounted before the command, unmounted after."""
 
 
 @dataclass(slots=True)
@@ -285,6 +292,8 @@ class Execution:
         self._peak_ram = 0
         self._peak_disk = 0
         self._remove_requested = False
+        self._mounts: Any = None
+        """wr.mounts.JobMounts while the job's mounts are up (issue 18)."""
 
     # ------------------------------------------------------------------ start
 
@@ -314,6 +323,8 @@ class Execution:
         self._token = f"{spec.key}.{secrets.token_hex(8)}"
         env[EXECUTION_ID_VAR] = self._token
         self._env = env
+        if spec.mounts:
+            await self._mount()
         argv = [spec.shell, "-c", command_line(spec.cmd, spec.modules)]
 
         out_r, out_w = os.pipe2(os.O_CLOEXEC)
@@ -339,7 +350,12 @@ class Execution:
         except (OSError, ValueError, subprocess.SubprocessError) as exc:
             os.close(out_r)
             os.close(err_r)
-            self._discard_dirs()
+            if self._mounts is not None:
+                mounts, self._mounts = self._mounts, None
+                await mounts.unmount(upload=False)
+                await asyncio.to_thread(mounts.discard, self._unique, self.spec.cwd)
+            else:
+                self._discard_dirs()
             raise ExecSetupError(FailReason.START, _start_failure(exc, argv, env),
                                  Outcome.RELEASE) from exc
         finally:
@@ -374,6 +390,38 @@ class Execution:
             raise ExecSetupError(FailReason.CWD, str(exc), Outcome.BURY) from exc
         self.actual_cwd = self._run_dir = os.path.join(self._unique, "cwd")
         self._tmp = os.path.join(self._unique, "tmp")
+
+    async def _mount(self) -> None:
+        """Mount the job's S3 targets where the command will run (issue 18). A failure
+        never lets the command run bare: the job fails with the bucket and the server's
+        answer in its stderr and, unlike wr (which buries it), follows its retries."""
+        from wr.mounts import JobMounts, MountError, from_json
+
+        mounts = None
+        try:
+            mounts = JobMounts(from_json(self.spec.mounts), cwd=self.spec.cwd,
+                               actual_cwd=self.actual_cwd, cwd_matters=self.spec.cwd_matters)
+            await mounts.mount()
+            self._mounts = mounts
+        except MountError as exc:
+            if mounts is not None:
+                await asyncio.to_thread(mounts.discard, self._unique, self.spec.cwd)
+            else:
+                self._discard_dirs()
+            raise ExecSetupError(FailReason.MOUNT,
+                                 f"failed to mount remote file system(s): {exc}",
+                                 Outcome.RELEASE, attempted=True) from exc
+
+    async def _unmount(self, outcome: Outcome, reason: str) -> tuple[Outcome, str, str]:
+        """Unmount, uploading what was written unless the job was interrupted; an upload
+        failure turns a success into a release (files kept in the cache). Returns the
+        outcome, reason and text for stderr."""
+        mounts, self._mounts = self._mounts, None
+        report = await mounts.unmount(upload=outcome != Outcome.INTERRUPTED)
+        if report.failed and outcome == Outcome.ARCHIVE:
+            outcome, reason = Outcome.RELEASE, FailReason.UPLOAD
+        note = f"\n\nMount problems:\n{report.text()}" if report.problems else ""
+        return outcome, reason, note
 
     def _discard_dirs(self) -> None:
         if self._unique:
@@ -464,7 +512,10 @@ class Execution:
         return mem, self._disk_bytes(), full
 
     def _disk_bytes(self) -> int:
-        """Bytes in the unique cwd/ and tmp/ (a cwd_matters job's cwd is not ours to walk)."""
+        """Bytes in the unique cwd/ and tmp/ (a cwd_matters job's cwd is not ours to walk);
+        mounted directories are not the job's disk, their caches are (issue 18)."""
+        if self._mounts is not None:
+            return self._mounts.disk_bytes(self.actual_cwd, self._tmp)
         return tree_bytes(self.actual_cwd) + tree_bytes(self._tmp) if self._unique else 0
 
     def _process(self) -> psutil.Process | None:
@@ -546,7 +597,7 @@ class Execution:
         await self._drain()
         if self._killer is not None:
             await asyncio.wrap_future(self._killer)
-        if self._unique and not all_empty(self.actual_cwd, self._tmp):
+        if (self._unique and not all_empty(self.actual_cwd, self._tmp)) or self._mounts:
             self._account(0, await asyncio.to_thread(self._disk_bytes), False)
 
         walltime = max(ended - self._started, 0.0)
@@ -569,16 +620,25 @@ class Execution:
         problems: list[str] = []
         if outcome != Outcome.INTERRUPTED:
             problems = await self._run_behaviours(outcome == Outcome.ARCHIVE)
-        elif self._unique:
-            # Put back uncharged, it will run again in a directory of its own: this one
-            # would be left behind for ever (issue 13, item 11).
-            await asyncio.to_thread(self._discard_dirs)
+        mount_note = ""
+        mounts = self._mounts
+        if mounts is not None:
+            outcome, reason, mount_note = await self._unmount(outcome, reason)
+        if outcome == Outcome.INTERRUPTED and self._unique:
+            # Put back uncharged, it runs again in a directory of its own: this one would be
+            # left behind for ever (issue 13, item 11); a mount's unsent writes stay cached.
+            if mounts is not None:
+                await asyncio.to_thread(mounts.discard, self._unique, self.spec.cwd)
+            else:
+                await asyncio.to_thread(self._discard_dirs)
         if self._tmp and not rmdir_if_empty(self._tmp):
             await asyncio.to_thread(shutil.rmtree, self._tmp, True)
 
         stderr = self._err.text() + "".join(self._pipe_problems)
         if problems and outcome != Outcome.ARCHIVE:
             stderr += "\n\nBehaviour problems:\n" + "\n".join(problems)
+        if mount_note and outcome != Outcome.ARCHIVE:
+            stderr += mount_note
         return ExecResult(
             outcome=str(outcome),
             fail_reason=str(reason),
@@ -680,6 +740,9 @@ class Execution:
             os.close(self._pidfd)
             self._pidfd = -1
         self._close_pipes()
+        if self._mounts is not None:
+            self._mounts.kill()
+            self._mounts = None
         if self._tmp:
             shutil.rmtree(self._tmp, ignore_errors=True)
 
@@ -698,6 +761,9 @@ class Execution:
                 problem = await asyncio.to_thread(self._run_command, str(behaviour.get("arg", "")))
                 if problem:
                     problems.append(problem)
+            elif do in ("cleanup", "cleanup_all") and self._mounts is not None:
+                # Never through a mount into the bucket (issue 18).
+                problems += await self._mounts.cleanup(self._unique, self.spec.cwd)
             elif do in ("cleanup", "cleanup_all"):
                 if self._unique and os.path.exists(self._unique):
                     try:

@@ -229,7 +229,10 @@ def _list(text: str) -> list[str] | str:
 @click.option("--on_exit", type=JSONList(), default=None,
               help='behaviours when a command finishes, in JSON; "" for none')
 @click.option("-j", "--mount_json", type=JSONList(), default=None,
-              help="remote file systems to mount, in JSON format")
+              help='S3 buckets to mount, in JSON (see \'wr mount -h\'); "" for none')
+@click.option("--mounts", default=None,
+              help="S3 buckets to mount, as [c|u][r|w]:[profile@]bucket[/path],... "
+                   '(see \'wr mount -h\'); "" for none')
 @click.option("--modules", default=None, help="comma-separated list of modules to load")
 @click.option("--env", default=None,
               help="comma-separated list of key=value environment variables to set before "
@@ -292,6 +295,15 @@ def _changes(ctx: click.Context, cmdline: str | None, v: dict[str, Any]) -> dict
     for option, prop in plain.items():
         if given(option):
             changes[prop] = v[option]
+    if given("mounts"):
+        if given("mount_json"):
+            raise click.UsageError("--mounts and --mount_json are mutually exclusive")
+        from wr.mounts.config import MountConfigError, parse_simple
+
+        try:
+            changes["mounts"] = parse_simple(v["mounts"]) if v["mounts"] else ""
+        except MountConfigError as exc:
+            raise click.BadParameter(exc.message, param_hint="--mounts") from None
     from wr.jobs import format_duration
 
     for option, prop in (("time_", "time"), ("no_retry_over_walltime",

@@ -198,24 +198,12 @@ def simple_mounts(text: str) -> str:
     target per entry, as wr builds it."""
     import orjson
 
-    targets = []
-    for simple in text.split(","):
-        parts = simple.split(":")
-        if len(parts) != 2 or len(parts[0]) != 2:
-            raise click.ClickException(f"'{simple}' was not in the right format")
-        mode, path = parts
-        if mode[0] not in "cu":
-            raise click.ClickException(f"'{simple}' did not start with c or u")
-        if mode[1] not in "rw":
-            raise click.ClickException(f"'{simple}' did not specify w or r")
-        target: dict[str, Any] = {"Path": path, "Cache": mode[0] == "c",
-                                  "Write": mode[1] == "w"}
-        if "@" in path:
-            profile, target["Path"] = path.split("@", 1)[0], path.split("@")[1]
-            if profile:
-                target["Profile"] = profile
-        targets.append(target)
-    return orjson.dumps([{"Targets": targets}]).decode()
+    from wr.mounts.config import MountConfigError, parse_simple
+
+    try:
+        return orjson.dumps(parse_simple(text)).decode()
+    except MountConfigError as exc:
+        raise click.ClickException(exc.message) from None
 
 
 def mounts_option(mount_json: str | None, mounts: str | None) -> str | None:
@@ -364,10 +352,10 @@ def check_relative_paths(objects: list[dict[str, Any]], default_cwd: str,
               help="JSON behaviours after a command ends either way (the default deletes "
                    "the unique working directory)")
 @click.option("-j", "--mount_json", default=None,
-              help="remote file systems to mount, in JSON (stored; not mounted here)")
+              help="S3 buckets to mount while the commands run, in JSON (see 'wr mount -h')")
 @click.option("--mounts", default=None,
-              help="remote file systems to mount, as [c|u][r|w]:[profile@]bucket[/path],... "
-                   "(stored; not mounted here)")
+              help="S3 buckets to mount at the commands' working directory while they run, "
+                   "as [c|u][r|w]:[profile@]bucket[/path],... (see 'wr mount -h')")
 @click.option("--monitor_docker", default="",
               help="docker container (--name or --cidfile path) whose usage to add")
 @click.option("--with_docker", default="",

@@ -20,6 +20,7 @@ _VERBS = {
     "limit": "wr.cli.limit",
     "manager": "wr.cli.manager",
     "mod": "wr.cli.actions",
+    "mount": "wr.cli.mount",
     "remove": "wr.cli.actions",
     "retry": "wr.cli.actions",
     "status": "wr.cli.status",

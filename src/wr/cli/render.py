@@ -253,6 +253,9 @@ def _details(job: Mapping[str, Any], now: float, tz: tzinfo | None, show_extra: 
             for label, field in (("StdOut", "StdOut"), ("StdErr", "StdErr")):
                 text = job.get(field) or ""
                 out.append(f"{label}:\n{text}\n" if text else f"{label}: [none]\n")
+        elif show_extra and job.get("FailReason") and job.get("StdErr"):
+            # Failed before its command ran (a mount, issue 18): wr's "Details" line.
+            out.append(f"Details: {job['StdErr']}\n")
     elif state in ("running", "lost"):
         out.append(f"Stats: {{ Wall time: {go_duration(job['Walltime'])} }}\n{host}")
     elif show_extra and job.get("StdErr"):

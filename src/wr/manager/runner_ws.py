@@ -81,6 +81,7 @@ def job_for_runner(job: Job, shell: str) -> dict[str, Any]:
         "no_retry_over_walltime_s": job.no_retry_over_walltime,
         "modules": job.modules,
         "behaviours": job.behaviours,
+        "mounts": job.mounts,
         "shell": shell,
     }
 

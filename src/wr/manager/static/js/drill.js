@@ -262,6 +262,7 @@ export class Drill {
     if (job.DepGroups) facts.push(["Dep groups", job.DepGroups.join(", ")]);
     if (job.Dependencies) facts.push(["Depends on", job.Dependencies.join(", ")]);
     if (job.Behaviours) facts.push(["Behaviours", job.Behaviours]);
+    if (job.Mounts) facts.push(["Mounts", h("code", null, job.Mounts)]);
     const stream = (label, text) => h("div.stream", null,
       h("h4", null, label),
       text ? h("pre", {tabindex: "0", "aria-label": label}, text)
