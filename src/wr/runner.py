@@ -185,8 +185,11 @@ def host_ip() -> str:
 class Runner:
     """Runs jobs of one group until there are none."""
 
-    def __init__(self, link: Link, *, idle: float, touch: float, max_time: float = 0.0) -> None:
+    def __init__(self, link: Link, *, idle: float, touch: float, max_time: float = 0.0,
+                 container_runtime: str = "auto") -> None:
         self.link = link
+        self.container_runtime = container_runtime
+        """The containerruntime setting: which docker-compatible command runs containers."""
         self.idle = idle
         self.touch_interval = touch
         self.max_time = max_time
@@ -339,6 +342,7 @@ class Runner:
     async def _execute(self, job: dict[str, Any]) -> tuple[dict[str, Any], bool]:
         """Run one job: its end report (with its start, unless that was reported already)
         and whether it was over within START_REPORT_DELAY."""
+        from wr.containers import ContainerRequest
         from wr.execute import ExecSetupError, ExecSpec, Execution
 
         key = job["key"]
@@ -351,6 +355,8 @@ class Runner:
             no_retry_over_walltime_s=float(job["no_retry_over_walltime_s"]),
             modules=list(job["modules"]), behaviours=list(job["behaviours"]),
             shell=job.get("shell") or "bash",
+            container=ContainerRequest.from_job(job, self.container_runtime),
+            group=job.get("group") or "",
         )
         execution = Execution(spec)
         try:
@@ -453,7 +459,8 @@ async def _amain(args: argparse.Namespace) -> int:
     except ManagerGone as exc:
         log.error("could not reach the manager at %s: %s", args.server, exc)
         return 1
-    runner = Runner(link, idle=args.idle, touch=args.touch, max_time=args.max_time)
+    runner = Runner(link, idle=args.idle, touch=args.touch, max_time=args.max_time,
+                    container_runtime=config.container_runtime)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, runner.signalled)
