@@ -33,13 +33,15 @@ import shlex
 import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
 
+from wr.container_options import (
+    AUTO,
+    ContainerMount,
+    ContainerRequest,
+    parse_container_mounts,
+)
 from wr.jobs import FailReason
 
-AUTO = "auto"
-"""The `containerruntime` value that picks the first of AUTO_ORDER found on the PATH."""
 AUTO_ORDER = ("podman", "docker")
 """podman first: it needs no daemon, so where it is installed it works."""
 SINGULARITY_NAMES = ("singularity", "apptainer")
@@ -49,80 +51,12 @@ CLI_TIMEOUT_S = 60.0
 """Longest wait for one `ps`/`inspect`/`kill`/`rm` call of the container command."""
 PULL_TIMEOUT_S = 3600.0
 """Longest wait for a missing image to be pulled before the job is given back."""
-MOUNTS_FORM = "/outside[:/inside][:ro|rw]"
-"""What one item of container_mounts may look like (both paths absolute)."""
-
 _EXECUTION_ID_VAR = "WR_EXECUTION_ID"
 """wr.execute.EXECUTION_ID_VAR: kept out of our helper calls, which are not the job's."""
 
 
-# -- container_mounts -----------------------------------------------------------------------
-
-@dataclass(frozen=True, slots=True)
-class ContainerMount:
-    """One bind mount: a host path and where it appears inside the container."""
-
-    outside: str
-    inside: str
-    read_only: bool = False
-
-
-def parse_container_mounts(text: str) -> list[ContainerMount]:
-    """container_mounts as mounts; ValueError quoting the bad item and the accepted form.
-
-    wr split each item on `:` and silently bound `/a:/b:ro` at `/a` (spec §2.2 [QUIRK]);
-    we take an optional third part `ro` or `rw`, and `/a:ro` as `/a` read-only.
-    """
-    mounts: list[ContainerMount] = []
-    if not text:
-        return mounts
-    for raw in text.split(","):
-        item = raw.strip()
-        parts = item.split(":")
-        mode = ""
-        if len(parts) > 1 and parts[-1] in ("ro", "rw"):
-            mode = parts.pop()
-        if len(parts) == 1:
-            parts.append(parts[0])
-        if len(parts) != 2 or not all(p.startswith("/") for p in parts):
-            raise ValueError(f"container_mounts item '{item}' (in '{text}') is not of the "
-                             f"form {MOUNTS_FORM}: give absolute paths, separated by commas")
-        mounts.append(ContainerMount(parts[0], parts[1], mode == "ro"))
-    return mounts
-
-
-# -- what a job asks for ----------------------------------------------------------------------
-
-@dataclass(frozen=True, slots=True)
-class ContainerRequest:
-    """A job's container options, as the runner was given them."""
-
-    docker_image: str = ""
-    singularity_image: str = ""
-    mounts: str = ""
-    """container_mounts, unparsed."""
-    monitor: str = ""
-    """monitor_docker: a container name, a --cidfile path (may hold `?`/`*`), or `?`."""
-    runtime: str = AUTO
-    """The `containerruntime` setting of the runner."""
-
-    @classmethod
-    def from_job(cls, job: Mapping[str, Any], runtime: str = AUTO) -> ContainerRequest | None:
-        """The request in a runner's job message, or None for a job with no container.
-
-        With both images set (possible in JSON), docker wins, as in wr.
-        """
-        docker = job.get("with_docker") or ""
-        singularity = "" if docker else job.get("with_singularity") or ""
-        monitor = job.get("monitor_docker") or ""
-        if not (docker or singularity or monitor):
-            return None
-        return cls(docker, singularity, job.get("container_mounts") or "", monitor, runtime)
-
-
 def _failure(reason: str, detail: str, *, bury: bool) -> Exception:
-    """An ExecSetupError (imported here: execute.py imports this module only when a job
-    asks for a container, and submission.py imports it without execute's dependencies)."""
+    """An ExecSetupError (imported here, late: execute.py imports this module)."""
     from wr.execute import ExecSetupError, Outcome
 
     return ExecSetupError(reason, detail, Outcome.BURY if bury else Outcome.RELEASE)

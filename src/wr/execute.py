@@ -62,7 +62,8 @@ from wr.errors import WrError
 from wr.jobs import FailReason
 
 if TYPE_CHECKING:
-    from wr.containers import ContainerRequest, ContainerRun
+    from wr.container_options import ContainerRequest
+    from wr.containers import ContainerRun
 
 FIRST_SAMPLE_S = 0.1
 """Seconds after the start when memory is first sampled (then every monitor_interval)."""

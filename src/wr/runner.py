@@ -342,7 +342,7 @@ class Runner:
     async def _execute(self, job: dict[str, Any]) -> tuple[dict[str, Any], bool]:
         """Run one job: its end report (with its start, unless that was reported already)
         and whether it was over within START_REPORT_DELAY."""
-        from wr.containers import ContainerRequest
+        from wr.container_options import ContainerRequest
         from wr.execute import ExecSetupError, ExecSpec, Execution
 
         key = job["key"]

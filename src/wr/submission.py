@@ -59,7 +59,7 @@ from urllib.parse import unquote_plus
 
 import orjson
 
-from wr.containers import parse_container_mounts
+from wr.container_options import parse_container_mounts
 from wr.errors import BadRequest
 from wr.job_fields import Rare, compact_rare, rare_part
 from wr.jobs import (

@@ -21,15 +21,8 @@ from tests import container_image
 from tests.conftest import wait_for
 from tests.container_image import MARKER, BusyboxImage
 from wr import containers
-from wr.containers import (
-    ContainerMount,
-    ContainerRequest,
-    docker_command,
-    find_runtime,
-    parse_container_mounts,
-    parse_size,
-    singularity_command,
-)
+from wr.container_options import ContainerMount, ContainerRequest, parse_container_mounts
+from wr.containers import docker_command, find_runtime, parse_size, singularity_command
 from wr.execute import ExecResult, ExecSetupError, ExecSpec, Execution
 from wr.jobs import Job
 from wr.modification import job_to_object
