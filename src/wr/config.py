@@ -91,6 +91,9 @@ SETTINGS: tuple[Setting, ...] = (
             "certificate; the DNS name of a generated one.", "name", "cert_domain"),
     Setting("runnerexecshell", "bash", "Shell that runs commands (`<shell> -c <cmd>`).",
             "name", "runner_exec_shell"),
+    Setting("containerruntime", "auto", "Docker-compatible command that runs with_docker jobs: "
+            "auto (podman if installed, else docker), podman, docker, or a path to one.",
+            "name", "container_runtime"),
     Setting("ttr", "60", "Seconds without a keep-alive before a running job is lost.",
             "seconds", "ttr"),
     Setting("touchinterval", "15", "Seconds between a runner's keep-alives.",
@@ -144,6 +147,7 @@ class Config:
     key_file: Path
     cert_domain: str
     runner_exec_shell: str
+    container_runtime: str
     ttr: float
     touch_interval: float
     retry_delay_min: float

@@ -54,7 +54,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psutil
 
@@ -85,6 +85,10 @@ __all__ = [
     "Outcome", "command_line", "decide_outcome", "job_environment", "make_unique_dir",
     "remove_unique_dir",
 ]
+
+if TYPE_CHECKING:
+    from wr.container_options import ContainerRequest
+    from wr.containers import ContainerRun
 
 FIRST_SAMPLE_S = 0.1
 """Seconds after the start when memory is first sampled (then every monitor_interval)."""
@@ -160,6 +164,10 @@ class ExecSpec:
     monitor_interval: float = 1.0
     mounts: list[dict] = field(default_factory=list)
     """The job's mount configs (wr.mounts), mounted before the command, unmounted after."""
+    container: ContainerRequest | None = None
+    """with_docker/with_singularity/monitor_docker (wr.containers); None for most jobs."""
+    group: str = ""
+    """Unix group to run the command as (wr.unix_group); "" for the runner's own."""
 
 
 @dataclass(slots=True)
@@ -294,6 +302,7 @@ class Execution:
         self._remove_requested = False
         self._mounts: Any = None
         """wr.mounts.JobMounts while the job's mounts are up (issue 18)."""
+        self._box: ContainerRun | None = None
 
     # ------------------------------------------------------------------ start
 
@@ -326,6 +335,12 @@ class Execution:
         if spec.mounts:
             await self._mount()
         argv = [spec.shell, "-c", command_line(spec.cmd, spec.modules)]
+        if spec.container is not None or spec.group:
+            try:
+                argv = await self._contained_argv(env)
+            except ExecSetupError:
+                self._discard_dirs()
+                raise
 
         out_r, out_w = os.pipe2(os.O_CLOEXEC)
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
@@ -374,6 +389,25 @@ class Execution:
         if self.marks.stopped or self.marks.user_killed or self.marks.signalled:
             self._launch_killer()  # kill() came before we had a process
         return self.pid
+
+    async def _contained_argv(self, env: dict[str, str]) -> list[str]:
+        """The argv in the job's container and unix group, which it must never run without
+        (issue 15); ExecSetupError with the reason if it cannot have them."""
+        spec = self.spec
+        cmd = spec.cmd
+        if spec.container is not None:
+            from wr.containers import prepare
+
+            names = [item.partition("=")[0] for item in spec.env_override]
+            self._box = await asyncio.to_thread(
+                prepare, spec.container, spec.key, self._run_dir, env, names)
+            cmd = self._box.command(cmd)
+        argv = [spec.shell, "-c", command_line(cmd, spec.modules)]
+        if spec.group:
+            from wr.unix_group import in_group
+
+            argv = in_group(spec.group, argv, env.get("PATH"))
+        return argv
 
     def _prepare_dirs(self) -> None:
         spec = self.spec
@@ -505,6 +539,8 @@ class Execution:
     def _sample(self) -> tuple[int, int, bool]:
         """(tree memory, directory bytes, filesystem full); runs in a worker thread."""
         mem, self._seen = tree_memory(self._process())
+        if self._box is not None:
+            mem += self._box.sample()
         full = False
         with contextlib.suppress(OSError):
             st = os.statvfs(self._run_dir)
@@ -562,9 +598,12 @@ class Execution:
             return
         killer: concurrent.futures.Future = concurrent.futures.Future()
         root, seen, pgid, token = self._process(), self._seen, self.pid, self._token
+        box = self._box
 
         def run() -> None:
             try:
+                if box is not None:
+                    box.kill()  # not in the process tree: the engine started it
                 kill_tree(root, seen, pgid, token)
             except BaseException as exc:  # handed to wait()
                 killer.set_exception(exc)
@@ -597,6 +636,10 @@ class Execution:
         await self._drain()
         if self._killer is not None:
             await asyncio.wrap_future(self._killer)
+        container_cpu = 0.0
+        if self._box is not None:  # remove a killed or failed container; its CPU time
+            failed = status is None or status != 0 or self._killer is not None
+            container_cpu = await asyncio.to_thread(self._box.finish, failed)
         if (self._unique and not all_empty(self.actual_cwd, self._tmp)) or self._mounts:
             self._account(0, await asyncio.to_thread(self._disk_bytes), False)
 
@@ -606,7 +649,7 @@ class Execution:
             outcome, reason = Outcome.RELEASE, FailReason.ABNORMAL
         else:
             exitcode = os.WEXITSTATUS(status) if os.WIFEXITED(status) else -1
-            cpu_time = rusage.ru_utime + rusage.ru_stime
+            cpu_time = rusage.ru_utime + rusage.ru_stime + container_cpu
             # Not ru_maxrss: a vfork'd child's high-water mark includes the runner's own
             # memory from before exec, which would make every small job look over its RAM.
             outcome, reason = decide_outcome(
@@ -735,6 +778,9 @@ class Execution:
             self._reaped = True
             if self._proc is not None:
                 self._proc.returncode = -1
+        if self._box is not None:  # rare (the runner is going): wait for the engine here
+            self._box.kill()
+            self._box.finish(True)
         if self._pidfd >= 0:
             asyncio.get_running_loop().remove_reader(self._pidfd)
             os.close(self._pidfd)

@@ -20,7 +20,7 @@ MODIFIABLE = frozenset({
     "cmd", "cwd", "cwd_matters", "change_home", "rep_grp", "req_grp", "memory", "time",
     "cpus", "disk", "override", "priority", "retries", "no_retry_over_walltime", "deps",
     "cmd_deps", "limit_grps", "env", "on_failure", "on_success", "on_exit", "mounts",
-    "modules", "monitor_docker", "with_docker", "with_singularity", "container_mounts",
+    "modules", "monitor_docker", "with_docker", "with_singularity", "container_mounts", "group",
     "cloud_os", "cloud_username", "cloud_flavor", "cloud_script", "cloud_config_files",
     "cloud_ram", "cloud_shared", "queue", "queues_avoid", "misc", "reserve_timeout",
 })
@@ -41,6 +41,7 @@ def job_to_object(job: Job) -> dict[str, Any]:
         "modules": list(job.modules), "mounts": list(job.mounts),
         "monitor_docker": job.monitor_docker, "with_docker": job.with_docker,
         "with_singularity": job.with_singularity, "container_mounts": job.container_mounts,
+        "group": job.group,
     }
     if job.user_disk or job.disk_set:
         obj["disk"] = job.user_disk

@@ -64,8 +64,10 @@ class Runner:
 
     def __init__(self, link: Link, *, idle: float, touch: float, max_time: float = 0.0,
                  journal: Journal | None = None, runner_id: str = "",
-                 keeper_pid: int = 0) -> None:
+                 keeper_pid: int = 0, container_runtime: str = "auto") -> None:
         self.link = link
+        self.container_runtime = container_runtime
+        """The containerruntime setting: which docker-compatible command runs containers."""
         self.journal = journal
         """Where starts and ends are recorded before the manager hears of them."""
         self.runner_id = runner_id
@@ -238,6 +240,7 @@ class Runner:
     async def _execute(self, job: dict[str, Any]) -> tuple[dict[str, Any], bool]:
         """Run one job: its end report (with its start, unless that was reported already)
         and whether it was over within START_REPORT_DELAY."""
+        from wr.container_options import ContainerRequest
         from wr.execute import ExecSetupError, ExecSpec, Execution
 
         key = job["key"]
@@ -250,6 +253,8 @@ class Runner:
             no_retry_over_walltime_s=float(job["no_retry_over_walltime_s"]),
             modules=list(job["modules"]), behaviours=list(job["behaviours"]),
             shell=job.get("shell") or "bash", mounts=list(job.get("mounts") or ()),
+            container=ContainerRequest.from_job(job, self.container_runtime),
+            group=job.get("group") or "",
         )
         if self.journal is not None:
             spec.shell_via = self._shell_link(spec.shell)
@@ -375,13 +380,13 @@ def _log_refused(reply: dict[str, Any]) -> None:
         log.warning("report for %s refused: %s", key, why)
 
 
-def runner_link(args: argparse.Namespace, runner_id: str) -> Link:
+def runner_link(args: argparse.Namespace, runner_id: str, config: Any = None) -> Link:
     """A link to the manager as runner ``runner_id`` (the keeper reports under the id of
     the worker it kept)."""
     from wr.config import load_config_from_process
     from wr.security import client_ssl_context
 
-    config = load_config_from_process()
+    config = config or load_config_from_process()
     token = config.token_file.read_text().strip()
     ssl_ctx = client_ssl_context(config.ca_file)
     url = (f"wss://{args.server}/runner_ws?id={quote(runner_id, safe='')}"
@@ -390,7 +395,10 @@ def runner_link(args: argparse.Namespace, runner_id: str) -> Link:
 
 
 async def _amain(args: argparse.Namespace, runner_id: str, keeper_pid: int) -> int:
-    link = runner_link(args, runner_id)
+    from wr.config import load_config_from_process
+
+    config = load_config_from_process()
+    link = runner_link(args, runner_id, config)
     try:
         await link.connect(patience=10.0)
     except ManagerGone as exc:
@@ -403,7 +411,8 @@ async def _amain(args: argparse.Namespace, runner_id: str, keeper_pid: int) -> i
         journal = Journal(journal_path(runner_id))
         journal.clear(os.getpid(), runner_id, command_name(runner_id))
     runner = Runner(link, idle=args.idle, touch=args.touch, max_time=args.max_time,
-                    journal=journal, runner_id=runner_id, keeper_pid=keeper_pid)
+                    journal=journal, runner_id=runner_id, keeper_pid=keeper_pid,
+                    container_runtime=config.container_runtime)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, runner.signalled)

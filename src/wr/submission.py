@@ -59,6 +59,7 @@ from urllib.parse import unquote_plus
 
 import orjson
 
+from wr.container_options import parse_container_mounts
 from wr.errors import BadRequest
 from wr.job_fields import Rare, compact_rare, rare_part
 from wr.jobs import (
@@ -614,7 +615,7 @@ def _rare_fields(o: Mapping[str, Any], d: JobDefaults, seen: _Seen) -> _Rare:
         other["cloud_shared"] = "true"
     if reserve_timeout is not None:
         other["rtimeout"] = str(reserve_timeout)
-    return _Rare(
+    rare = _Rare(
         mounts=mounts, behaviours=behaviours, cmd_dep_grps=cmd_dep_grps, cmd_deps=cmd_deps,
         env=env, modules=_strings(o, "modules"),
         with_docker=_string(o, "with_docker") or d.with_docker,
@@ -624,6 +625,21 @@ def _rare_fields(o: Mapping[str, Any], d: JobDefaults, seen: _Seen) -> _Rare:
         group=_string(o, "group"), bsub_mode=_string(o, "bsub_mode") or d.bsub_mode,
         reserve_timeout=reserve_timeout or 0, other=other,
     )
+    if rare.container_mounts or (rare.with_docker and rare.with_singularity):
+        _check_containers(rare)
+    return rare
+
+
+def _check_containers(rare: _Rare) -> None:
+    """Refuse container options that could never run as asked (issue 15; wr let docker
+    win silently when both images were given)."""
+    if rare.with_docker and rare.with_singularity:
+        raise _Invalid(f"with_docker ({rare.with_docker}) and with_singularity "
+                       f"({rare.with_singularity}) are mutually exclusive: give one image")
+    try:
+        parse_container_mounts(rare.container_mounts)
+    except ValueError as e:
+        raise _Invalid(str(e)) from None
 
 
 # -- typed field readers ------------------------------------------------------------------

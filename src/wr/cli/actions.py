@@ -221,6 +221,13 @@ def _list(text: str) -> list[str] | str:
 @click.option("--monitor_docker", default=None,
               help="monitor resource usage of the docker container with this --name or "
                    "--cidfile path")
+@click.option("--with_docker", default=None,
+              help="docker image to run the commands in")
+@click.option("--with_singularity", default=None,
+              help="singularity image to run the commands in")
+@click.option("--container_mounts", default=None,
+              help="comma-separated /outside[:/inside][:ro] mounts for the container")
+@click.option("--group", default=None, help="unix group to run the commands as")
 @click.option("--on_failure", type=JSONList(), default=None,
               help='behaviours when a command fails, in JSON (e.g. [{"cleanup":true}]); '
                    '"" for none')
@@ -290,6 +297,8 @@ def _changes(ctx: click.Context, cmdline: str | None, v: dict[str, Any]) -> dict
     plain = {"cwd": "cwd", "req_grp": "req_grp", "memory": "memory", "cpus": "cpus",
              "disk": "disk", "override": "override", "priority": "priority",
              "retries": "retries", "monitor_docker": "monitor_docker",
+             "with_docker": "with_docker", "with_singularity": "with_singularity",
+             "container_mounts": "container_mounts", "group": "group",
              "on_failure": "on_failure", "on_success": "on_success", "on_exit": "on_exit",
              "mount_json": "mounts"}
     for option, prop in plain.items():

@@ -357,13 +357,16 @@ def check_relative_paths(objects: list[dict[str, Any]], default_cwd: str,
               help="S3 buckets to mount at the commands' working directory while they run, "
                    "as [c|u][r|w]:[profile@]bucket[/path],... (see 'wr mount -h')")
 @click.option("--monitor_docker", default="",
-              help="docker container (--name or --cidfile path) whose usage to add")
+              help="docker container (--name or --cidfile path, or ? for the first one "
+                   "started) whose memory and CPU to add to the command's")
 @click.option("--with_docker", default="",
-              help="docker image to run the commands in (stored; not run here)")
+              help="run the commands in a docker container of this image (pulled if "
+                   "missing), in their working directory, with --env's variables")
 @click.option("--with_singularity", default="",
-              help="singularity image to run the commands in (stored; not run here)")
+              help="run the commands in a singularity container of this image (local path "
+                   "or remote URI)")
 @click.option("--container_mounts", default="",
-              help="comma-separated /outside[:/inside] mounts for the container")
+              help="comma-separated /outside[:/inside][:ro] mounts for the container")
 @click.option("--group", default="", help="unix group to run the commands as")
 @click.option("--rerun", is_flag=True,
               help="run again commands that were added before and have completed")

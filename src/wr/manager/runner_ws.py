@@ -68,7 +68,7 @@ MAX_MANY = 64
 
 def job_for_runner(job: Job, shell: str) -> dict[str, Any]:
     """What a runner needs to execute a job (wr.execute.ExecSpec's fields)."""
-    return {
+    msg = {
         "key": job.key,
         "cmd": job.cmd,
         "cwd": job.cwd,
@@ -84,6 +84,12 @@ def job_for_runner(job: Job, shell: str) -> dict[str, Any]:
         "mounts": job.mounts,
         "shell": shell,
     }
+    rare = job.rare
+    if rare.with_docker or rare.with_singularity or rare.monitor_docker or rare.group:
+        msg.update(with_docker=rare.with_docker, with_singularity=rare.with_singularity,
+                   container_mounts=rare.container_mounts,
+                   monitor_docker=rare.monitor_docker, group=rare.group)  # issue 15
+    return msg
 
 
 class RunnerEndpoint:
