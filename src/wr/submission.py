@@ -76,6 +76,7 @@ from wr.jobs import (
     parse_duration,
     parse_memory,
 )
+from wr.windows import WindowError, check_limit_groups
 
 PROBLEM = "there was a problem interpreting your job: "
 """wr's prefix for every per-job conversion error."""
@@ -175,6 +176,7 @@ def _parse_query(query: Mapping[str, str]) -> tuple[JobDefaults, bool]:
     d.rep_grp = _check_text("rep_grp", get("rep_grp") or "") or DEFAULT_REP_GRP
     for name in ("limit_grps", "dep_grps", "deps"):
         setattr(d, name, [_check_text(name, p) for p in (get(name) or "").split(",") if p])
+    _check_windows(d.limit_grps)
     d.env = [_check_env(p) for p in (get("env") or "").split(",") if p]
 
     cpus = get("cpus") or ""
@@ -543,12 +545,13 @@ def _shape(o: Mapping[str, Any], d: JobDefaults, seen: _Seen) -> _Shape:
     prefix, suffix = key_affixes(
         cwd=cwd, cwd_matters=cwd_matters, mounts=rare.mounts, with_docker=rare.with_docker,
         with_singularity=rare.with_singularity, container_mounts=rare.container_mounts)
+    limit_grps = tuple(("limit_grps" in given and _strings(o, "limit_grps")) or d.limit_grps)
+    _check_windows(limit_grps)
     return _Shape(
         given={k: v for k, v in o.items() if k != "cmd"}, cwd=seen.name(cwd),
         cwd_matters=cwd_matters, rep_grp=rep_grp, req_grp=req_grp, ram=ram, seconds=seconds,
         cores=cores, disk=disk, priority=priority, retries=retries,
-        limit_grps=tuple(("limit_grps" in given and _strings(o, "limit_grps"))
-                         or d.limit_grps),
+        limit_grps=limit_grps,
         dep_grps=tuple(("dep_grps" in given and _strings(o, "dep_grps")) or d.dep_grps),
         deps=tuple(deps), key_prefix=prefix, key_suffix=suffix, part=part,
     )
@@ -642,6 +645,15 @@ def _show(value: Any, limit: int = 80) -> str:
     except (TypeError, ValueError):
         text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _check_windows(limit_grps: Sequence[str]) -> None:
+    """Limit groups meant as time windows must be valid ones (issue 15; wr makes a
+    malformed one an ordinary, unlimited group)."""
+    try:
+        check_limit_groups(limit_grps)
+    except WindowError as e:
+        raise _Invalid(str(e)) from None
 
 
 def _check_text(name: str, value: str) -> str:

@@ -32,6 +32,7 @@ from wr.manager.memory import MemoryTrimmer
 from wr.queue import Changed, EndReport, LimitChanged, Queue, QueueError, Replaced
 from wr.schedulers.base import GroupRequirements, ImpossibleError, RunnerCommand, Scheduler
 from wr.store import Store
+from wr.windows import waiting_for
 
 log = logging.getLogger("wr.manager")
 
@@ -399,9 +400,8 @@ class Manager:
         _, _, limits = group.partition("~")
         if not limits:
             return True
-        q = self.queue
-        return all(q.limit_counts[name] < q.limits.get(name, 1 << 62)
-                   for name in limits.split(","))
+        # Count limits with room, and time windows open now (issue 15): else no runners.
+        return self.queue.limits_allow(limits.split(","), time.time())
 
     def _runner_host(self) -> str:
         """Where runners find the manager: loopback for a manager that only listens there
@@ -578,6 +578,14 @@ class Manager:
         etc = max((j.started + j.time - now for j in running if j.started), default=0.0)
         return {"Mode": self.mode, "Running": len(running), "ETC": max(int(etc), 0)}
 
+    def waiting_for(self, job: Job, now: float) -> str:
+        """What keeps a ready job from starting ("" if nothing): a closed time window or a
+        full limit group (issue 15: ``wr status`` and the web page say so)."""
+        if job.state != State.READY or not job.limit_grps:
+            return ""
+        q = self.queue
+        return waiting_for(job.limit_grps, q.limits, q.limit_counts, now)
+
     # -- the clock --------------------------------------------------------------------------
 
     async def _ticker(self) -> None:
@@ -586,7 +594,8 @@ class Manager:
         last_lost_check = time.time()
         while True:
             now = time.time()
-            wait = min(max(self.queue.next_deadline() - now, 0.0), 1.0)
+            wait = min(max(min(self.queue.next_deadline(), self._check_windows(now)) - now,
+                           0.0), 1.0)
             self._tick_wakeup.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._tick_wakeup.wait(), wait)
@@ -616,6 +625,17 @@ class Manager:
                                                  job.reserved_by))
             except Exception:  # the clock must keep going whatever one tick hit
                 log.exception("tick failed")
+
+    def _check_windows(self, now: float) -> float:
+        """Wake the runners waiting for groups whose time windows just opened, and want
+        runners for them; returns when the next closed window opens (issue 15)."""
+        opened, next_open = self.queue.window_check(now)
+        for group in opened:
+            self._wake(group)
+        if opened:
+            self._request_schedule()
+        # A clock change could put the next opening in the past: never spin on it.
+        return next_open if next_open > now else now + 1.0
 
     async def _heartbeat(self) -> None:
         while True:
