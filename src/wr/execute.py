@@ -131,6 +131,8 @@ class ExecSpec:
     shell: str = "bash"
     app_name: str = "wr"
     monitor_interval: float = 1.0
+    bsub: dict | None = None
+    """For a job in bsub mode, what `wr.lsf.add_emulation` needs (issue 15)."""
 
 
 @dataclass(slots=True)
@@ -495,6 +497,13 @@ class Execution:
             raise RuntimeError("this Execution has already been started")
         spec = self.spec
         env = job_environment(spec.base_env, spec.env_override)
+        if spec.bsub is not None:  # bsub, bjobs and bkill on its PATH (wr.lsf, issue 15)
+            from wr.lsf import add_emulation
+
+            try:
+                add_emulation(env, spec.bsub, spec.shell)
+            except OSError as exc:
+                raise ExecSetupError(FailReason.CWD, str(exc), Outcome.BURY) from exc
         self._prepare_dirs()
         if not spec.cwd_matters:
             env["TMPDIR"] = self._tmp

@@ -169,6 +169,9 @@ class Queue:
         self._rep_grps: dict[str, dict[str, None]] = defaultdict(dict)
         self.limits: dict[str, int] = {}
         self.limit_counts: Counter[str] = Counter()
+        self.bsub_ids = 0
+        """The last LSF job id given to a job in bsub mode (wr.lsf); the manager keeps it
+        in the store, so ids never repeat, even across restarts (issue 15)."""
         self.counts: Counter[State] = Counter()
         self.ready_by_group: Counter[str] = Counter()
         self.run_by_group: Counter[str] = Counter()
@@ -302,14 +305,17 @@ class Queue:
                 self._enter(job, now)
 
     def prepare(self, job: Job, limits: dict[str, int | None] | None = None) -> None:
-        """Give a job its place in line and take its ``name:N`` limit settings out of its
-        limit groups, before it is stored, so that what is stored is what a restart will
-        restore. The settings are applied at once, or, given a ``limits`` dict, collected
-        there (the last setting of a name wins) for the caller to apply (with
-        ``set_limit``) once the job is stored."""
+        """Give a job its place in line (and, in bsub mode, its LSF job id) and take its
+        ``name:N`` limit settings out of its limit groups, before it is stored, so that
+        what is stored is what a restart will restore. The settings are applied at once,
+        or, given a ``limits`` dict, collected there (the last setting of a name wins) for
+        the caller to apply (with ``set_limit``) once the job is stored."""
         if not job.seq:
             self._seq += 1
             job.seq = self._seq
+            if job.bsub_mode and not job.bsub_id:  # (a rerun keeps its id)
+                self.bsub_ids += 1
+                job.bsub_id = self.bsub_ids
         else:
             self._seq = max(self._seq, job.seq)
         if job.limit_grps:

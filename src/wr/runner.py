@@ -350,7 +350,7 @@ class Runner:
             retries_left=int(job["retries_left"]),
             no_retry_over_walltime_s=float(job["no_retry_over_walltime_s"]),
             modules=list(job["modules"]), behaviours=list(job["behaviours"]),
-            shell=job.get("shell") or "bash",
+            shell=job.get("shell") or "bash", bsub=job.get("bsub"),
         )
         execution = Execution(spec)
         try:

@@ -59,6 +59,7 @@ from urllib.parse import unquote_plus
 
 import orjson
 
+from wr.config import DEPLOYMENTS
 from wr.errors import BadRequest
 from wr.job_fields import Rare, compact_rare, rare_part
 from wr.jobs import (
@@ -177,6 +178,7 @@ def _parse_query(query: Mapping[str, str]) -> tuple[JobDefaults, bool]:
     for name in ("limit_grps", "dep_grps", "deps"):
         setattr(d, name, [_check_text(name, p) for p in (get(name) or "").split(",") if p])
     _check_windows(d.limit_grps)
+    _check_bsub_mode(d.bsub_mode)
     d.env = [_check_env(p) for p in (get("env") or "").split(",") if p]
 
     cpus = get("cpus") or ""
@@ -531,7 +533,7 @@ def _shape(o: Mapping[str, Any], d: JobDefaults, seen: _Seen) -> _Shape:
         change_home, disk_set, rare.other, override, no_retry, rare.modules, rare.cmd_deps,
         rare.behaviours, rare.mounts, rare.monitor_docker, rare.with_docker,
         rare.with_singularity, rare.container_mounts, rare.env, rare.group, rare.bsub_mode,
-        rare.reserve_timeout, disk, False, False, 0.0,
+        rare.reserve_timeout, disk, False, False, 0.0, 0,
     )
     if common and part is not None:
         # Jobs with none of the rare keys share one part per request (and per value of
@@ -624,7 +626,7 @@ def _rare_fields(o: Mapping[str, Any], d: JobDefaults, seen: _Seen) -> _Rare:
         with_singularity=_string(o, "with_singularity") or d.with_singularity,
         container_mounts=_string(o, "container_mounts") or d.container_mounts,
         monitor_docker=_string(o, "monitor_docker") or d.monitor_docker,
-        group=_string(o, "group"), bsub_mode=_string(o, "bsub_mode") or d.bsub_mode,
+        group=_string(o, "group"), bsub_mode=_bsub_mode(o) or d.bsub_mode,
         reserve_timeout=reserve_timeout or 0, other=other,
     )
 
@@ -645,6 +647,25 @@ def _show(value: Any, limit: int = 80) -> str:
     except (TypeError, ValueError):
         text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _bsub_mode(o: Mapping[str, Any]) -> str:
+    if isinstance(o.get("bsub_mode"), bool):  # wr's help calls it a boolean; it is not
+        raise _Invalid(f"bsub_mode must be a string: {_BSUB_MODES}, not "
+                       f"{_show(o['bsub_mode'])}")
+    return _check_bsub_mode(_string(o, "bsub_mode"))
+
+
+_BSUB_MODES = ("the deployment (production or development) whose manager 'bsub' inside the "
+               "job adds its jobs to")
+
+
+def _check_bsub_mode(value: str) -> str:
+    """``bsub_mode`` names a deployment (issue 15; wr stores any string, and the job's bsub
+    then fails to find that deployment's manager)."""
+    if value and value not in DEPLOYMENTS:
+        raise _Invalid(f"bsub_mode must be {_BSUB_MODES}, not {value!r}")
+    return value
 
 
 def _check_windows(limit_grps: Sequence[str]) -> None:

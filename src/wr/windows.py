@@ -293,6 +293,8 @@ def waiting_for(limit_grps: tuple[str, ...] | list[str], limits: dict[str, int],
                 held.append(describe(window, now, tz))
             continue
         limit = limits.get(name)
-        if limit is not None and counts.get(name, 0) >= limit:
+        if limit == 0:
+            held.append(f"limit group '{name}' (its limit is 0)")
+        elif limit is not None and counts.get(name, 0) >= limit:
             held.append(f"limit group '{name}' ({counts.get(name, 0)} of {limit} running)")
     return "; ".join(held)

@@ -159,6 +159,8 @@ def test_waiting_for_names_closed_windows_and_full_count_groups() -> None:
     assert said == ("limit group 'lim' (2 of 2 running); time window '13:00:00 < time' "
                     f"(closed; opens {DAY} 13:00:01)")
     assert waiting_for(("other", "time < 14:00:00"), {"other": 5}, {}, now, UTC) == ""
+    assert waiting_for(("zero",), {"zero": 0}, {}, now, UTC) == (
+        "limit group 'zero' (its limit is 0)")
 
 
 # -- properties ----------------------------------------------------------------------------

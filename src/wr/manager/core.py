@@ -40,6 +40,9 @@ RECOVERY_GRACE = 60.0
 """Seconds a job restored as running may stay lost before its gone process counts as dead:
 runners retry their connection at least every few seconds, so a live one is back by then."""
 
+BSUB_IDS = "bsub_ids"
+"""The store's counter of LSF job ids (`Queue.bsub_ids`)."""
+
 BEAT = 0.1
 """Seconds between the heartbeats that measure how long the event loop was held up."""
 STALL_SLACK = 0.25
@@ -132,6 +135,8 @@ class Manager:
         self.queue.recommend = self.learner.recommend
         self.queue.limits.update(await self.store.limits())
         jobs = await self.store.live_jobs()
+        self.queue.bsub_ids = max(await self.store.counter(BSUB_IDS),
+                                  max((j.bsub_id for j in jobs), default=0))
         now = time.time()
         jobs.sort(key=lambda j: (j.seq, j.added))
         self.queue.restore(jobs, now, grace=RECOVERY_GRACE)
@@ -294,6 +299,7 @@ class Manager:
             raise StorageUnavailable("the manager is shutting down")
         added = Added()
         limits: dict[str, int | None] = {}
+        bsub_ids = self.queue.bsub_ids
         feed, stored = self.store.add_feed(rerun=rerun)
         try:
             for n, part in enumerate(parts):
@@ -317,6 +323,9 @@ class Manager:
         for job in result.resurrected:
             _reset_for_rerun(job)
             self.queue.prepare(job)
+        if self.queue.bsub_ids != bsub_ids:  # the LSF job ids given: never again (issue 15)
+            self.store.set_counter(BSUB_IDS, self.queue.bsub_ids).add_done_callback(
+                _outcome_heard)
         now = time.time()
         self.queue.add([*result.stored, *result.resurrected], now, prepared=True,
                        staged=staged)

@@ -59,7 +59,7 @@ MAX_MANY = 64
 
 def job_for_runner(job: Job, shell: str) -> dict[str, Any]:
     """What a runner needs to execute a job (wr.execute.ExecSpec's fields)."""
-    return {
+    message = {
         "key": job.key,
         "cmd": job.cmd,
         "cwd": job.cwd,
@@ -74,6 +74,11 @@ def job_for_runner(job: Job, shell: str) -> dict[str, Any]:
         "behaviours": job.behaviours,
         "shell": shell,
     }
+    if job.bsub_mode:  # the LSF emulation (wr.lsf, issue 15)
+        from wr.lsf import runner_fields
+
+        message["bsub"] = runner_fields(job)
+    return message
 
 
 class RunnerEndpoint:
