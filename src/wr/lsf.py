@@ -67,6 +67,25 @@ class LsfError(ValueError):
     """Input the emulation cannot honour; the message says what and what is accepted."""
 
 
+_BSUB_MODES = ("the deployment (production or development) whose manager 'bsub' inside the "
+               "job adds its jobs to")
+
+
+def check_bsub_mode(value: Any) -> str:
+    """A job's ``bsub_mode`` ("" for none): it names a deployment. wr's help calls it a
+    boolean, and wr stores any string, with which the job's bsub cannot find a manager."""
+    from wr.config import DEPLOYMENTS
+
+    if value is None or value == "":
+        return ""
+    if not isinstance(value, str):
+        shown = "true" if value is True else "false" if value is False else repr(value)
+        raise LsfError(f"bsub_mode must be a string: {_BSUB_MODES}, not {shown}")
+    if value not in DEPLOYMENTS:
+        raise LsfError(f"bsub_mode must be {_BSUB_MODES}, not {value!r}")
+    return value
+
+
 # -- bsub ----------------------------------------------------------------------------------
 
 @dataclass(slots=True)

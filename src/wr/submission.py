@@ -59,7 +59,6 @@ from urllib.parse import unquote_plus
 
 import orjson
 
-from wr.config import DEPLOYMENTS
 from wr.errors import BadRequest
 from wr.job_fields import Rare, compact_rare, rare_part
 from wr.jobs import (
@@ -77,7 +76,8 @@ from wr.jobs import (
     parse_duration,
     parse_memory,
 )
-from wr.windows import WindowError, check_limit_groups
+from wr.lsf import check_bsub_mode
+from wr.windows import check_limit_groups
 
 PROBLEM = "there was a problem interpreting your job: "
 """wr's prefix for every per-job conversion error."""
@@ -177,8 +177,8 @@ def _parse_query(query: Mapping[str, str]) -> tuple[JobDefaults, bool]:
     d.rep_grp = _check_text("rep_grp", get("rep_grp") or "") or DEFAULT_REP_GRP
     for name in ("limit_grps", "dep_grps", "deps"):
         setattr(d, name, [_check_text(name, p) for p in (get(name) or "").split(",") if p])
-    _check_windows(d.limit_grps)
-    _check_bsub_mode(d.bsub_mode)
+    _checked(check_limit_groups, d.limit_grps)
+    _checked(check_bsub_mode, d.bsub_mode)
     d.env = [_check_env(p) for p in (get("env") or "").split(",") if p]
 
     cpus = get("cpus") or ""
@@ -548,7 +548,7 @@ def _shape(o: Mapping[str, Any], d: JobDefaults, seen: _Seen) -> _Shape:
         cwd=cwd, cwd_matters=cwd_matters, mounts=rare.mounts, with_docker=rare.with_docker,
         with_singularity=rare.with_singularity, container_mounts=rare.container_mounts)
     limit_grps = tuple(("limit_grps" in given and _strings(o, "limit_grps")) or d.limit_grps)
-    _check_windows(limit_grps)
+    _checked(check_limit_groups, limit_grps)
     return _Shape(
         given={k: v for k, v in o.items() if k != "cmd"}, cwd=seen.name(cwd),
         cwd_matters=cwd_matters, rep_grp=rep_grp, req_grp=req_grp, ram=ram, seconds=seconds,
@@ -626,7 +626,8 @@ def _rare_fields(o: Mapping[str, Any], d: JobDefaults, seen: _Seen) -> _Rare:
         with_singularity=_string(o, "with_singularity") or d.with_singularity,
         container_mounts=_string(o, "container_mounts") or d.container_mounts,
         monitor_docker=_string(o, "monitor_docker") or d.monitor_docker,
-        group=_string(o, "group"), bsub_mode=_bsub_mode(o) or d.bsub_mode,
+        group=_string(o, "group"),
+        bsub_mode=_checked(check_bsub_mode, o.get("bsub_mode")) or d.bsub_mode,
         reserve_timeout=reserve_timeout or 0, other=other,
     )
 
@@ -649,31 +650,12 @@ def _show(value: Any, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _bsub_mode(o: Mapping[str, Any]) -> str:
-    if isinstance(o.get("bsub_mode"), bool):  # wr's help calls it a boolean; it is not
-        raise _Invalid(f"bsub_mode must be a string: {_BSUB_MODES}, not "
-                       f"{_show(o['bsub_mode'])}")
-    return _check_bsub_mode(_string(o, "bsub_mode"))
-
-
-_BSUB_MODES = ("the deployment (production or development) whose manager 'bsub' inside the "
-               "job adds its jobs to")
-
-
-def _check_bsub_mode(value: str) -> str:
-    """``bsub_mode`` names a deployment (issue 15; wr stores any string, and the job's bsub
-    then fails to find that deployment's manager)."""
-    if value and value not in DEPLOYMENTS:
-        raise _Invalid(f"bsub_mode must be {_BSUB_MODES}, not {value!r}")
-    return value
-
-
-def _check_windows(limit_grps: Sequence[str]) -> None:
-    """Limit groups meant as time windows must be valid ones (issue 15; wr makes a
-    malformed one an ordinary, unlimited group)."""
+def _checked(check: Any, value: Any) -> Any:
+    """``check(value)``, its ValueError made a job problem (time windows and bsub_mode are
+    checked in wr.windows and wr.lsf; issue 15)."""
     try:
-        check_limit_groups(limit_grps)
-    except WindowError as e:
+        return check(value)
+    except ValueError as e:
         raise _Invalid(str(e)) from None
 
 

@@ -63,8 +63,8 @@ def test_a_job_waits_for_a_window_that_opens_seconds_ahead(manager: ManagerHandl
 
 def test_datetime_windows_in_the_past_and_future(manager: ManagerHandle, tag: str) -> None:
     """Steps: add a job whose window opened in 2000 and one whose window opens in 2099.
-    Expected: the first runs at once; the second stays ready, says it waits until
-    2099-01-01 00:00:01, and no runner is started for it."""
+    Expected: the first runs at once; the second stays ready, says (in its details and on
+    the web page) it waits until 2099-01-01 00:00:01, and no runner is started for it."""
     past, future = "2000-01-01 00:00:00 < datetime", "2099-01-01 00:00:00<datetime"
     with manager.client() as c:
         c.add([{"cmd": "echo past", "limit_grps": [past]},
@@ -74,8 +74,12 @@ def test_datetime_windows_in_the_past_and_future(manager: ManagerHandle, tag: st
     assert by_cmd["echo past"]["State"] == "complete"
     waiting = by_cmd["echo future"]
     assert waiting["State"] == "ready"
-    assert waiting["WaitingFor"] == f"time window '{future}' (closed; opens 2099-01-01 00:00:01)"
+    said = f"time window '{future}' (closed; opens 2099-01-01 00:00:01)"
+    assert waiting["WaitingFor"] == said
     assert not _runners_of(manager, "2099")
+    with manager.http() as web:  # the web page's job cards say it too
+        page = web.get("/web/api/jobs", params={"group": tag, "state": "ready"}).json()
+    assert [(j["Cmd"], j["WaitingFor"]) for j in page["jobs"]] == [("echo future", said)]
 
 
 def test_a_malformed_window_is_a_400_quoting_the_forms(manager: ManagerHandle,
