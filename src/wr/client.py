@@ -221,6 +221,11 @@ class Client:
         ``ReadyAt`` added to each job (what ``wr status`` shows)."""
         return self._call("GET", "/rest/v1/details/" + _path_ids(ids), params=_query(params))
 
+    def lsf_jobs(self) -> dict[str, Any]:
+        """The queued jobs with LSF job ids (bsub mode): ``{"Host", "LastID", "Jobs":
+        [{"JobID", "Key", "State", "Name", "Host", "Submitted", "Started"}, ...]}``."""
+        return self._call("GET", "/rest/v1/lsf/jobs/")
+
 
 def _query(params: Mapping[str, Any]) -> dict[str, str]:
     out = {}

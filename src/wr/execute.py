@@ -168,6 +168,8 @@ class ExecSpec:
     """with_docker/with_singularity/monitor_docker (wr.containers); None for most jobs."""
     group: str = ""
     """Unix group to run the command as (wr.unix_group); "" for the runner's own."""
+    bsub: dict | None = None
+    """For a job in bsub mode, what `wr.lsf.add_emulation` needs (issue 15)."""
 
 
 @dataclass(slots=True)
@@ -324,6 +326,13 @@ class Execution:
             raise RuntimeError("this Execution has already been started")
         spec = self.spec
         env = job_environment(spec.base_env, spec.env_override)
+        if spec.bsub is not None:  # bsub, bjobs and bkill on its PATH (wr.lsf, issue 15)
+            from wr.lsf import add_emulation
+
+            try:
+                add_emulation(env, spec.bsub, spec.shell)
+            except OSError as exc:
+                raise ExecSetupError(FailReason.CWD, str(exc), Outcome.BURY) from exc
         self._prepare_dirs()
         if not spec.cwd_matters:
             env["TMPDIR"] = self._tmp

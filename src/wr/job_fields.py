@@ -30,9 +30,10 @@ RARE_FIELDS = (
     "change_home", "disk_set", "other", "override", "no_retry_over_walltime", "modules",
     "cmd_deps", "behaviours", "mounts", "monitor_docker", "with_docker", "with_singularity",
     "container_mounts", "env", "group", "bsub_mode", "reserve_timeout", "user_disk",
-    "kill_called", "recovered", "delay",
+    "kill_called", "recovered", "delay", "bsub_id",
 )
-"""The requests few jobs make, and flags few jobs ever raise."""
+"""The requests few jobs make, and flags few jobs ever raise. (``bsub_id``: the LSF job id
+`wr.lsf` gives jobs in bsub mode; 0 for every other job.)"""
 RAN_FIELDS = (
     "exited", "exitcode", "fail_reason", "pid", "host", "host_id", "host_ip", "started",
     "ended", "peak_ram", "peak_disk", "cpu_time", "actual_cwd", "reserved_by",
@@ -41,12 +42,16 @@ RAN_FIELDS = (
 FIELD_NAMES = (*HOT_FIELDS, *RARE_FIELDS, *RAN_FIELDS)
 """Every field of a job, in the order of ``Job.__init__`` and of records."""
 
-RECORD_TAG = "j2"
+RECORD_TAG = "j3"
 """Marks the positional record layout of ``Job.to_record`` (fields in `FIELD_NAMES` order).
 A record may stop early, and the missing fields take their defaults: ``Job.record_bytes``
-leaves out the parts a job lacks, and a new field is appended at the end (older records,
-being shorter, get its default). A removed or reordered one needs a new tag, with the old
-layout still read."""
+leaves out the parts a job lacks, and a new field is appended at the end of its part
+(older records, being shorter, get its default; a field appended to the rare part moves
+the results part, so it needs a new tag). A removed or reordered one needs a new tag, with
+the old layout still read."""
+J2_TAG = "j2"
+J2_NAMES = tuple(name for name in FIELD_NAMES if name != "bsub_id")
+"""The layout before ``bsub_id`` was added to the rare part (issue 15), still read."""
 V1_TAG = "j1"
 V1_NAMES = (
     "key", "cmd", "cwd", "cwd_matters", "change_home", "rep_grp", "req_grp", "ram", "time",
@@ -65,7 +70,8 @@ FIELD_SET = frozenset(FIELD_NAMES)
 
 def record_index(name: str, tag: str = RECORD_TAG) -> int:
     """Where field ``name`` sits in a positional record with ``tag`` (0 is the tag)."""
-    return (FIELD_NAMES if tag == RECORD_TAG else V1_NAMES).index(name) + 1
+    names = {RECORD_TAG: FIELD_NAMES, J2_TAG: J2_NAMES, V1_TAG: V1_NAMES}[tag]
+    return names.index(name) + 1
 
 
 # -- values many jobs share -----------------------------------------------------------------
@@ -100,7 +106,7 @@ def shared_names(items: list[str] | tuple[str, ...]) -> tuple[str, ...]:
 # -- the two parts ------------------------------------------------------------------------
 
 RARE_DEFAULTS = (False, False, NO_OTHER, 0, 0.0, (), (), (), (), "", "", "", "", (), "", "",
-                 0, 0, False, False, 0.0)
+                 0, 0, False, False, 0.0, 0)
 RAN_DEFAULTS = (False, 0, "", 0, "", "", "", None, None, 0, 0, 0.0, "", "")
 
 
@@ -157,6 +163,8 @@ def compact_rare(part: Rare) -> Rare:
     part.mounts = tuple(part.mounts)
     if not part.other:
         part.other = NO_OTHER
+    if part.bsub_id:  # unique to its job: sharing it would only fill the table (issue 15)
+        return part
     return _shared_rare(part)
 
 

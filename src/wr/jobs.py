@@ -29,8 +29,11 @@ from wr.job_fields import (
     FIELD_NAMES,
     FIELD_SET,
     HOT_FIELDS,
+    J2_NAMES,
+    J2_TAG,
     NO_OTHER,
     RAN_DEFAULTS,
+    RAN_FIELDS,
     RARE_DEFAULTS,
     RECORD_TAG,
     V1_NAMES,
@@ -388,6 +391,7 @@ class Job:
         kill_called: bool = False,
         recovered: bool = False,
         delay: float = 0.0,
+        bsub_id: int = 0,
         # what happened when it ran
         exited: bool = False,
         exitcode: int = 0,
@@ -430,12 +434,13 @@ class Job:
         if (change_home or disk_set or other or override or no_retry_over_walltime or modules
                 or cmd_deps or behaviours or mounts or monitor_docker or with_docker
                 or with_singularity or container_mounts or env or group or bsub_mode
-                or reserve_timeout or user_disk or kill_called or recovered or delay):
+                or reserve_timeout or user_disk or kill_called or recovered or delay
+                or bsub_id):
             self._rare: Rare | None = Rare(
                 change_home, disk_set, other, override, no_retry_over_walltime, modules,
                 cmd_deps, behaviours, mounts, monitor_docker, with_docker, with_singularity,
                 container_mounts, env, group, bsub_mode, reserve_timeout, user_disk,
-                kill_called, recovered, delay)
+                kill_called, recovered, delay, bsub_id)
         else:
             self._rare = None
         if (exited or exitcode or fail_reason or pid or host or host_id or host_ip
@@ -507,6 +512,11 @@ class Job:
             job = cls(**{k: v for k, v in record.items() if k in FIELD_SET})
         elif record and record[0] == RECORD_TAG and len(record) <= len(FIELD_NAMES) + 1:
             job = cls(*record[1:])
+        elif record and record[0] == J2_TAG and len(record) <= len(J2_NAMES) + 1:
+            values = record[1:]
+            if len(values) > _J2_RESULTS_AT:  # results follow: bsub_id goes before them
+                values = [*values[:_J2_RESULTS_AT], 0, *values[_J2_RESULTS_AT:]]
+            job = cls(*values)
         elif record and record[0] == V1_TAG and len(record) <= len(V1_NAMES) + 1:
             job = cls(**dict(zip(V1_NAMES, record[1:], strict=False)))
         else:
@@ -564,6 +574,8 @@ _LIMIT_PLANS: dict[tuple[str, ...], tuple[tuple[tuple[str, int | None], ...],
 times about the same few lists."""
 
 _RECORD_START = orjson.dumps([RECORD_TAG])[:-1] + b","
+_J2_RESULTS_AT = len(J2_NAMES) - len(RAN_FIELDS)
+"""Where a ``j2`` record's results part begins (less its tag)."""
 NO_RARE = Rare(*RARE_DEFAULTS)
 NOT_RUN = Ran(*RAN_DEFAULTS)
 

@@ -42,6 +42,7 @@ def job_to_object(job: Job) -> dict[str, Any]:
         "monitor_docker": job.monitor_docker, "with_docker": job.with_docker,
         "with_singularity": job.with_singularity, "container_mounts": job.container_mounts,
         "group": job.group,
+        "bsub_mode": job.bsub_mode,
     }
     if job.user_disk or job.disk_set:
         obj["disk"] = job.user_disk
@@ -86,7 +87,7 @@ def modified(job: Job, changes: Mapping[str, Any], now: float) -> Job:
         new.other = dict(job.other)
     for field in ("state", "attempts", "exited", "exitcode", "fail_reason", "pid", "host",
                   "host_id", "host_ip", "started", "ended", "peak_ram", "peak_disk",
-                  "cpu_time", "actual_cwd", "delay", "added", "seq"):
+                  "cpu_time", "actual_cwd", "delay", "added", "seq", "bsub_id"):
         setattr(new, field, getattr(job, field))
     used = (job.retries + 1) - job.until_buried
     new.until_buried = max(new.retries + 1 - used, 1 if job.until_buried > 0 else 0)

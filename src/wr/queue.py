@@ -46,6 +46,7 @@ from wr.jobs import (
     limit_plan,
 )
 from wr.learning import Recommendation
+from wr.windows import FOREVER, Window, window_of, windows_in
 
 S = State
 
@@ -180,9 +181,16 @@ class Queue:
         self._rep_grps: dict[str, dict[str, None]] = defaultdict(dict)
         self.limits: dict[str, int] = {}
         self.limit_counts: Counter[str] = Counter()
+        self.bsub_ids = 0
+        """The last LSF job id given to a job in bsub mode (wr.lsf); the manager keeps it
+        in the store, so ids never repeat, even across restarts (issue 15)."""
         self.counts: Counter[State] = Counter()
         self.ready_by_group: Counter[str] = Counter()
         self.run_by_group: Counter[str] = Counter()
+        self._window_groups: dict[str, tuple[Window, ...]] = {}
+        """Scheduler groups whose jobs have time windows (issue 15), for `window_check`."""
+        self._shut: set[str] = set()
+        """Those of them whose windows were closed when `window_check` last looked."""
 
     # -- outbox -----------------------------------------------------------------------------
 
@@ -260,6 +268,7 @@ class Queue:
             by_group[job.sched_group].append(entry)
         queued.update(taken)
         for group, new in by_group.items():
+            self._note_windows(group, taken[new[0][2]])
             heap = self._ready[group]
             if len(heap) <= len(new):  # cheaper to rebuild than to push each
                 heap.extend(new)
@@ -308,14 +317,17 @@ class Queue:
                 self._enter(job, now)
 
     def prepare(self, job: Job, limits: dict[str, int | None] | None = None) -> None:
-        """Give a job its place in line and take its ``name:N`` limit settings out of its
-        limit groups, before it is stored, so that what is stored is what a restart will
-        restore. The settings are applied at once, or, given a ``limits`` dict, collected
-        there (the last setting of a name wins) for the caller to apply (with
-        ``set_limit``) once the job is stored."""
+        """Give a job its place in line (and, in bsub mode, its LSF job id) and take its
+        ``name:N`` limit settings out of its limit groups, before it is stored, so that
+        what is stored is what a restart will restore. The settings are applied at once,
+        or, given a ``limits`` dict, collected there (the last setting of a name wins) for
+        the caller to apply (with ``set_limit``) once the job is stored."""
         if not job.seq:
             self._seq += 1
             job.seq = self._seq
+            if job.bsub_mode and not job.bsub_id:  # (a rerun keeps its id)
+                self.bsub_ids += 1
+                job.bsub_id = self.bsub_ids
         else:
             self._seq = max(self._seq, job.seq)
         if job.limit_grps:
@@ -404,7 +416,7 @@ class Queue:
                 heapq.heappop(heap)
                 continue
             job = self.jobs[key]
-            if not self._limits_allow(job):
+            if not self.limits_allow(job.limit_grps, now):
                 return None
             heapq.heappop(heap)
             del self._ready_entry[key]
@@ -597,6 +609,28 @@ class Queue:
         d = self._delay[0][0] if self._delay else _FOREVER
         r = self._run[0][0] if self._run else _FOREVER
         return min(d, r)
+
+    def window_check(self, now: float) -> tuple[list[str], float]:
+        """For the manager's clock (issue 15): the scheduler groups with ready jobs whose
+        time windows have opened since the last check (their waiting runners should look
+        again, and runners be wanted), and when the next closed one opens (inf: none will).
+        Groups without ready jobs are forgotten until a job of theirs is ready again."""
+        opened: list[str] = []
+        soonest = FOREVER
+        for group, windows in list(self._window_groups.items()):
+            if self.ready_by_group[group] <= 0:
+                del self._window_groups[group]
+                self._shut.discard(group)
+                continue
+            closed = [w for w in windows if not w.allows(now)]
+            if closed:
+                self._shut.add(group)
+                # It cannot open before its last closed window does.
+                soonest = min(soonest, max(w.next_open(now) for w in closed))
+            elif group in self._shut:
+                self._shut.discard(group)
+                opened.append(group)
+        return opened, soonest
 
     def confirm_dead(self, key: str, now: float) -> Job:
         """A lost job's process is known to be gone: retry it later or bury it."""
@@ -793,6 +827,8 @@ class Queue:
             return
         self._adjust_requirements(job)
         group = self.group_of(job)
+        if job.limit_grps:
+            self._note_windows(group, job)
         if from_state == "current" and job.state == S.READY:
             if group != job.sched_group:
                 self.ready_by_group[job.sched_group] -= 1
@@ -891,18 +927,31 @@ class Queue:
         self._release_at[job.key] = at
         heapq.heappush(self._run, (at, job.key))
 
-    def _limits_allow(self, job: Job) -> bool:
-        for name in job.limit_grps:
+    def limits_allow(self, names: Iterable[str], now: float) -> bool:
+        """Whether a job of these limit groups may start at ``now``: every count group has
+        room and every time window is open."""
+        for name in names:
             limit = self.limits.get(name)
             if limit is not None and self.limit_counts[name] >= limit:
+                return False
+            window = window_of(name)
+            if window is not None and not window.allows(now):
                 return False
         return True
 
     def _track_limits(self, job: Job, delta: int) -> None:
         for name in job.limit_grps:
+            if window_of(name) is not None:
+                continue  # a time window is not a count (spec §6)
             self.limit_counts[name] += delta
             if self.limit_counts[name] <= 0:
                 del self.limit_counts[name]
+
+    def _note_windows(self, group: str, job: Job) -> None:
+        if group not in self._window_groups:
+            windows = windows_in(job.limit_grps)
+            if windows:
+                self._window_groups[group] = windows
 
 
 def _pick(user: float, learned: float, current: float, override: int) -> int | float:

@@ -253,6 +253,7 @@ class Runner:
             no_retry_over_walltime_s=float(job["no_retry_over_walltime_s"]),
             modules=list(job["modules"]), behaviours=list(job["behaviours"]),
             shell=job.get("shell") or "bash", mounts=list(job.get("mounts") or ()),
+            bsub=job.get("bsub"),
             container=ContainerRequest.from_job(job, self.container_runtime),
             group=job.get("group") or "",
         )

@@ -6,7 +6,7 @@ Completed jobs leave memory for the ``complete`` table ("history lives on disk")
 
 Tables::
 
-    meta(name, value)               schema_version
+    meta(name, value)               schema_version; counters (bsub_ids: the last LSF job id)
     live(key, data)                 every incomplete job, for start-up recovery
     complete(key, rep_grp, ..., data)  permanent history; a rerun overwrites its record
     rep_grp_keys(rep_grp, key)      other rep groups a job was added under (reruns, repeats
@@ -308,6 +308,11 @@ class Store:
         """Set a limit group's count; None removes it."""
         return self._submit(sql.write_limit, name, limit)
 
+    def set_counter(self, name: str, value: int) -> asyncio.Future[None]:
+        """Raise a counter that must never go back, even across restarts (issue 15: the
+        LSF job ids of bsub-mode jobs)."""
+        return self._submit(sql.write_counter, name, value)
+
     def rekey(self, old_key: str, job: Job, old_rep_grp: str = "") -> asyncio.Future[None]:
         """Replace a modified job's live record (its key may have changed), moving its std
         and recording its rep groups (the one it had too, so it stays findable by it once
@@ -342,6 +347,10 @@ class Store:
     async def std(self, keys: Sequence[str]) -> dict[str, tuple[str, str]]:
         """Stored (stdout, stderr) of the given jobs; keys without output are absent."""
         return await self._read(sql.read_std, list(keys))
+
+    async def counter(self, name: str) -> int:
+        """A counter's value (0 if it was never set)."""
+        return await self._read(sql.read_counter, name)
 
     async def limits(self) -> dict[str, int]:
         """Every limit group's count."""

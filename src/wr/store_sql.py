@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from wr.errors import StorageUnavailable
-from wr.job_fields import RECORD_TAG, V1_TAG, record_index
+from wr.job_fields import J2_TAG, RECORD_TAG, V1_TAG, record_index
 from wr.jobs import Job
 
 SCHEMA_VERSION = 2
@@ -54,6 +54,8 @@ def _peak_disk_of_record(data: str) -> str:
     keyed one."""
     return (f"coalesce(CASE json_extract({data}, '$[0]') "
             f"WHEN '{RECORD_TAG}' THEN json_extract({data}, '$[{record_index('peak_disk')}]') "
+            f"WHEN '{J2_TAG}' THEN json_extract({data}, "
+            f"'$[{record_index('peak_disk', J2_TAG)}]') "
             f"WHEN '{V1_TAG}' THEN json_extract({data}, "
             f"'$[{record_index('peak_disk', V1_TAG)}]') "
             f"ELSE json_extract({data}, '$.peak_disk') END, 0)")
@@ -326,6 +328,17 @@ def write_limit(conn: sqlite3.Connection, name: str, limit: int | None) -> None:
         conn.execute("DELETE FROM limits WHERE name = ?", (name,))
     else:
         conn.execute("INSERT OR REPLACE INTO limits VALUES (?, ?)", (name, int(limit)))
+
+
+def write_counter(conn: sqlite3.Connection, name: str, value: int) -> None:
+    """Raise a counter kept in ``meta`` to ``value`` (never lower it)."""
+    conn.execute("INSERT INTO meta VALUES (?1, ?2) ON CONFLICT(name) DO UPDATE "
+                 "SET value = max(value, ?2)", (name, int(value)))
+
+
+def read_counter(conn: sqlite3.Connection, name: str) -> int:
+    row = conn.execute("SELECT value FROM meta WHERE name = ?", (name,)).fetchone()
+    return int(row[0]) if row else 0
 
 
 def write_rekey(conn: sqlite3.Connection, old_key: str, key: str, rep_grps: list[str],

@@ -77,6 +77,8 @@ from wr.jobs import (
     parse_duration,
     parse_memory,
 )
+from wr.lsf import check_bsub_mode
+from wr.windows import check_limit_groups
 
 PROBLEM = "there was a problem interpreting your job: "
 """wr's prefix for every per-job conversion error."""
@@ -176,6 +178,8 @@ def _parse_query(query: Mapping[str, str]) -> tuple[JobDefaults, bool]:
     d.rep_grp = _check_text("rep_grp", get("rep_grp") or "") or DEFAULT_REP_GRP
     for name in ("limit_grps", "dep_grps", "deps"):
         setattr(d, name, [_check_text(name, p) for p in (get(name) or "").split(",") if p])
+    _checked(check_limit_groups, d.limit_grps)
+    _checked(check_bsub_mode, d.bsub_mode)
     d.env = [_check_env(p) for p in (get("env") or "").split(",") if p]
 
     cpus = get("cpus") or ""
@@ -530,7 +534,7 @@ def _shape(o: Mapping[str, Any], d: JobDefaults, seen: _Seen) -> _Shape:
         change_home, disk_set, rare.other, override, no_retry, rare.modules, rare.cmd_deps,
         rare.behaviours, rare.mounts, rare.monitor_docker, rare.with_docker,
         rare.with_singularity, rare.container_mounts, rare.env, rare.group, rare.bsub_mode,
-        rare.reserve_timeout, disk, False, False, 0.0,
+        rare.reserve_timeout, disk, False, False, 0.0, 0,
     )
     if common and part is not None:
         # Jobs with none of the rare keys share one part per request (and per value of
@@ -544,12 +548,13 @@ def _shape(o: Mapping[str, Any], d: JobDefaults, seen: _Seen) -> _Shape:
     prefix, suffix = key_affixes(
         cwd=cwd, cwd_matters=cwd_matters, mounts=rare.mounts, with_docker=rare.with_docker,
         with_singularity=rare.with_singularity, container_mounts=rare.container_mounts)
+    limit_grps = tuple(("limit_grps" in given and _strings(o, "limit_grps")) or d.limit_grps)
+    _checked(check_limit_groups, limit_grps)
     return _Shape(
         given={k: v for k, v in o.items() if k != "cmd"}, cwd=seen.name(cwd),
         cwd_matters=cwd_matters, rep_grp=rep_grp, req_grp=req_grp, ram=ram, seconds=seconds,
         cores=cores, disk=disk, priority=priority, retries=retries,
-        limit_grps=tuple(("limit_grps" in given and _strings(o, "limit_grps"))
-                         or d.limit_grps),
+        limit_grps=limit_grps,
         dep_grps=tuple(("dep_grps" in given and _strings(o, "dep_grps")) or d.dep_grps),
         deps=tuple(deps), key_prefix=prefix, key_suffix=suffix, part=part,
     )
@@ -622,7 +627,8 @@ def _rare_fields(o: Mapping[str, Any], d: JobDefaults, seen: _Seen) -> _Rare:
         with_singularity=_string(o, "with_singularity") or d.with_singularity,
         container_mounts=_string(o, "container_mounts") or d.container_mounts,
         monitor_docker=_string(o, "monitor_docker") or d.monitor_docker,
-        group=_string(o, "group"), bsub_mode=_string(o, "bsub_mode") or d.bsub_mode,
+        group=_string(o, "group"),
+        bsub_mode=_checked(check_bsub_mode, o.get("bsub_mode")) or d.bsub_mode,
         reserve_timeout=reserve_timeout or 0, other=other,
     )
     if rare.container_mounts or (rare.with_docker and rare.with_singularity):
@@ -658,6 +664,15 @@ def _show(value: Any, limit: int = 80) -> str:
     except (TypeError, ValueError):
         text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _checked(check: Any, value: Any) -> Any:
+    """``check(value)``, its ValueError made a job problem (time windows and bsub_mode are
+    checked in wr.windows and wr.lsf; issue 15)."""
+    try:
+        return check(value)
+    except ValueError as e:
+        raise _Invalid(str(e)) from None
 
 
 def _check_text(name: str, value: str) -> str:

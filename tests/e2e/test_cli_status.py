@@ -188,7 +188,7 @@ def test_summary_and_counts_of_a_rerun_count_it_once(make_manager: Any) -> None:
 # -- details ----------------------------------------------------------------------------------
 
 def block(job: dict[str, Any], *, req_grp: str = "echo", extra: bool = True,
-          groups: str = "") -> str:
+          groups: str = "", waiting: str = "") -> str:
     """wr's details of one job, from its REST status object."""
     cwd = job["CwdBase"].rstrip("/") + job["Cwd"] if job["Cwd"] else job["CwdBase"]
     out = (f"\n# {job['Cmd']}\nCwd: {cwd}\nBehaviours: {job['Behaviours']}\n"
@@ -210,6 +210,8 @@ def block(job: dict[str, Any], *, req_grp: str = "echo", extra: bool = True,
                 f"Stats of previous attempt: {{ {stats}{host}")
         if extra:
             out += f"StdOut:\n{job['StdOut']}\nStdErr:\n{job['StdErr']}\n"
+    elif waiting:  # what holds a ready job (issue 15)
+        out += f"Status: ready, but waiting for {waiting}\n"
     else:
         out += "Status: ready to be picked up by a `wr runner`\n"
     return out
@@ -234,7 +236,9 @@ def test_details_without_grouping(mgr: ManagerHandle, client: Any,
 
 
 def test_details_of_every_incomplete_job(mgr: ManagerHandle, jobs: dict[str, Any]) -> None:
-    expected = (block(jobs[FAIL]) + block(jobs[HELD], groups="Limit groups: hold; ") + "\n")
+    expected = (block(jobs[FAIL]) + block(jobs[HELD], groups="Limit groups: hold; ",
+                                          waiting="limit group 'hold' (its limit is 0)")
+                + "\n")
     assert status(mgr) == expected
 
 

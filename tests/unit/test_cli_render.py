@@ -191,6 +191,9 @@ def test_details_of_a_buried_job_with_output_and_similar_ones() -> None:
     ({"State": "delayed", "Started": T0, "ReadyAt": T0 + 125.4},
      "Status: delayed following a problem, prior to retrying; will become ready in 25s "
      "(attempted at 23/11/14-22:13:20)"),
+    ({"State": "ready", "WaitingFor": "time window 'time < 01:00:00' (closed; opens x)"},
+     "Status: ready, but waiting for time window 'time < 01:00:00' (closed; opens x)"),
+    ({"State": "ready", "WaitingFor": ""}, "Status: ready to be picked up by a `wr runner`"),
 ])
 def test_status_lines(over: dict[str, Any], line: str) -> None:
     assert line + "\n" in details(job(**over))

@@ -198,7 +198,7 @@ def test_record_round_trip():
     )
     record = job.to_record()
     stored = orjson.loads(orjson.dumps(record))  # what the store keeps is plain JSON
-    assert stored[0] == "j2" and "buried" in stored
+    assert stored[0] == "j3" and "buried" in stored
     back = Job.from_record(stored)
     assert back.state is State.BURIED
     assert orjson.dumps(back.to_record()) == orjson.dumps(record)
@@ -240,6 +240,24 @@ def test_records_from_an_older_layout_get_defaults_for_new_fields():
     record = orjson.loads(orjson.dumps(job.to_record()))
     back = Job.from_record(record[:-2])  # as if the last two fields were added since
     assert (back.key, back.seq, back.actual_cwd, back.reserved_by) == ("k", 4, "", "")
+
+
+def test_records_of_the_layout_before_bsub_ids_are_still_read():
+    # j2 = j3 without the rare part's last field, bsub_id (issue 15): a record with its
+    # results part, one with only its rare part, and one with neither.
+    from wr.job_fields import J2_NAMES
+
+    job = Job(key="k", cmd="true", env=["A=1"], delay=2.5, exitcode=3, host="h", seq=5)
+    values = dict(zip(FIELD_NAMES, job.to_record()[1:], strict=True))
+    full = ["j2", *(values[name] for name in J2_NAMES)]
+    for record in (full, full[:1 + len(HOT_FIELDS) + len(RARE_FIELDS) - 1],
+                   full[:1 + len(HOT_FIELDS)]):
+        back = Job.from_record(orjson.loads(orjson.dumps(record)))
+        assert (back.key, back.seq, back.bsub_id) == ("k", 5, 0)
+        if len(record) > 1 + len(HOT_FIELDS):
+            assert (list(back.env), back.delay) == (["A=1"], 2.5)
+    back = Job.from_record(full)
+    assert (back.exitcode, back.host, back.delay) == (3, "h", 2.5)
 
 
 def test_records_of_the_first_layout_are_still_read():

@@ -593,10 +593,14 @@ def test_a_rerun_completed_under_another_rep_group_is_found_and_counted_under_bo
     asyncio.run(main())
 
 
-def test_a_first_layout_db_is_migrated_and_its_history_still_summarised(db: Path) -> None:
+@pytest.mark.parametrize("tag", ["j1", "j2"])
+def test_a_first_layout_db_is_migrated_and_its_history_still_summarised(db: Path, tag: str
+                                                                       ) -> None:
     # A database as the first schema wrote it: peak disk only inside the records (layout
-    # j1), a lookup row for every job's own rep group, and the old index.
-    from wr.job_fields import V1_NAMES
+    # j1, or j2), a lookup row for every job's own rep group, and the old index.
+    from wr.job_fields import J2_NAMES, V1_NAMES
+
+    names = {"j1": V1_NAMES, "j2": J2_NAMES}[tag]
 
     conn = sqlite3.connect(db)
     conn.executescript("""
@@ -612,7 +616,7 @@ def test_a_first_layout_db_is_migrated_and_its_history_still_summarised(db: Path
     for i, disk in enumerate((3, 5)):
         values = {"key": f"k{i}", "cmd": f"echo {i}", "rep_grp": "old", "state": "complete",
                   "peak_disk": disk, "peak_ram": 10, "started": 1.0, "ended": 2.0}
-        record = ["j1", *(values.get(name, getattr(Job("k", "c"), name)) for name in V1_NAMES)]
+        record = [tag, *(values.get(name, getattr(Job("k", "c"), name)) for name in names)]
         conn.execute("INSERT INTO complete VALUES (?, 'old', 'echo', 1, 2, 0, 10, 0, ?)",
                      (f"k{i}", orjson.dumps(record)))
         conn.execute("INSERT INTO rep_grp_keys VALUES ('old', ?)", (f"k{i}",))

@@ -117,8 +117,9 @@ def test_key_includes_containers():
         ({}, {"monitor_docker": "?"}, "monitor_docker", "?"),
         ({"monitor_docker": "c"}, {"monitor_docker": "?"}, "monitor_docker", "c"),
         ({}, {"container_mounts": "/a:/b"}, "container_mounts", "/a:/b"),
-        ({}, {"bsub_mode": "q"}, "bsub_mode", "q"),
-        ({"bsub_mode": "j"}, {"bsub_mode": "q"}, "bsub_mode", "j"),
+        ({}, {"bsub_mode": "production"}, "bsub_mode", "production"),
+        ({"bsub_mode": "development"}, {"bsub_mode": "production"}, "bsub_mode",
+         "development"),
         ({"group": "staff"}, {}, "group", "staff"),
         # lists: JSON non-empty > query (comma-separated)
         ({}, {"dep_grps": "a,b"}, "dep_grps", ["a", "b"]),

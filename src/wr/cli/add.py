@@ -15,8 +15,8 @@ wrong except a NUL or bad UTF-8, which are checked over the whole input at once.
 are converted with `wr.submission.job_from_object`, the manager's own rules.
 
 Differences from wr (docs/cli.md): the environment of ``wr add`` is not sent (jobs run with
-the runner's environment plus ``--env``); the cloud, LSF, container-user and ``--bsub``
-options are not offered.
+the runner's environment plus ``--env``); the cloud, LSF and container-user options are
+not offered. ``--bsub`` is (wr.lsf: the job runs with wr's bsub, bjobs and bkill).
 """
 
 from __future__ import annotations
@@ -368,6 +368,9 @@ def check_relative_paths(objects: list[dict[str, Any]], default_cwd: str,
 @click.option("--container_mounts", default="",
               help="comma-separated /outside[:/inside][:ro] mounts for the container")
 @click.option("--group", default="", help="unix group to run the commands as")
+@click.option("--bsub", is_flag=True,
+              help="LSF emulation: the commands run with bsub, bjobs and bkill that add, "
+                   "list and kill wr jobs of this deployment (see 'wr lsf -h')")
 @click.option("--rerun", is_flag=True,
               help="run again commands that were added before and have completed")
 @click.option("--disable_relative_check", is_flag=True,
@@ -388,7 +391,8 @@ def add(file_: str, rep_grp: str, req_grp: str, memory: str, time_: str, cpus: f
         dep_grps: str, deps: str, cmd_deps: str, limit_grps: str, modules: str, env: str,
         on_failure: str, on_success: str, on_exit: str, mount_json: str | None,
         mounts: str | None, monitor_docker: str, with_docker: str, with_singularity: str,
-        container_mounts: str, group: str, rerun: bool, disable_relative_check: bool,
+        container_mounts: str, group: str, bsub: bool, rerun: bool,
+        disable_relative_check: bool,
         simple: bool, sync: bool, timeout: int, reserve_timeout: int | None,
         deployment: str | None) -> None:
     """Add commands to the queue.
@@ -461,7 +465,7 @@ def add(file_: str, rep_grp: str, req_grp: str, memory: str, time_: str, cpus: f
             "on_success": on_success, "on_exit": on_exit, "mounts": mount_text,
             "monitor_docker": monitor_docker, "with_docker": with_docker,
             "with_singularity": with_singularity, "container_mounts": container_mounts,
-            "rerun": _flag(rerun),
+            "bsub_mode": config.deployment if bsub else None, "rerun": _flag(rerun),
         }
         query = {k: str(v) for k, v in query.items() if v is not None and v != ""}
         extra = _per_job_defaults(dep_pairs, modules, group, reserve_timeout)

@@ -22,9 +22,14 @@ def limit(ctx: click.Context, group: str | None, timeout: int, deployment: str |
     limit (-1: none); '-g name:n' sets it and prints it: 0 stops any more of the group's
     jobs from starting, -1 removes the limit. Jobs join limit groups with
     'wr add --limit_grps'. Group names must not contain ',' or ':'.
+
+    A time window such as '17:00:00 < time < 20:00:00' is not a count: '-g <window>' says
+    whether it lets jobs start now (by this machine's clock) and when that changes.
     """
     if ctx.args:
         raise click.ClickException("Did you mean to specify --group?")
+    if group is not None and _show_window(group):
+        return
     name, value = _parse(group)
     with connect(deployment, timeout) as client:
         if name is None:
@@ -34,6 +39,23 @@ def limit(ctx: click.Context, group: str | None, timeout: int, deployment: str |
             click.echo(call(client.limit, name))
         else:
             click.echo(call(client.set_limit, name, value))
+
+
+def _show_window(group: str) -> bool:
+    """Print what a time window does now, if ``group`` is one (issue 15; wr prints
+    9223372036854775807 for any window)."""
+    import time
+
+    from wr.windows import WindowError, describe, parse
+
+    try:
+        window = parse(group)
+    except WindowError as exc:
+        raise click.BadParameter(str(exc), param_hint="--group") from None
+    if window is None:
+        return False
+    click.echo(f"{describe(window, time.time())}; a time window has no count limit")
+    return True
 
 
 def _parse(group: str | None) -> tuple[str | None, int | None]:

@@ -8,6 +8,7 @@ the action verbs) cost ``wr status`` a third of its start-up.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 import click
@@ -18,6 +19,7 @@ _VERBS = {
     "add": "wr.cli.add",
     "kill": "wr.cli.actions",
     "limit": "wr.cli.limit",
+    "lsf": "wr.cli.lsf",
     "manager": "wr.cli.manager",
     "mod": "wr.cli.actions",
     "mount": "wr.cli.mount",
@@ -56,6 +58,11 @@ def version() -> None:
 
 
 def main() -> None:
+    name = os.path.basename(sys.argv[0])
+    if name in ("bsub", "bjobs", "bkill"):  # links to wr: LSF emulation (wr.cli.lsf)
+        from wr.cli.lsf import emulate
+
+        sys.exit(emulate(name, sys.argv[1:]))
     sys.exit(cli.main(prog_name="wr", standalone_mode=True))
 
 

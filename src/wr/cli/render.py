@@ -224,6 +224,8 @@ def _details(job: Mapping[str, Any], now: float, tz: tzinfo | None, show_extra: 
         wait = go_duration(_go_round(ready_at - now)) if ready_at is not None else "?"
         out.append("Status: delayed following a problem, prior to retrying; will become "
                    f"ready in {wait} (attempted at {go_time(started, tz)})\n")
+    elif state == "ready" and job.get("WaitingFor"):
+        out.append(f"Status: ready, but waiting for {job['WaitingFor']}\n")
     elif state == "ready":
         out.append("Status: ready to be picked up by a `wr runner`\n")
     elif state == "dependent":

@@ -10,6 +10,7 @@ from starlette.routing import WebSocketRoute
 from wr.errors import WrError
 from wr.manager.actions import ManagementAPI
 from wr.manager.core import Manager
+from wr.manager.lsf_api import LsfAPI
 from wr.manager.metrics import Metrics
 from wr.manager.openapi import openapi_routes
 from wr.manager.rest import RestAPI, error_handler
@@ -25,6 +26,7 @@ def build_app(manager: Manager, token: str, *, max_body: int) -> FastAPI:
     app.router.routes.extend(rest.routes())
     app.router.routes.extend(ManagementAPI(manager, token, rest).routes())
     app.router.routes.extend(SummaryAPI(manager, token, rest).routes())
+    app.router.routes.extend(LsfAPI(manager, token).routes())
     app.router.routes.append(
         WebSocketRoute("/runner_ws", RunnerEndpoint(manager, token).__call__))
     app.router.routes.extend(web_routes(manager, token))

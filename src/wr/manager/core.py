@@ -33,12 +33,16 @@ from wr.manager.memory import MemoryTrimmer
 from wr.queue import Changed, EndReport, LimitChanged, Queue, QueueError, Replaced
 from wr.schedulers.base import GroupRequirements, ImpossibleError, RunnerCommand, Scheduler
 from wr.store import Store
+from wr.windows import waiting_for
 
 log = logging.getLogger("wr.manager")
 
 RECOVERY_GRACE = 60.0
 """Seconds a job restored as running may stay lost before its gone process counts as dead:
 runners retry their connection at least every few seconds, so a live one is back by then."""
+
+BSUB_IDS = "bsub_ids"
+"""The store's counter of LSF job ids (`Queue.bsub_ids`)."""
 
 BEAT = 0.1
 """Seconds between the heartbeats that measure how long the event loop was held up."""
@@ -150,6 +154,8 @@ class Manager:
         self.queue.recommend = self.learner.recommend
         self.queue.limits.update(await self.store.limits())
         jobs = await self.store.live_jobs()
+        self.queue.bsub_ids = max(await self.store.counter(BSUB_IDS),
+                                  max((j.bsub_id for j in jobs), default=0))
         now = time.time()
         jobs.sort(key=lambda j: (j.seq, j.added))
         self.queue.restore(jobs, now, grace=RECOVERY_GRACE)
@@ -315,6 +321,7 @@ class Manager:
             raise StorageUnavailable("the manager is shutting down")
         added = Added()
         limits: dict[str, int | None] = {}
+        bsub_ids = self.queue.bsub_ids
         feed, stored = self.store.add_feed(rerun=rerun)
         try:
             for n, part in enumerate(parts):
@@ -338,6 +345,9 @@ class Manager:
         for job in result.resurrected:
             _reset_for_rerun(job)
             self.queue.prepare(job)
+        if self.queue.bsub_ids != bsub_ids:  # the LSF job ids given: never again (issue 15)
+            self.store.set_counter(BSUB_IDS, self.queue.bsub_ids).add_done_callback(
+                _outcome_heard)
         now = time.time()
         self.queue.add([*result.stored, *result.resurrected], now, prepared=True,
                        staged=staged)
@@ -421,9 +431,8 @@ class Manager:
         _, _, limits = group.partition("~")
         if not limits:
             return True
-        q = self.queue
-        return all(q.limit_counts[name] < q.limits.get(name, 1 << 62)
-                   for name in limits.split(","))
+        # Count limits with room, and time windows open now (issue 15): else no runners.
+        return self.queue.limits_allow(limits.split(","), time.time())
 
     def _runner_host(self) -> str:
         """Where runners find the manager: loopback for a manager that only listens there
@@ -700,6 +709,14 @@ class Manager:
         etc = max((j.started + j.time - now for j in running if j.started), default=0.0)
         return {"Mode": self.mode, "Running": len(running), "ETC": max(int(etc), 0)}
 
+    def waiting_for(self, job: Job, now: float) -> str:
+        """What keeps a ready job from starting ("" if nothing): a closed time window or a
+        full limit group (issue 15: ``wr status`` and the web page say so)."""
+        if job.state != State.READY or not job.limit_grps:
+            return ""
+        q = self.queue
+        return waiting_for(job.limit_grps, q.limits, q.limit_counts, now)
+
     # -- the clock --------------------------------------------------------------------------
 
     async def _ticker(self) -> None:
@@ -708,7 +725,8 @@ class Manager:
         last_lost_check = time.time()
         while True:
             now = time.time()
-            wait = min(max(self.queue.next_deadline() - now, 0.0), 1.0)
+            wait = min(max(min(self.queue.next_deadline(), self._check_windows(now)) - now,
+                           0.0), 1.0)
             self._tick_at = now + wait
             self._tick_wakeup.clear()
             with contextlib.suppress(TimeoutError):
@@ -743,6 +761,17 @@ class Manager:
                                                  job.reserved_by))
             except Exception:  # the clock must keep going whatever one tick hit
                 log.exception("tick failed")
+
+    def _check_windows(self, now: float) -> float:
+        """Wake the runners waiting for groups whose time windows just opened, and want
+        runners for them; returns when the next closed window opens (issue 15)."""
+        opened, next_open = self.queue.window_check(now)
+        for group in opened:
+            self._wake(group)
+        if opened:
+            self._request_schedule()
+        # A clock change could put the next opening in the past: never spin on it.
+        return next_open if next_open > now else now + 1.0
 
     async def _heartbeat(self) -> None:
         while True:

@@ -89,6 +89,10 @@ def job_for_runner(job: Job, shell: str) -> dict[str, Any]:
         msg.update(with_docker=rare.with_docker, with_singularity=rare.with_singularity,
                    container_mounts=rare.container_mounts,
                    monitor_docker=rare.monitor_docker, group=rare.group)  # issue 15
+    if job.bsub_mode:  # the LSF emulation (wr.lsf, issue 15)
+        from wr.lsf import runner_fields
+
+        msg["bsub"] = runner_fields(job)
     return msg
 
 

@@ -201,12 +201,14 @@ class SummaryAPI:
         # The same selection, grouping (limit) and std/env as GET /rest/v1/jobs/.
         chosen = await self.rest._select(request)
         objects = await self.rest._status(request, chosen=chosen)
+        now = time.time()
         for obj, (job, _, _) in zip(objects, chosen, strict=True):
             ready_at = None
             if job.state == State.DELAYED and job.ended is not None:
                 ready_at = job.ended + job.delay  # spec cli §1.3: EndTime + DelayTime
             obj.update(ReqGroup=job.req_grp, Priority=job.priority, Retries=job.retries,
-                       ActualCwd=job.actual_cwd, ReadyAt=ready_at)
+                       ActualCwd=job.actual_cwd, ReadyAt=ready_at,
+                       WaitingFor=self.manager.waiting_for(job, now))
         return json_response(objects)
 
     async def add(self, request: Request) -> Response:

@@ -275,7 +275,11 @@ class WebPage:
         keys = [j.key for j in jobs if j.state != State.COMPLETE]
         std = await self.manager.store.std(keys) if keys else {}
         now = time.time()
-        return {j.key: job_status(j, now=now, std=std.get(j.key)) for j in jobs}
+        out = {j.key: job_status(j, now=now, std=std.get(j.key)) for j in jobs}
+        for j in jobs:  # what keeps a ready job from starting (issue 15)
+            if waiting := self.manager.waiting_for(j, now):
+                out[j.key]["WaitingFor"] = waiting
+        return out
 
 
 class _NoCache:

@@ -258,6 +258,7 @@ export class Drill {
       ["Exit code", job.Exited ? String(job.Exitcode) : "–"],
       ["Fail reason", job.FailReason || "–"],
     ];
+    if (job.WaitingFor) facts.push(["Waiting for", job.WaitingFor]);
     if (job.LimitGroups) facts.push(["Limit groups", job.LimitGroups.join(", ")]);
     if (job.DepGroups) facts.push(["Dep groups", job.DepGroups.join(", ")]);
     if (job.Dependencies) facts.push(["Depends on", job.Dependencies.join(", ")]);
