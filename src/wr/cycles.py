@@ -27,7 +27,7 @@ from collections.abc import Callable, Collection, Container, Iterable, Mapping, 
 from dataclasses import dataclass
 
 from wr.errors import BadRequest
-from wr.jobs import Job
+from wr.jobs import Job, jobs_that_wait
 
 SHOWN_JOBS = 6
 """Jobs of a cycle named in its refusal; a longer one says how many more there are."""
@@ -148,8 +148,8 @@ def pending_of(jobs: Iterable[Job], queued: Container[str]) -> PendingJobs | Non
     """The jobs among ``jobs`` that an add would queue and that wait for something (the
     first of each key, as `Queue.add` takes it); None if there are none."""
     found: dict[str, Job] = {}
-    for job in jobs:
-        if (job.deps or job.cmd_deps) and job.key not in queued and job.key not in found:
+    for job in jobs_that_wait(jobs):
+        if job.key not in queued and job.key not in found:
             found[job.key] = job
     if not found:
         return None

@@ -19,6 +19,7 @@ import enum
 import math
 import re
 import sys
+from collections.abc import Iterable
 from typing import Any
 
 import cityhash
@@ -535,6 +536,13 @@ class Job:
     def effective_limit_groups(self) -> list[str]:
         """Limit group names without their ``:N`` settings (sorted, deduplicated)."""
         return list(limit_plan(self.limit_grps)[1])
+
+
+def jobs_that_wait(jobs: Iterable[Job]) -> list[Job]:
+    """The jobs with ``deps`` or ``cmd_deps``. It reads the rare part's slot itself: run
+    over every job of a big add (for its dependency check), the property took three times
+    as long, and most adds wait for nothing."""
+    return [j for j in jobs if j.deps or (j._rare is not None and j._rare.cmd_deps)]
 
 
 def limit_plan(groups: list[str] | tuple[str, ...]
