@@ -19,9 +19,9 @@ from wr.cycles import (
     DependencyCycle,
     DependencyGraph,
     PendingJobs,
+    cannot_close_cycle,
     describe,
     find_cycle,
-    in_order,
     pending_of,
 )
 from wr.jobs import Job
@@ -204,7 +204,7 @@ class Dependencies:
         pending = pending_of(jobs, queued)
         if pending is None:
             return None
-        if self.pending or not in_order(pending, self.waiters):
+        if self.pending or not cannot_close_cycle(pending, self.waiters):
             held = [*self.pending, pending]
             graph = DependencyGraph(queued, self.members, self.unresolved, held)
             cycle = find_cycle(self._awaited(pending, held), graph.waits_for, pending.jobs)
