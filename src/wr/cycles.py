@@ -4,7 +4,7 @@ A job waits for every queued job of the dep groups it names in ``deps`` (live: m
 added later count too) and for the queued jobs its ``cmd_deps`` name by key. Were those
 waits to go round in a circle, no job on it could ever start, and wr has no check (spec
 rest-and-queue §4.8: "a job that depends on a dep group it belongs to waits forever"; here
-a job never waits for itself). So `Queue` asks `find_cycle` before an add or a
+a job never waits for itself). So `wr.dependencies` looks for one here before an add or a
 modification of dependencies is stored, and refuses it with `DependencyCycle`, naming the
 jobs on the cycle.
 
