@@ -19,6 +19,7 @@ import enum
 import math
 import re
 import sys
+from collections.abc import Iterable
 from typing import Any
 
 import cityhash
@@ -547,6 +548,13 @@ class Job:
         return list(limit_plan(self.limit_grps)[1])
 
 
+def jobs_that_wait(jobs: Iterable[Job]) -> list[Job]:
+    """The jobs with ``deps`` or ``cmd_deps``. It reads the rare part's slot itself: run
+    over every job of a big add (for its dependency check), the property took three times
+    as long, and most adds wait for nothing."""
+    return [j for j in jobs if j.deps or (j._rare is not None and j._rare.cmd_deps)]
+
+
 def limit_plan(groups: list[str] | tuple[str, ...]
                ) -> tuple[tuple[tuple[str, int | None], ...], tuple[str, ...]]:
     """What a job's limit groups ask for: the ``name:N`` settings in order, as (name, N, or
@@ -588,12 +596,65 @@ def _is_count_limit(group: str) -> bool:
 
 _COUNT = re.compile(r"-?[0-9]+")
 
+LIMIT_MAX = 2**63 - 1
+"""The largest count limit: limits are stored as SQLite INTEGERs (int64)."""
+LIMIT_RANGE = f"an integer from -1 (which removes the limit) to {LIMIT_MAX}"
+"""What a count limit may be, in the words every refusal of one uses."""
+
+
+def check_limit(limit: int, shown: str) -> int:
+    """``limit`` if it is a count limit the store can hold (-1 to `LIMIT_MAX`), else
+    ValueError quoting ``shown`` (how the user wrote it). One rule for ``name:N`` in a job
+    and for ``PUT /rest/v1/limits/`` (issue 13: a job's ``name:-7`` used to mean "no limit"
+    and ``name:2**64`` to fail its store after the jobs were stored)."""
+    if not -1 <= limit <= LIMIT_MAX:
+        raise ValueError(f"limit {shown} is out of range: a limit is {LIMIT_RANGE}")
+    return limit
+
+
+def check_limit_name(name: str) -> str:
+    """``name`` if it can name a limit group, else ValueError saying why: not empty, no
+    NUL (refused in every name a job gives), and no ``,`` (lists of groups are
+    comma-separated) nor ``:`` (``name:N`` sets a limit)."""
+    if not name:
+        raise ValueError("a limit group name must not be empty")
+    bad = next((c for c in ("\x00", ",", ":") if c in name), None)
+    if bad is not None:
+        shown = "NUL" if bad == "\x00" else f"'{bad}'"
+        raise ValueError(f"limit group name {name!r} must not contain {shown}")
+    return name
+
+
+def check_limit_group(group: str) -> str:
+    """A job's ``limit_grps`` entry if it is a group name, ``name:N`` with N in range, or
+    one of wr's time windows (``time < 12:00:00``, wr.windows), else ValueError quoting it
+    (a `wr.windows.WindowError` quoting the accepted forms for a window gone wrong)."""
+    from wr.windows import parse
+
+    if parse(group) is not None:
+        return group
+    name, limit = split_limit_group(group)  # (an N out of range raises here)
+    if limit is None and ":" in name:
+        raise ValueError(f"limit group {group!r} is not a name, name:N with N {LIMIT_RANGE},"
+                         f" nor a time window (names cannot contain ':')")
+    if name != group:  # name:N: the name's own rules, said of the whole entry
+        try:
+            check_limit_name(name)
+        except ValueError as exc:
+            raise ValueError(f"{exc} (in limit group {group!r})") from None
+        return group
+    return check_limit_name(group)
+
 
 def split_limit_group(group: str) -> tuple[str, int | None]:
-    """``name:3`` -> (``name``, 3); ``name`` -> (``name``, None)."""
+    """``name:3`` -> (``name``, 3); ``name`` -> (``name``, None). A count out of range
+    (below -1, or beyond `LIMIT_MAX`) is a ValueError: such a limit could not be stored."""
     if _is_count_limit(group):
         name, _, limit = group.rpartition(":")
-        return name, int(limit)
+        try:
+            return name, check_limit(int(limit), limit)
+        except ValueError as exc:
+            raise ValueError(f"limit group {group!r}: {exc}") from None
     return group, None
 
 

@@ -24,7 +24,11 @@ and are *buried* when their retries are used up. Jobs with unfinished dependenci
 is valid only while it is the one recorded for its job.
 
 Dependencies are by dep group: a job with ``deps=["g"]`` waits for every job *currently
-queued* that belongs to ``g`` — including ones added later (live dependencies).
+queued* that belongs to ``g`` — including ones added later (live dependencies). They never
+go round in a circle: `check_add` and `check_replacements` refuse a change that would
+close one, and `delete` removes jobs that depend on each other together, so even a cycle
+restored from an older database can be removed. Who waits for whom is kept by
+`wr.dependencies.Dependencies`; what that means for each job's state is decided here.
 """
 
 from __future__ import annotations
@@ -33,16 +37,20 @@ import heapq
 import math
 import random
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from wr.cycles import PendingJobs
+from wr.dependencies import Dependencies
 from wr.jobs import (
     DELETABLE_STATES,
     RUN_STATES,
     FailReason,
     Job,
     State,
+    check_limit,
+    check_limit_name,
     limit_plan,
 )
 from wr.learning import Recommendation
@@ -88,10 +96,6 @@ class LimitChanged(NamedTuple):
 
     name: str
     limit: int | None
-
-
-_NO_PARENTS: set[str] = frozenset()  # type: ignore[assignment]
-"""What `_parents_of` answers for the many jobs without dependencies (never changed)."""
 
 
 class Replaced(NamedTuple):
@@ -174,11 +178,10 @@ class Queue:
         self._delay_at: dict[str, float] = {}
         self._run: list[tuple[float, str]] = []
         self._release_at: dict[str, float] = {}
-        self._unresolved: dict[str, set[str]] = {}
-        self._dependants: dict[str, set[str]] = defaultdict(set)
-        self._members: dict[str, set[str]] = defaultdict(set)
-        self._waiters: dict[str, set[str]] = defaultdict(set)
+        self.deps = Dependencies()
         self._rep_grps: dict[str, dict[str, None]] = defaultdict(dict)
+        self._removing: Collection[str] = ()
+        """The jobs `delete` is removing together: none is made ready on the way out."""
         self.limits: dict[str, int] = {}
         self.limit_counts: Counter[str] = Counter()
         self.bsub_ids = 0
@@ -238,6 +241,25 @@ class Queue:
             job.sched_group = self.group_of(job)
             staged.jobs[key] = job
         return staged
+
+    def check_add(self, jobs: Iterable[Job]) -> PendingJobs | None:
+        """Before new jobs are stored: raise `wr.cycles.DependencyCycle` if queuing them
+        would close a dependency cycle; else count them in later checks until
+        `forget_pending` (see `Dependencies.check_add`)."""
+        return self.deps.check_add(jobs, self.jobs)
+
+    def cycle_among(self, jobs: Iterable[Job]) -> str | None:
+        """The refusal `check_add` would give ``jobs``, or None; changes nothing."""
+        return self.deps.cycle_among(jobs, self.jobs)
+
+    def forget_pending(self, pending: PendingJobs | None) -> None:
+        """An add `check_add` passed is queued now, or given up: stop counting it."""
+        self.deps.forget_pending(pending)
+
+    def check_replacements(self, versions: Mapping[str, Job]) -> None:
+        """Raise `wr.cycles.DependencyCycle` if `replace` of each key of ``versions`` with
+        its value would close a dependency cycle."""
+        self.deps.check_replacements(versions, self.jobs)
 
     def _add_staged(self, jobs: list[Job], staged: Staged, now: float) -> list[Job]:
         """`add` for the jobs `stage` worked out (in bulk, each straight to ready), if what it
@@ -351,55 +373,19 @@ class Queue:
             job.added = now
         self.jobs[job.key] = job
         self._rep_grps[job.rep_grp][job.key] = None
-        for grp in job.dep_grps:
-            self._members[grp].add(job.key)
-        for grp in job.deps:
-            self._waiters[grp].add(job.key)
+        self.deps.join(job)
 
     def _link_fresh(self, fresh: list[Job], now: float) -> None:
-        """Resolve dependencies of newly inserted jobs, and make queued jobs that depend on
-        the dep groups they joined wait for them too (live dependencies)."""
-        fresh_keys = {j.key for j in fresh}
-        for job in fresh:
-            parents = self._parents_of(job)
-            if parents:
-                self._unresolved[job.key] = parents
-        joined: dict[str, set[str]] = defaultdict(set)
-        for job in fresh:
-            for grp in job.dep_grps:
-                joined[grp].add(job.key)
-        for grp, new_members in joined.items():
-            for waiter_key in self._waiters.get(grp, ()):
-                if waiter_key in fresh_keys:
-                    continue
-                waiter = self.jobs[waiter_key]
-                parents = new_members - {waiter_key}
-                if not parents:
-                    continue
-                unresolved = self._unresolved.setdefault(waiter_key, set())
-                unresolved |= parents
-                for p in parents:
-                    self._dependants[p].add(waiter_key)
-                if waiter.state in (S.READY, S.DELAYED):
-                    self._move(waiter, S.DEPENDENT)
-
-    def _parents_of(self, job: Job) -> set[str]:
-        if not job.deps and not job.cmd_deps:
-            return _NO_PARENTS
-        parents: set[str] = set()
-        for grp in job.deps:
-            parents |= self._members.get(grp, set())
-        for key in job.cmd_deps:
-            if key in self.jobs:
-                parents.add(key)
-        parents.discard(job.key)
-        for p in parents:
-            self._dependants[p].add(job.key)
-        return parents
+        """Resolve dependencies of newly inserted jobs; queued jobs that depend on the dep
+        groups they joined wait for them too (live dependencies)."""
+        for key in self.deps.link(fresh, self.jobs):
+            waiter = self.jobs[key]
+            if waiter.state in (S.READY, S.DELAYED):
+                self._move(waiter, S.DEPENDENT)
 
     def _enter(self, job: Job, now: float) -> None:
         """A new (or restored) job takes its first state."""
-        if self._unresolved.get(job.key):
+        if self.deps.waits(job.key):
             self._move(job, S.DEPENDENT, from_state=None)
         else:
             self._make_ready(job, from_state=None)
@@ -675,7 +661,7 @@ class Queue:
             if job is None or job.state != S.BURIED:
                 continue
             job.until_buried = job.retries + 1
-            if self._unresolved.get(key):
+            if self.deps.waits(key):
                 self._move(job, S.DEPENDENT)
             else:
                 self._make_ready(job)
@@ -684,22 +670,23 @@ class Queue:
 
     def delete(self, keys: Iterable[str], now: float) -> list[Job]:
         """Remove deletable jobs, except those other queued jobs still depend on (unless
-        those dependants are removed in the same call). Returns what was removed."""
-        pending = [k for k in dict.fromkeys(keys)
-                   if k in self.jobs and self.jobs[k].state in DELETABLE_STATES]
+        those dependants are removed in the same call: spec §4.9). Returns what was
+        removed, each job before the jobs it waited for where it waited for any.
+
+        Jobs that wait for each other in a cycle (restored from an older database: adds
+        refuse cycles) go when all of them, and all their dependants, are named (issue
+        13); none of them is made ready on the way out."""
+        chosen = self.deps.removable(
+            k for k in keys if k in self.jobs and self.jobs[k].state in DELETABLE_STATES)
         removed: list[Job] = []
-        while pending:
-            skipped = []
-            for key in pending:
-                if self._dependants.get(key):
-                    skipped.append(key)
-                    continue
+        self._removing = chosen
+        try:
+            for key in self.deps.removal_order(chosen):
                 job = self.jobs[key]
                 self._leave(job, S.DELETED)
                 removed.append(job)
-            if len(skipped) == len(pending):
-                break
-            pending = skipped
+        finally:
+            self._removing = ()
         return removed
 
     def bury_impossible(self, group: str, now: float) -> list[Job]:
@@ -718,12 +705,14 @@ class Queue:
         return buried
 
     def set_limit(self, name: str, limit: int | None) -> None:
-        """Set (or with None remove) the count limit of a limit group."""
+        """Set (or with None remove) the count limit of a limit group. A name or limit the
+        store could not hold is a ValueError (callers check them first: issue 13)."""
+        check_limit_name(name)
         if limit is None:
             if self.limits.pop(name, None) is None:
                 return
         else:
-            if self.limits.get(name) == limit:
+            if self.limits.get(name) == check_limit(limit, str(limit)):
                 return
             self.limits[name] = limit
         self._outbox.append(LimitChanged(name, limit))
@@ -747,19 +736,13 @@ class Queue:
             raise QueueError(f"bad job {old_key} (not in queue or running)")
         if new.key != old_key and new.key in self.jobs:
             raise QueueError(f"job {new.key} is already in the queue")
-        children = self._dependants.pop(old_key, set())
         was = old.state
-        self._detach(old)
+        children = self._detach(old)
         new.seq = old.seq
         new.added = old.added
         self._insert(new, now)
         self._link_fresh([new], now)
-        for child in children:
-            unresolved = self._unresolved.get(child)
-            if unresolved is not None and old_key in unresolved:
-                unresolved.discard(old_key)
-                unresolved.add(new.key)
-                self._dependants[new.key].add(child)
+        self.deps.rekey(old_key, new.key, children)
         self._outbox.append(Replaced(old_key, new, old.rep_grp))
         if was == S.BURIED:
             self._move(new, S.BURIED, from_state=None)
@@ -767,8 +750,9 @@ class Queue:
             self._enter(new, now)
         return new
 
-    def _detach(self, job: Job) -> None:
-        """Take a job out of every index without telling its dependants (see replace)."""
+    def _detach(self, job: Job) -> set[str]:
+        """Take a job out of every index without telling its dependants (see replace);
+        returns them."""
         key = job.key
         self.counts[job.state] -= 1
         if job.state == S.READY:
@@ -776,17 +760,11 @@ class Queue:
         self._ready_entry.pop(key, None)
         self._delay_at.pop(key, None)
         del self.jobs[key]
-        for grp in job.dep_grps:
-            self._members[grp].discard(key)
-        for grp in job.deps:
-            self._waiters[grp].discard(key)
-        for parent in self._unresolved.pop(key, ()):
-            deps = self._dependants.get(parent)
-            if deps is not None:
-                deps.discard(key)
+        children = self.deps.detach(job)
         rep = self._rep_grps.get(job.rep_grp)
         if rep is not None:
             rep.pop(key, None)
+        return children
 
     # -- queries ----------------------------------------------------------------------------
 
@@ -801,10 +779,10 @@ class Queue:
         return [name for name, keys in self._rep_grps.items() if keys]
 
     def has_dependants(self, key: str) -> bool:
-        return bool(self._dependants.get(key))
+        return bool(self.deps.dependants.get(key))
 
     def unresolved(self, key: str) -> frozenset[str]:
-        return frozenset(self._unresolved.get(key, ()))
+        return frozenset(self.deps.unresolved.get(key, ()))
 
     def running_in_group(self, group: str) -> int:
         return self.run_by_group[group]
@@ -820,7 +798,7 @@ class Queue:
         return job
 
     def _make_ready(self, job: Job, from_state: State | None | str = "current") -> None:
-        if from_state == "current" and job.state != S.READY and self._unresolved.get(job.key):
+        if from_state == "current" and job.state != S.READY and self.deps.waits(job.key):
             # A live dependency arrived while a runner held the job (spec §4.8): when it
             # comes back it waits for that dependency instead of running again first.
             self._move(job, S.DEPENDENT)
@@ -891,36 +869,16 @@ class Queue:
         self._delay_at.pop(key, None)
         self._release_at.pop(key, None)
         self._ready_entry.pop(key, None)
-        for grp in job.dep_grps:
-            members = self._members.get(grp)
-            if members is not None:
-                members.discard(key)
-                if not members:
-                    del self._members[grp]
-        for grp in job.deps:
-            waiters = self._waiters.get(grp)
-            if waiters is not None:
-                waiters.discard(key)
-                if not waiters:
-                    del self._waiters[grp]
-        for parent in self._unresolved.pop(key, ()):
-            deps = self._dependants.get(parent)
-            if deps is not None:
-                deps.discard(key)
-                if not deps:
-                    del self._dependants[parent]
+        freed = self.deps.leave(job)
         rep = self._rep_grps.get(job.rep_grp)
         if rep is not None:
             rep.pop(key, None)
             if not rep:
                 del self._rep_grps[job.rep_grp]
-        for child_key in self._dependants.pop(key, ()):
-            unresolved = self._unresolved.get(child_key)
-            if unresolved is None:
-                continue
-            unresolved.discard(key)
+        for child_key in freed:
             child = self.jobs.get(child_key)
-            if not unresolved and child is not None and child.state == S.DEPENDENT:
+            if (child is not None and child.state == S.DEPENDENT
+                    and child_key not in self._removing):
                 self._make_ready(child)
 
     def _set_release(self, job: Job, at: float) -> None:

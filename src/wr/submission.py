@@ -43,6 +43,9 @@ Deliberate differences from wr (each a user could notice; listed in docs/compati
 * ``cloud_config_files`` is also accepted as a query default (wr's page promises it).
 * ``cmd_deps`` essence dependencies are stored as job keys, so ``Dependencies`` shows the key
   where wr shows ``cmd [cwd]``.
+* A relative ``cwd`` and a negative ``time`` or ``no_retry_over_walltime`` are refused; so
+  is a ``limit_grps`` entry that is neither a name (no ``,``, ``:`` or NUL) nor ``name:N``
+  with N from -1 to 2**63-1 (issue 13; wr's time-window groups included).
 """
 
 from __future__ import annotations
@@ -70,6 +73,7 @@ from wr.jobs import (
     Job,
     State,
     behaviours_from_json,
+    check_limit_group,
     compute_key,
     default_req_grp,
     key_affixes,
@@ -78,7 +82,6 @@ from wr.jobs import (
     parse_memory,
 )
 from wr.lsf import check_bsub_mode
-from wr.windows import check_limit_groups
 
 PROBLEM = "there was a problem interpreting your job: "
 """wr's prefix for every per-job conversion error."""
@@ -175,10 +178,12 @@ def _parse_query(query: Mapping[str, str]) -> tuple[JobDefaults, bool]:
         value = get(name) or ""
         if value:
             setattr(d, name, _check_text(name, value))
+    if d.cwd:
+        _check_cwd(d.cwd)
     d.rep_grp = _check_text("rep_grp", get("rep_grp") or "") or DEFAULT_REP_GRP
     for name in ("limit_grps", "dep_grps", "deps"):
         setattr(d, name, [_check_text(name, p) for p in (get(name) or "").split(",") if p])
-    _checked(check_limit_groups, d.limit_grps)
+    _check_limit_groups(d.limit_grps)
     _checked(check_bsub_mode, d.bsub_mode)
     d.env = [_check_env(p) for p in (get("env") or "").split(",") if p]
 
@@ -204,9 +209,10 @@ def _parse_query(query: Mapping[str, str]) -> tuple[JobDefaults, bool]:
         value = get(name) or ""
         if value:
             try:
-                setattr(d, name, parse_duration(value))
+                seconds = parse_duration(value)
             except ValueError as e:
                 raise _Invalid(str(e)) from None
+            setattr(d, name, _not_negative(name, seconds, value))
 
     for name in ("cwd_matters", "change_home", "cloud_shared"):
         setattr(d, name, get(name) == "true")
@@ -479,6 +485,8 @@ def _shape(o: Mapping[str, Any], d: JobDefaults, seen: _Seen) -> _Shape:
     # these keys, and a 100,000-job POST made 1.7 million calls that found nothing.
     given = o.keys()
     cwd = ("cwd" in given and _string(o, "cwd")) or d.cwd or DEFAULT_CWD
+    if cwd[0] != "/":
+        _check_cwd(cwd)
     cwd_matters = ("cwd_matters" in given and _bool(o, "cwd_matters")) or d.cwd_matters
     change_home = ("change_home" in given and _bool(o, "change_home")) or d.change_home
     rep_grp = seen.name(("rep_grp" in given and _string(o, "rep_grp")) or d.rep_grp)
@@ -548,8 +556,8 @@ def _shape(o: Mapping[str, Any], d: JobDefaults, seen: _Seen) -> _Shape:
     prefix, suffix = key_affixes(
         cwd=cwd, cwd_matters=cwd_matters, mounts=rare.mounts, with_docker=rare.with_docker,
         with_singularity=rare.with_singularity, container_mounts=rare.container_mounts)
-    limit_grps = tuple(("limit_grps" in given and _strings(o, "limit_grps")) or d.limit_grps)
-    _checked(check_limit_groups, limit_grps)
+    limit_grps = tuple(("limit_grps" in given
+                        and _check_limit_groups(_strings(o, "limit_grps"))) or d.limit_grps)
     return _Shape(
         given={k: v for k, v in o.items() if k != "cmd"}, cwd=seen.name(cwd),
         cwd_matters=cwd_matters, rep_grp=rep_grp, req_grp=req_grp, ram=ram, seconds=seconds,
@@ -776,9 +784,38 @@ def _check_cpus(value: float, shown: str) -> float:
 
 def _duration(name: str, text: str) -> float:
     try:
-        return parse_duration(text)
+        seconds = parse_duration(text)
     except ValueError as e:
         raise _Invalid(f"{name} value ({text}) was not specified correctly: {e}") from None
+    return _not_negative(name, seconds, text)
+
+
+def _not_negative(name: str, seconds: float, text: str) -> float:
+    """A time or no_retry_over_walltime of ``seconds``, which must not be negative (issue
+    13: ``time: "-1h"`` was stored as ExpectedTime -3600)."""
+    if seconds < 0:
+        raise _Invalid(f"{name} value ({text}) must not be negative")
+    return seconds + 0.0  # -0s -> 0.0
+
+
+def _check_cwd(cwd: str) -> str:
+    """A cwd must be absolute: a relative one would be taken relative to wherever the
+    runner happens to run (issue 13: ``../../etc`` ran a job in ``/etc/wr_cwd/...``)."""
+    if not cwd.startswith("/"):
+        raise _Invalid(f"cwd value ({cwd}) is not an absolute path: give one that starts "
+                       f"with /")
+    return cwd
+
+
+def _check_limit_groups(groups: list[str]) -> list[str]:
+    """Each ``limit_grps`` entry must be a name or ``name:N`` that can be stored (issue
+    13); see `wr.jobs.check_limit_group`."""
+    for group in groups:
+        try:
+            check_limit_group(group)
+        except ValueError as e:
+            raise _Invalid(str(e)) from None
+    return groups
 
 
 def _check_env(item: str) -> str:

@@ -216,6 +216,31 @@ def test_mod_cwd_matters_changes_key(mgr: ManagerHandle, client: Any, tag: str,
     mgr.wr("remove", "-i", tag, check=True)
 
 
+def test_mod_refuses_what_add_refuses(mgr: ManagerHandle, client: Any, tag: str) -> None:
+    """Issue 13: a relative cwd, a negative time, a limit out of range and dependencies that
+    would close a cycle are one-line errors, and the jobs stay as they were."""
+    up, down = f"echo {tag} up", f"echo {tag} down"
+    client.add(held(tag, up, dep_grps=[f"{tag}-up"]), rep_grp=tag)
+    client.add(held(tag, down, dep_grps=[f"{tag}-down"], deps=[f"{tag}-up"]), rep_grp=tag)
+    before = jobs_of(client, tag)
+    for args, message in [
+        (["--cwd", "rel"], "cwd value (rel) is not an absolute path: give one that starts "
+         "with /"),
+        (["-t", "-1h"], "time value (-1h) must not be negative"),
+        (["-l", "x:-2"], "limit group 'x:-2': limit -2 is out of range"),
+    ]:
+        out = mgr.wr("mod", "-i", tag, *args)
+        assert out.returncode == 1, out.stderr
+        assert out.stderr.startswith("Error: there was a problem interpreting your job: "
+                                     + message), out.stderr
+    out = mgr.wr("mod", "-i", compute_key(up), "-y", "-d", f"{tag}-down")
+    assert out.returncode == 1, out.stderr
+    assert out.stderr.startswith("Error: these jobs would wait for each other in a cycle")
+    assert out.stderr.strip().endswith("; nothing was modified")
+    assert jobs_of(client, tag) == before
+    mgr.wr("remove", "-i", tag, check=True)
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["kill"], "Error: 1 of -f, -i, -l or -a is required"),
     (["retry", "-i", "x", "-a"],

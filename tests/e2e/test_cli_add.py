@@ -283,6 +283,14 @@ def test_bad_utf8_is_named(mgr: ManagerHandle, tag: str, tmp_path: Path) -> None
     (("--mounts", "xr:bucket"), 1, "Error: 'xr:bucket' did not start with c or u"),
     (("-f", "/no/such/file"), 1, "Error: could not open file '/no/such/file': "),
     (("extra",), 2, "Got unexpected extra argument (extra)"),
+    # issue 13: the manager's own words, for what no job may ask for
+    (("--cwd", "rel/dir"), 1,
+     "Error: cwd value (rel/dir) is not an absolute path: give one that starts with /"),
+    (("-t", "-1h"), 1, "Error: time value (-1h) must not be negative"),
+    (("-n", "-5m"), 1, "Error: no_retry_over_walltime value (-5m) must not be negative"),
+    (("-l", "big:9223372036854775808"), 1, "Error: limit group 'big:9223372036854775808': "
+     "limit 9223372036854775808 is out of range: a limit is an integer from -1 (which "
+     "removes the limit) to 9223372036854775807"),
 ])
 def test_bad_flags_give_one_line_errors(mgr: ManagerHandle, client: Any, tag: str,
                                         args: tuple[str, ...], code: int,
@@ -308,3 +316,19 @@ def test_every_option_has_help(mgr: ManagerHandle) -> None:
         assert getattr(param, "help", None), param.name
     out = mgr.wr("add", "--help", check=True).stdout
     assert "Usage: wr add [OPTIONS]" in out and "--rep_grp" in out and "--sync" in out
+
+
+def test_lines_that_would_wait_for_each_other_are_refused(mgr: ManagerHandle, client: Any,
+                                                          tag: str) -> None:
+    """Two lines whose jobs wait for each other's dep groups: nothing added, and the error
+    names both jobs (issue 13)."""
+    lines = (f'{{"cmd":"echo {tag} a","dep_grps":["{tag}-a"],"deps":["{tag}-b"]}}\n'
+             f'{{"cmd":"echo {tag} b","dep_grps":["{tag}-b"],"deps":["{tag}-a"]}}\n')
+    out = mgr.wr("add", "-i", tag, input=lines)
+    assert out.returncode == 1, out.stderr
+    [error] = out.stderr.strip().splitlines()
+    assert error.startswith("Error: these jobs would wait for each other in a cycle")
+    assert f"{compute_key(f'echo {tag} a')} (echo test-lines-" in error
+    assert f"{compute_key(f'echo {tag} b')} (echo test-lines-" in error
+    assert error.endswith("; nothing was added")
+    assert client.status(tag) == []

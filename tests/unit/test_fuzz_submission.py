@@ -11,14 +11,17 @@ variant, against a real manager, is tests/integration/test_fuzz_rest.py.
 from __future__ import annotations
 
 import json
+import re
+import sqlite3
 from typing import Any
 
 import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from wr.cycles import DependencyCycle
 from wr.errors import BadRequest
-from wr.jobs import Job
+from wr.jobs import Job, compute_key
 from wr.queue import Queue
 from wr.submission import jobs_from_request
 
@@ -204,3 +207,180 @@ def test_each_job_of_a_request_reads_as_it_would_alone(options: list[dict[str, A
         return
     assert not [a for a in alone if isinstance(a, str)]
     assert [j.record_bytes() for j in together] == [j.record_bytes() for j in alone]
+
+
+# -- issue 13: limits, cycles and cwd -----------------------------------------------------------
+
+LIMIT_NAMES = st.sampled_from(["lim", "a b", "ünï", "", "a,b", "a:b", "x\x00y", "time < 1"]) \
+    | weird_text
+LIMIT_VALUES = (st.integers(-(2**70), 2**70)
+                | st.sampled_from([-2, -1, 0, 1, 2**63 - 1, 2**63, 2**64]))
+
+
+@st.composite
+def limit_entries(draw: st.DrawFn) -> str:
+    """``name``, ``name:N``, or anything at all."""
+    name = draw(LIMIT_NAMES)
+    how = draw(st.sampled_from(["plain", "count", "count", "raw"]))
+    if how == "plain":
+        return name
+    if how == "raw":
+        return draw(weird_text)
+    return f"{name}:{draw(LIMIT_VALUES)}"
+
+
+def limit_entry_ok(entry: str) -> bool:
+    """The rule, written out again: a name (not empty; no ``,``, ``:`` or NUL), or a name
+    and ``:N`` with N an integer from -1 to 2**63-1."""
+    if re.fullmatch(r"[^,:\x00]+", entry):
+        return True
+    m = re.fullmatch(r"([^,:\x00]+):(-?[0-9]+)", entry)
+    return m is not None and -1 <= int(m.group(2)) <= 2**63 - 1
+
+
+@settings(max_examples=600, deadline=None)
+@given(entries=st.lists(limit_entries(), min_size=1, max_size=3), in_query=st.booleans())
+def test_a_limit_is_refused_iff_no_store_could_hold_it(entries: list[str],
+                                                      in_query: bool) -> None:
+    """Every ``limit_grps`` entry a POST accepts sets a limit the queue takes and SQLite
+    stores (as the manager's store does, an INTEGER); every other entry is a 400."""
+    if in_query:
+        body, query = b'[{"cmd":"true"}]', {"limit_grps": ",".join(entries)}
+        given_entries = [p for p in ",".join(entries).split(",") if p]
+    else:
+        body, query = _dump([{"cmd": "true", "limit_grps": entries}]), {}
+        given_entries = entries
+    ok = all(limit_entry_ok(e) for e in given_entries)
+    jobs = check_request(body, query)
+    assert (jobs is not None) is ok, (given_entries, jobs)
+    if not jobs:
+        return
+    q = Queue(ttr=60)
+    limits: dict[str, int | None] = {}
+    q.prepare(jobs[0], limits)
+    db = sqlite3.connect(":memory:")
+    db.execute("CREATE TABLE limits(name TEXT PRIMARY KEY, lim INTEGER NOT NULL)")
+    for name, limit in limits.items():
+        q.set_limit(name, limit)
+        if limit is not None:
+            db.execute("INSERT OR REPLACE INTO limits VALUES (?, ?)", (name, limit))
+    assert ":" not in "".join(jobs[0].limit_grps)
+
+
+CWDS = st.sampled_from(["/", "/tmp", "/a b", "rel", "../../etc", "./x", "~/x", " /x", ""]) \
+    | weird_text
+
+
+@settings(max_examples=300, deadline=None)
+@given(cwd=CWDS, in_query=st.booleans())
+def test_a_cwd_is_taken_iff_it_is_absolute(cwd: str, in_query: bool) -> None:
+    body = _dump([{"cmd": "pwd"} if in_query else {"cmd": "pwd", "cwd": cwd}])
+    jobs = check_request(body, {"cwd": cwd} if in_query else {})
+    assert (jobs is not None) is (cwd == "" or (cwd.startswith("/") and "\x00" not in cwd))
+    if jobs:
+        assert jobs[0].cwd.startswith("/")
+
+
+GROUPS = [f"g{i}" for i in range(4)]
+
+
+@st.composite
+def dependency_batches(draw: st.DrawFn) -> list[list[dict[str, Any]]]:
+    """Adds of jobs that join and wait for a few dep groups, and name each other (earlier,
+    later or in the same add) in cmd_deps: random dependency graphs."""
+    sizes = draw(st.lists(st.integers(1, 4), min_size=1, max_size=4))
+    cmds = [f"echo job{i}" for i in range(sum(sizes))]
+    keys = [compute_key(c) for c in cmds]
+    batches, at = [], 0
+    for size in sizes:
+        batch = []
+        for cmd in cmds[at:at + size]:
+            job: dict[str, Any] = {
+                "cmd": cmd,
+                "dep_grps": draw(st.lists(st.sampled_from(GROUPS), max_size=2, unique=True)),
+                "deps": draw(st.lists(st.sampled_from(GROUPS), max_size=2, unique=True))}
+            named = draw(st.lists(st.sampled_from(keys), max_size=2, unique=True))
+            if named:
+                job["cmd_deps"] = [{"Essence": {"JobKey": k}} for k in named]
+            batch.append(job)
+        batches.append(batch)
+        at += size
+    return batches
+
+
+class DependencyModel:
+    """Who waits for whom, worked out independently of wr.dependencies: a job waits for
+    every accepted job of the groups it waits for (live: nothing here ever completes) and
+    for the jobs its cmd_deps name that were queued when it was added (or added with it)."""
+
+    def __init__(self) -> None:
+        self.jobs: dict[str, dict[str, Any]] = {}
+        self.named: dict[str, set[str]] = {}
+
+    def edges(self, key: str, jobs: dict[str, dict[str, Any]]) -> set[str]:
+        job = jobs[key]
+        out = {k for k, other in jobs.items() if set(other["dep_grps"]) & set(job["deps"])}
+        out |= self.named.get(key, set())
+        out.discard(key)
+        return out
+
+    def with_batch(self, batch: list[dict[str, Any]]
+                   ) -> tuple[dict[str, dict[str, Any]], dict[str, set[str]]]:
+        jobs = dict(self.jobs)
+        named = dict(self.named)
+        for job in batch:
+            jobs.setdefault(compute_key(job["cmd"]), job)
+        for job in batch:
+            key = compute_key(job["cmd"])
+            wanted = {e["Essence"]["JobKey"] for e in job.get("cmd_deps", [])}
+            named.setdefault(key, wanted & set(jobs))
+        return jobs, named
+
+    def closes_cycle(self, batch: list[dict[str, Any]]) -> bool:
+        jobs, named = self.with_batch(batch)
+        saved, self.named = self.named, named
+        try:
+            for start in {compute_key(j["cmd"]) for j in batch} - set(self.jobs):
+                seen, todo = set(), list(self.edges(start, jobs))
+                while todo:
+                    key = todo.pop()
+                    if key == start:
+                        return True
+                    if key not in seen:
+                        seen.add(key)
+                        todo.extend(self.edges(key, jobs))
+            return False
+        finally:
+            self.named = saved
+
+    def accept(self, batch: list[dict[str, Any]]) -> None:
+        self.jobs, self.named = self.with_batch(batch)
+
+
+@settings(max_examples=500, deadline=None)
+@given(batches=dependency_batches())
+def test_an_add_is_refused_iff_it_closes_a_dependency_cycle(
+        batches: list[list[dict[str, Any]]]) -> None:
+    """Adds in turn: each is refused (`DependencyCycle`, a 400) exactly when the model says
+    it closes a cycle; each accepted one leaves the queue waiting as the model says, and
+    never in a circle."""
+    q = Queue(ttr=60)
+    model = DependencyModel()
+    for batch in batches:
+        jobs = check_request(_dump(batch), {})
+        assert jobs is not None
+        closes = model.closes_cycle(batch)
+        try:
+            pending = q.check_add(jobs)
+        except DependencyCycle as exc:
+            assert closes, exc.message
+            assert exc.status == 400 and set(exc.keys) <= set(model.with_batch(batch)[0])
+            continue
+        assert not closes, batch
+        q.forget_pending(pending)
+        q.add(jobs, 1000.0)
+        model.accept(batch)
+        for key in model.jobs:
+            assert q.unresolved(key) == model.edges(key, model.jobs), key
+    removed = q.delete(list(q.jobs), 2000.0)  # everything can go, together
+    assert len(removed) == len(model.jobs) and not q.jobs

@@ -17,6 +17,9 @@ from wr.jobs import (
     State,
     behaviours_from_json,
     behaviours_to_text,
+    check_limit,
+    check_limit_group,
+    check_limit_name,
     compute_key,
     default_req_grp,
     format_duration,
@@ -418,3 +421,52 @@ def test_jobs_with_the_same_rare_requests_share_one_part_until_one_changes() -> 
     c = Job(key="c", cmd="echo c", behaviours=list(cleanup), env=["A=2"])
     c.compact()
     assert c._rare is not b._rare and list(c.env) == ["A=2"]
+
+
+# -- limits (issue 13: one rule for a job's name:N and for PUT /rest/v1/limits/) ------------
+
+@pytest.mark.parametrize(("entry", "split"), [
+    ("a:-1", ("a", -1)), ("a:9223372036854775807", ("a", 2**63 - 1)),
+])
+def test_split_limit_group_takes_the_whole_range(entry, split):
+    assert split_limit_group(entry) == split
+
+
+@pytest.mark.parametrize("entry", ["a:-2", "a:-7", "a:9223372036854775808",
+                                   "a:99999999999999999999"])
+def test_split_limit_group_refuses_limits_that_could_not_be_stored(entry):
+    with pytest.raises(ValueError, match=f"limit group '{entry}': limit .* is out of range: "
+                       "a limit is an integer from -1 "):
+        split_limit_group(entry)
+
+
+@pytest.mark.parametrize(("name", "why"), [
+    ("", "must not be empty"), ("a\x00b", "must not contain NUL"),
+    ("a,b", "must not contain ','"), ("a:b", "must not contain ':'"),
+])
+def test_check_limit_name(name, why):
+    with pytest.raises(ValueError, match=why):
+        check_limit_name(name)
+
+
+@pytest.mark.parametrize("entry", ["a", "a:3", "a:-1", "a:0", "with space", "ünï:2"])
+def test_check_limit_group_takes_names_and_settings(entry):
+    assert check_limit_group(entry) == entry
+
+
+@pytest.mark.parametrize(("entry", "why"), [
+    ("a:-7", "out of range"), ("a:1.5", "is not a name nor name:N"),
+    ("time < 12:00:00", "time-window groups are not supported"), (":3", "not a name"),
+    ("a,b:3", r"must not contain ',' \(in limit group 'a,b:3'\)"), ("", "must not be empty"),
+])
+def test_check_limit_group_refuses(entry, why):
+    with pytest.raises(ValueError, match=why):
+        check_limit_group(entry)
+
+
+def test_check_limit_says_the_range_and_quotes_the_value():
+    assert check_limit(-1, "-1") == -1
+    with pytest.raises(ValueError) as info:
+        check_limit(-3, "-003")
+    assert str(info.value) == ("limit -003 is out of range: a limit is an integer from -1 "
+                               "(which removes the limit) to 9223372036854775807")

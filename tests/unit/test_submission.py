@@ -456,6 +456,27 @@ def test_cloud_script_fifo_does_not_block(tmp_path):
         ({"cmd_deps": [{}]}, {}, "a cmd_deps entry needs an Essence or a DepGroup: {}"),
         ({"cmd_deps": [{"Essence": {"Cwd": "/x"}}]}, {}, "a cmd_deps Essence needs a JobKey "
          'or a Cmd: {"Cwd":"/x"}'),
+        # issue 13: what no job can ask for
+        ({"limit_grps": ["a:99999999999999999999"]}, {}, "limit group 'a:99999999999999999999'"
+         ": limit 99999999999999999999 is out of range: a limit is an integer from -1 (which "
+         "removes the limit) to 9223372036854775807"),
+        ({"limit_grps": ["ok", "a:-7"]}, {}, "limit group 'a:-7': limit -7 is out of range: a "
+         "limit is an integer from -1 (which removes the limit) to 9223372036854775807"),
+        ({"limit_grps": ["a,b"]}, {}, "limit group name 'a,b' must not contain ','"),
+        ({"limit_grps": [""]}, {}, "a limit group name must not be empty"),
+        ({"limit_grps": ["time < 12:00:00"]}, {}, "limit group 'time < 12:00:00' is not a "
+         "name nor name:N with N an integer from -1 (which removes the limit) to "
+         "9223372036854775807 (names cannot contain ':'; wr's time-window groups are not "
+         "supported)"),
+        ({"limit_grps": ["a\x00b"]}, {}, "limit_grps must not contain NUL characters"),
+        ({"cwd": "../../etc"}, {}, "cwd value (../../etc) is not an absolute path: give one "
+         "that starts with /"),
+        ({"cwd": "~/x"}, {}, "cwd value (~/x) is not an absolute path: give one that starts "
+         "with /"),
+        ({"time": "-1h"}, {}, "time value (-1h) must not be negative"),
+        ({"time": "-1ns"}, {}, "time value (-1ns) must not be negative"),
+        ({"no_retry_over_walltime": "-5m"}, {}, "no_retry_over_walltime value (-5m) must not "
+         "be negative"),
     ],
 )
 def test_job_errors(obj, query, reason):
@@ -486,6 +507,16 @@ def test_job_errors(obj, query, reason):
          '{"run":"x"}'),
         ({"mounts": "[1]"}, "a mount config must be an object, not 1"),
         ({"mounts": "%5Bnot json"}, "mounts: invalid JSON: "),
+        # issue 13
+        ({"limit_grps": "big:9223372036854775808"}, "limit group 'big:9223372036854775808': "
+         "limit 9223372036854775808 is out of range: a limit is an integer from -1"),
+        ({"limit_grps": "a,b:-2"}, "limit group 'b:-2': limit -2 is out of range"),
+        ({"limit_grps": "a:x"}, "limit group 'a:x' is not a name nor name:N"),
+        ({"cwd": "../../etc"}, "cwd value (../../etc) is not an absolute path: give one that "
+         "starts with /"),
+        ({"time": "-1h"}, "time value (-1h) must not be negative"),
+        ({"no_retry_over_walltime": "-1s"}, "no_retry_over_walltime value (-1s) must not be "
+         "negative"),
     ],
 )
 def test_query_errors(query, message):
@@ -659,3 +690,33 @@ def test_jobs_of_a_request_share_their_rare_requests_until_one_changes() -> None
     a.group = "mine"
     assert (a.group, b.group, c.group) == ("mine", "", "")
     assert b.rare is c.rare is not a.rare
+
+
+# -- issue 13: limits, cwd and times a job may give ------------------------------------------
+
+@pytest.mark.parametrize("group", ["a:-1", "a:0", "a:9223372036854775807", "a", "a b",
+                                   "ünï", "a.b-c_d"])
+def test_limit_groups_in_range_are_taken(group):
+    assert convert({"cmd": "echo", "limit_grps": [group]}).limit_grps == (group,)
+    defaults, _ = parse_query_defaults({"limit_grps": group})
+    assert defaults.limit_grps == [group]
+
+
+def test_a_refused_limit_refuses_the_whole_request():
+    """Nothing of a POST with one bad name:N comes back, so nothing of it is stored."""
+    body = orjson.dumps([{"cmd": "echo ok", "limit_grps": ["a:2"]},
+                         {"cmd": "echo bad", "limit_grps": ["a:99999999999999999999"]}])
+    with pytest.raises(BadRequest, match="out of range"):
+        jobs_from_request(body, {}, now=1.0)
+
+
+@pytest.mark.parametrize("cwd", ["/", "/tmp", "/a/../b", "/x y"])
+def test_absolute_cwds_are_taken(cwd):
+    assert convert({"cmd": "echo", "cwd": cwd, "cwd_matters": True}).cwd == cwd
+
+
+def test_zero_and_minus_zero_times_are_zero():
+    for text in ("0s", "-0s", "0"):
+        assert convert({"cmd": "echo", "time": text}).time == 0.0
+        assert str(convert({"cmd": "echo", "no_retry_over_walltime": text})
+                   .no_retry_over_walltime) == "0.0"

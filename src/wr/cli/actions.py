@@ -63,6 +63,10 @@ def _act(deployment: str | None, timeout: int, method: str, selection: Selection
 DURATION = Checked("duration", "parse_duration",
                    "{value!r} is not a duration like 30m or 1h30m ({exc})", parsed=True)
 """A Go-style duration (``30m``, ``1h30m``) as seconds; ``""`` stays ``""`` (unset)."""
+DURATION_TEXT = Checked("duration", "parse_duration",
+                        "{value!r} is not a duration like 30m or 1h30m ({exc})")
+"""A duration checked and kept as typed, so the manager's refusal of it (a negative time,
+issue 13) quotes what the user wrote."""
 MEMORY = Checked("memory", "parse_memory", "{value!r} is not a memory size like 500M or 3G ({exc})")
 """A memory size with a unit (``500M``, ``3G``), checked and kept as text; ``""`` is kept
 (it clears the setting)."""
@@ -201,7 +205,7 @@ def _list(text: str) -> list[str] | str:
 @click.option("-g", "--req_grp", default=None, help="group name for commands with similar reqs")
 @click.option("-m", "--memory", type=MEMORY, default=None,
               help="peak memory estimate, with a unit (e.g. 500M, 2G)")
-@click.option("-t", "--time", "time_", type=DURATION, default=None,
+@click.option("-t", "--time", "time_", type=DURATION_TEXT, default=None,
               help="maximum time estimate, with a unit (e.g. 30m, 2h)")
 @click.option("--cpus", type=click.FloatRange(0), default=None, help="cpu cores needed")
 @click.option("--disk", type=click.IntRange(0), default=None,
@@ -212,7 +216,7 @@ def _list(text: str) -> list[str] | str:
               help="[0-255] command priority")
 @click.option("-r", "--retries", type=click.IntRange(0, 255), default=None,
               help="[0-255] number of automatic retries for failed commands")
-@click.option("-n", "--no_retry_over_walltime", type=DURATION, default=None,
+@click.option("-n", "--no_retry_over_walltime", type=DURATION_TEXT, default=None,
               help="do not retry a failure that ran longer than this")
 @click.option("--cmd_deps", default=None,
               help='dependencies of your commands, as "command1,cwd1,command2,cwd2..."')
@@ -313,13 +317,10 @@ def _changes(ctx: click.Context, cmdline: str | None, v: dict[str, Any]) -> dict
             changes["mounts"] = parse_simple(v["mounts"]) if v["mounts"] else ""
         except MountConfigError as exc:
             raise click.BadParameter(exc.message, param_hint="--mounts") from None
-    from wr.jobs import format_duration
-
     for option, prop in (("time_", "time"), ("no_retry_over_walltime",
                                              "no_retry_over_walltime")):
         if given(option):
-            value = v[option]
-            changes[prop] = format_duration(value) if value != "" else ""
+            changes[prop] = v[option]
     for option in ("limit_grps", "deps", "modules", "env"):
         if given(option):
             changes[option] = _list(v[option])

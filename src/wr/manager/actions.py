@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -28,7 +29,15 @@ from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
 from wr.errors import BadRequest, NotFound
-from wr.jobs import DELETABLE_STATES, RUN_STATES, Job, State
+from wr.jobs import (
+    DELETABLE_STATES,
+    LIMIT_RANGE,
+    RUN_STATES,
+    Job,
+    State,
+    check_limit,
+    check_limit_name,
+)
 from wr.manager.core import Manager
 from wr.manager.names import name_in_path
 from wr.manager.rest import check_token, json_response
@@ -36,6 +45,7 @@ from wr.modification import check_changes, modified
 from wr.queue import QueueError
 
 ACTIONS = ("kill", "confirmdead", "retry", "remove", "modify")
+_LIMIT = re.compile(r"-?[0-9]+")
 _MODIFIABLE_STATES = DELETABLE_STATES
 
 
@@ -82,19 +92,20 @@ class ManagementAPI:
     async def limit(self, request: Request) -> Response:
         check_token(request, self.token)
         name = name_in_path(request)  # decoded exactly once (issue 13)
-        if not name or "," in name or ":" in name:
-            raise BadRequest(f"limit group name {name!r} must be non-empty and contain "
-                             f"neither ',' nor ':'")
+        try:  # the names and limits a job's name:N may give, no others (issue 13)
+            check_limit_name(name)
+        except ValueError as exc:
+            raise BadRequest(str(exc)) from None
         q = self.manager.queue
         if request.method == "GET":
             return json_response({"name": name, "limit": q.limits.get(name, -1)})
         value = "-1" if request.method == "DELETE" else request.query_params.get("limit", "")
+        if not _LIMIT.fullmatch(value):
+            raise BadRequest(f'limit must be {LIMIT_RANGE}, not "{value}"')
         try:
-            limit = int(value)
-        except ValueError:
-            raise BadRequest(f'limit must be an integer (-1 removes it), not "{value}"') from None
-        if not -1 <= limit < 2**63:  # stored as a SQLite INTEGER
-            raise BadRequest(f"limit must be from -1 (no limit) to {2**63 - 1}, not {limit}")
+            limit = check_limit(int(value), value)
+        except ValueError as exc:
+            raise BadRequest(str(exc)) from None
         q.set_limit(name, None if limit == -1 else limit)
         await self.manager._after()
         return json_response({"name": name, "limit": q.limits.get(name, -1)})
@@ -212,12 +223,18 @@ def _age(value: Any) -> float:
 async def modify(manager: Manager, jobs: list[Job], changes: dict[str, Any], now: float
                  ) -> dict[str, str]:
     """Apply changes; returns {old key: new key} of the jobs modified. A job whose new key
-    belongs to another queued or completed job is skipped."""
+    belongs to another queued or completed job is skipped. Changes that would make jobs
+    wait for each other in a cycle are refused whole (`wr.cycles.DependencyCycle`)."""
     versions = [(job.key, modified(job, changes, now)) for job in jobs]
     new_keys = [new.key for old, new in versions if new.key != old]
     taken = {j.key for j in await manager.store.complete_jobs(new_keys)} if new_keys else set()
     out: dict[str, str] = {}
     q = manager.queue
+    limits: dict[str, int | None] = {}
+    for _, new in versions:  # name:N in limit_grps sets the limit, as in an add
+        q.prepare(new, limits)
+    # Checked after the last await, so nothing changes between the check and the changes.
+    q.check_replacements({old: new for old, new in versions if new.key not in taken})
     for old_key, new in versions:
         current = q.get(old_key)
         if current is None or current.state in RUN_STATES:
@@ -227,4 +244,7 @@ async def modify(manager: Manager, jobs: list[Job], changes: dict[str, Any], now
         with contextlib.suppress(QueueError):
             q.replace(old_key, new, time.time())
             out[old_key] = new.key
+    if out:
+        for name, limit in limits.items():
+            q.set_limit(name, limit)
     return out

@@ -316,7 +316,8 @@ class Manager:
         """Store then queue new jobs that come in parts (`wr.submission`'s
         ``job_parts_from_request`` converts them as they are taken): the store writes each
         part while the next is converted (see `wr.store_feed`). A part that raises stores
-        nothing and queues nothing."""
+        nothing and queues nothing; nor does an add that would close a dependency cycle
+        (`wr.cycles.DependencyCycle`, checked once every part is read, issue 13)."""
         if self._stopping:
             raise StorageUnavailable("the manager is shutting down")
         added = Added()
@@ -333,13 +334,19 @@ class Manager:
                 feed.put(part, queued)
                 if n == 0:
                     await asyncio.sleep(0)  # the writer starts on this part now
+            # Counted by later checks until queued, so two adds being stored at once
+            # cannot each pass and together close a cycle.
+            pending = self.queue.check_add(added.jobs)
         except BaseException:
             feed.abort()
             stored.add_done_callback(_outcome_heard)
             raise
-        feed.end()
-        staged = self.queue.stage(added.jobs)  # while the writer finishes
-        result = await stored
+        try:
+            feed.end()
+            staged = self.queue.stage(added.jobs)  # while the writer finishes
+            result = await stored
+        finally:
+            self.queue.forget_pending(pending)  # (queued below, in the same step)
         for name, limit in limits.items():  # only now: a refused add changes nothing
             self.queue.set_limit(name, limit)
         for job in result.resurrected:
@@ -348,6 +355,8 @@ class Manager:
         if self.queue.bsub_ids != bsub_ids:  # the LSF job ids given: never again (issue 15)
             self.store.set_counter(BSUB_IDS, self.queue.bsub_ids).add_done_callback(
                 _outcome_heard)
+        if result.resurrected:  # they may close a cycle no check before the store could see
+            self._warn_of_cycle([*result.stored, *result.resurrected])
         now = time.time()
         self.queue.add([*result.stored, *result.resurrected], now, prepared=True,
                        staged=staged)
@@ -358,6 +367,12 @@ class Manager:
         jobs = self.queue.jobs
         added.queued = [q for j in added.jobs if (q := jobs.get(j.key)) is not None]
         return added
+
+    def _warn_of_cycle(self, jobs: list[Job]) -> None:
+        cycle = self.queue.cycle_among(jobs)
+        if cycle is not None:
+            self.add_warning(f"an add brought back completed jobs to run after its jobs "
+                             f"that joined their dep groups (as wr does), and {cycle}")
 
     # -- scheduling -------------------------------------------------------------------------
 
