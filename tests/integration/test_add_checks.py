@@ -110,10 +110,9 @@ def post(api: httpx.Client, jobs: list[dict[str, Any]], **params: str) -> httpx.
      f"{PROBLEM}limit group 'a:-7': limit -7 is out of range: {RANGE}"),
     ([{"cmd": "true # ok", "limit_grps": ["a:2"]}, {"cmd": "true", "limit_grps": ["b,c"]}], {},
      f"{PROBLEM}limit group name 'b,c' must not contain ','"),
-    ([{"cmd": "true", "limit_grps": ["time < 12:00:00"]}], {},
-     f"{PROBLEM}limit group 'time < 12:00:00' is not a name nor name:N with N an integer "
-     f"from -1 (which removes the limit) to 9223372036854775807 (names cannot contain ':'; "
-     f"wr's time-window groups are not supported)"),
+    ([{"cmd": "true", "limit_grps": ["time < 25:00:00"]}], {},
+     f"{PROBLEM}limit group 'time < 25:00:00' is not a valid time window: '25:00:00' is not "
+     f"a time of day (hh 00-23, mm and ss 00-59)"),
 ], ids=["json-too-big", "query-too-big", "below-minus-one", "comma", "time-window"])
 def test_a_limit_no_store_can_hold_is_a_400_and_stores_nothing(
         api: httpx.Client, jobs: list[dict[str, Any]], params: dict[str, str],

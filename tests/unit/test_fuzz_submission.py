@@ -231,7 +231,15 @@ def limit_entries(draw: st.DrawFn) -> str:
 
 def limit_entry_ok(entry: str) -> bool:
     """The rule, written out again: a name (not empty; no ``,``, ``:`` or NUL), or a name
-    and ``:N`` with N an integer from -1 to 2**63-1."""
+    and ``:N`` with N an integer from -1 to 2**63-1; or a time window (what is one, and what
+    is a malformed one, tests/unit/test_windows.py checks)."""
+    from wr.windows import WindowError, parse
+
+    try:
+        if parse(entry) is not None:
+            return True
+    except WindowError:
+        return False
     if re.fullmatch(r"[^,:\x00]+", entry):
         return True
     m = re.fullmatch(r"([^,:\x00]+):(-?[0-9]+)", entry)

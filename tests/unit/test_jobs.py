@@ -449,14 +449,16 @@ def test_check_limit_name(name, why):
         check_limit_name(name)
 
 
-@pytest.mark.parametrize("entry", ["a", "a:3", "a:-1", "a:0", "with space", "ünï:2"])
+@pytest.mark.parametrize("entry", ["a", "a:3", "a:-1", "a:0", "with space", "ünï:2",
+                                   "time < 12:00:00", "2099-01-01 00:00:00 < datetime"])
 def test_check_limit_group_takes_names_and_settings(entry):
     assert check_limit_group(entry) == entry
 
 
 @pytest.mark.parametrize(("entry", "why"), [
-    ("a:-7", "out of range"), ("a:1.5", "is not a name nor name:N"),
-    ("time < 12:00:00", "time-window groups are not supported"), (":3", "not a name"),
+    ("a:-7", "out of range"), ("a:1.5", "is not a name, name:N"),
+    ("time < 1", "looks like a time window but is not one of the accepted forms"),
+    ("time < 25:00:00", "is not a valid time window"), (":3", "not a name"),
     ("a,b:3", r"must not contain ',' \(in limit group 'a,b:3'\)"), ("", "must not be empty"),
 ])
 def test_check_limit_group_refuses(entry, why):

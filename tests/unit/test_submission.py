@@ -464,10 +464,8 @@ def test_cloud_script_fifo_does_not_block(tmp_path):
          "limit is an integer from -1 (which removes the limit) to 9223372036854775807"),
         ({"limit_grps": ["a,b"]}, {}, "limit group name 'a,b' must not contain ','"),
         ({"limit_grps": [""]}, {}, "a limit group name must not be empty"),
-        ({"limit_grps": ["time < 12:00:00"]}, {}, "limit group 'time < 12:00:00' is not a "
-         "name nor name:N with N an integer from -1 (which removes the limit) to "
-         "9223372036854775807 (names cannot contain ':'; wr's time-window groups are not "
-         "supported)"),
+        ({"limit_grps": ["time < 25:00:00"]}, {}, "limit group 'time < 25:00:00' is not a "
+         "valid time window: '25:00:00' is not a time of day (hh 00-23, mm and ss 00-59)"),
         ({"limit_grps": ["a\x00b"]}, {}, "limit_grps must not contain NUL characters"),
         ({"cwd": "../../etc"}, {}, "cwd value (../../etc) is not an absolute path: give one "
          "that starts with /"),
@@ -511,7 +509,7 @@ def test_job_errors(obj, query, reason):
         ({"limit_grps": "big:9223372036854775808"}, "limit group 'big:9223372036854775808': "
          "limit 9223372036854775808 is out of range: a limit is an integer from -1"),
         ({"limit_grps": "a,b:-2"}, "limit group 'b:-2': limit -2 is out of range"),
-        ({"limit_grps": "a:x"}, "limit group 'a:x' is not a name nor name:N"),
+        ({"limit_grps": "a:x"}, "limit group 'a:x' is not a name, name:N"),
         ({"cwd": "../../etc"}, "cwd value (../../etc) is not an absolute path: give one that "
          "starts with /"),
         ({"time": "-1h"}, "time value (-1h) must not be negative"),
