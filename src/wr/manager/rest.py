@@ -12,6 +12,7 @@ import hashlib
 import os
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -31,19 +32,21 @@ from wr.errors import (
     WrError,
 )
 from wr.jobs import DELETABLE_STATES, RUN_STATES, Job, State
+from wr.manager.answers import json_array_answer
 from wr.manager.core import Added, Manager
+from wr.pacing import Pacer
 from wr.security import tokens_match
 from wr.status import (
+    SimilarGroups,
     display_env,
     encode,
-    encode_statuses,
-    group_similar,
     job_status,
     matches_state,
     parse_limit,
     parse_state_filter,
+    status_bytes,
 )
-from wr.submission import job_parts_from_request
+from wr.submission import paced_job_parts
 
 API_VERSION = "1"
 STD_LIMIT = 1000
@@ -195,22 +198,27 @@ class RestAPI:
         if method == "POST":
             return await self._add(request)
         if method == "GET":
-            return json_response(await self._status(request))
+            return await self.status_answer(request)
         if method == "DELETE":
             return await self._cancel(request)
         return text_error("So far only GET, POST and DELETE are supported", 400)
 
     async def _add(self, request: Request) -> Response:
-        added = await self.add_posted(request)
-        body = encode_statuses(added.queued, time.time())
-        return Response(body, status_code=201, media_type="application/json; charset=UTF-8")
+        pacer = Pacer()
+        added = await self.add_posted(request, pacer)
+        return json_array_answer(
+            added.queued, lambda jobs: [status_bytes(job, now=time.time()) for job in jobs],
+            status=201)
 
-    async def add_posted(self, request: Request) -> Added:
+    async def add_posted(self, request: Request, pacer: Pacer) -> Added:
         """Store and queue the jobs a POST carries (body and query): what both ways of
-        adding (``/rest/v1/jobs/`` and ``/rest/v1/add/``) do before they answer."""
+        adding (``/rest/v1/jobs/`` and ``/rest/v1/add/``) do before they answer. ``pacer``
+        shares the event loop with other requests meanwhile (issue 13)."""
         body = await self._body(request)
-        parts, rerun = job_parts_from_request(body, request.query_params, now=time.time())
-        return await self.manager.add_parts(parts, rerun=rerun)
+        parts, rerun = paced_job_parts(body, request.query_params, now=time.time(),
+                                       pacer=pacer)
+        del body  # freed once parsed, not held through the rest of the add
+        return await self.manager.add_parts(parts, rerun=rerun, pacer=pacer)
 
     def _params(self, request: Request) -> tuple[list[str] | None, str, int, bool, bool, bool]:
         q = request.query_params
@@ -223,14 +231,23 @@ class RestAPI:
         return (ids, state, limit, q.get("std") == "true", q.get("env") == "true",
                 q.get("search") == "true")
 
-    async def _select(self, request: Request) -> list[tuple[Job, str | None, int]]:
+    async def _select(self, request: Request, pacer: Pacer | None = None
+                      ) -> list[tuple[Job, str | None, int]]:
         """The jobs a GET or DELETE addresses: (job, rep group to report, similar count)."""
         ids, state, limit, _, _, search = self._params(request)
         q = self.manager.queue
+        pacer = pacer if pacer is not None else Pacer()
         out: list[tuple[Job, str | None, int]] = []
         if ids is None:
-            jobs = [j for j in q.jobs.values() if not state or matches_state(j.state, state)]
-            return self._limit(jobs, limit, None)
+            # A snapshot first (a C-speed copy), filtered a slice at a time: with a
+            # million jobs queued the filtering alone held the loop (issue 13).
+            everything = list(q.jobs.values())
+            if not state:
+                return await self._limit(everything, limit, None, pacer)
+            jobs: list[Job] = []
+            async for chunk in pacer.steps(everything):
+                jobs.extend([j for j in chunk if matches_state(j.state, state)])
+            return await self._limit(jobs, limit, None, pacer)
         for ident in ids:
             if len(ident) == 32:
                 job = q.get(ident)
@@ -252,34 +269,66 @@ class RestAPI:
                     jobs = jobs + done
                 if state:
                     jobs = [j for j in jobs if matches_state(j.state, state)]
-                out.extend(self._limit(jobs, limit, name if search else ident))
+                out.extend(await self._limit(jobs, limit, name if search else ident, pacer))
         return out
 
     @staticmethod
-    def _limit(jobs: list[Job], limit: int, rep: str | None) -> list[tuple[Job, str | None, int]]:
+    async def _limit(jobs: list[Job], limit: int, rep: str | None, pacer: Pacer
+                     ) -> list[tuple[Job, str | None, int]]:
+        out: list[tuple[Job, str | None, int]] = []
         if limit > 0:
-            return [(j, rep, n) for j, n in group_similar(jobs, limit)]
-        return [(j, rep, 0) for j in jobs]
+            groups = SimilarGroups(limit)
+            async for chunk in pacer.steps(jobs):
+                groups.add(chunk)
+            async for kept in pacer.steps(groups.result()):
+                out.extend([(j, rep, n) for j, n in kept])
+            return out
+        async for chunk in pacer.steps(jobs):
+            out.extend([(j, rep, 0) for j in chunk])
+        return out
 
-    async def _status(self, request: Request, *, chosen: list[tuple[Job, str | None, int]]
-                      | None = None, state: str | None = None) -> list[dict[str, Any]]:
+    async def _extras(self, request: Request, chosen: list[tuple[Job, str | None, int]]
+                      ) -> tuple[dict[str, tuple[str, str]], dict[str, str] | None]:
+        """What status objects show beyond the jobs, as asked: the std of failed jobs
+        (``std=true``, up to STD_LIMIT of them), the manager's environment (``env=true``)."""
         _, _, _, want_std, want_env, _ = self._params(request)
-        if chosen is None:
-            chosen = await self._select(request)
         std: dict[str, tuple[str, str]] = {}
         if want_std:
             keys = [j.key for j, _, _ in chosen
                     if j.state == State.BURIED or (j.exited and j.exitcode != 0)]
             if 0 < len(keys) <= STD_LIMIT:
                 std = await self.manager.store.std(keys)
-        env_base = dict(os.environ) if want_env else None
+        return std, (dict(os.environ) if want_env else None)
+
+    @staticmethod
+    def _objects(chosen: Sequence[tuple[Job, str | None, int]],
+                 std: dict[str, tuple[str, str]], env_base: dict[str, str] | None,
+                 state: str | None = None) -> list[dict[str, Any]]:
         now = time.time()
-        out = []
-        for job, rep, similar in chosen:
-            env = display_env(job, env_base) if env_base is not None else None
-            out.append(job_status(job, now=now, std=std.get(job.key), env=env,
-                                  similar=similar, rep_grp=rep, state=state))
-        return out
+        return [job_status(job, now=now, std=std.get(job.key),
+                           env=display_env(job, env_base) if env_base is not None else None,
+                           similar=similar, rep_grp=rep, state=state)
+                for job, rep, similar in chosen]
+
+    async def _status(self, request: Request, *, chosen: list[tuple[Job, str | None, int]],
+                      state: str | None = None) -> list[dict[str, Any]]:
+        """The status objects of chosen jobs, whole (a DELETE answers what it did)."""
+        std, env_base = await self._extras(request, chosen)
+        return self._objects(chosen, std, env_base, state)
+
+    async def status_answer(self, request: Request) -> Response:
+        """GET's answer: the chosen jobs' status objects, streamed if many (issue 13)."""
+        chosen = await self._select(request)
+        std, env_base = await self._extras(request, chosen)
+
+        def encode(chunk: Sequence[tuple[Job, str | None, int]]) -> list[bytes]:
+            now = time.time()
+            return [status_bytes(job, now=now, std=std.get(job.key),
+                                 env=display_env(job, env_base) if env_base is not None
+                                 else None, similar=similar, rep_grp=rep)
+                    for job, rep, similar in chunk]
+
+        return json_array_answer(chosen, encode)
 
     async def _cancel(self, request: Request) -> Response:
         state = request.query_params.get("state", "")
