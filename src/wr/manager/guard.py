@@ -17,6 +17,13 @@ waiting for the *client*:
 It is disarmed while the manager works on a request and after the answer (uvicorn's
 keep-alive timeout takes over), and when the connection becomes a websocket (runners keep
 theirs alive with their own messages). When it fires, the connection is closed.
+
+uvicorn's keep-alive timer (closing a connection idle between requests) starts when an
+answer is handed to the transport, not when the client has it: clients still reading big
+answers from a busy manager found their connections closed just as they sent their next
+request ("Server disconnected without sending a response", issue 13). Here the idle time
+counts from when the answer is out of the manager's hands: its transport's buffer has
+drained (below its low-water mark).
 """
 
 from __future__ import annotations
@@ -97,6 +104,26 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().on_message_complete()
         self._in_request = False
         self._disarm()
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        # The transport's buffer has drained below its low mark: an answer that was
+        # complete while the client was still reading it has only now left our hands.
+        if self.timeout_keep_alive_task is not None and not self.transport.is_closing():
+            self._keep_alive_from_now()
+
+    def timeout_keep_alive_handler(self) -> None:
+        transport = self.transport
+        if not transport.is_closing() and transport.get_write_buffer_size() > 0:
+            self._keep_alive_from_now()  # still sending the last answer
+            return
+        super().timeout_keep_alive_handler()
+
+    def _keep_alive_from_now(self) -> None:
+        if self.timeout_keep_alive_task is not None:
+            self.timeout_keep_alive_task.cancel()
+        self.timeout_keep_alive_task = self.loop.call_later(
+            self.timeout_keep_alive, self.timeout_keep_alive_handler)
 
     def handle_websocket_upgrade(self) -> None:
         self._upgraded = True
