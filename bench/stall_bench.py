@@ -1,7 +1,8 @@
 """Do small requests stay quick while one huge request is in flight? (issue 13, item 8)
 
-Against a real manager in a temporary HOME, one prober sends ``GET /rest/v1/info/`` every
-20 ms on one keep-alive connection and times each answer, in three phases:
+Against a real manager in a temporary HOME, four probers, each on its own keep-alive
+connection, send ``GET /rest/v1/info/`` every 100 ms (staggered: 40 a second in all) and
+time each answer, in three phases:
 
 1. idle: the manager has nothing else to do (the baseline, measured in the same run);
 2. during a POST of N jobs (default 1,000,000) to ``/rest/v1/jobs/``, answered with a status
@@ -13,9 +14,9 @@ The big requests are sent by ``curl`` (answers go to /dev/null), so reading 670 
 compete with the prober for this process's GIL. A sampler reads the manager's RSS every
 20 ms; each phase reports its peak and the RSS before it.
 
-Each request's latency counts from when it was due, not from when the prober could send
+Each request's latency counts from when it was due, not from when its prober could send
 it: a prober stuck behind a 20 s stall would otherwise count one slow request among
-thousands of quick ones (coordinated omission), and its p99 would hide the stall. A prober
+thousands of quick ones (coordinated omission), and its p99 would hide the stall. A
 request that fails (e.g. the server closed the connection without answering) is counted
 as dropped and the prober reconnects.
 
@@ -44,17 +45,19 @@ IDLE_SECONDS = 3.0
 """How long the idle baseline probes for."""
 
 
-INTERVAL = 0.02
-"""Seconds between the prober's requests (when it is not behind)."""
+PROBERS = 4
+"""Probers, each on its own keep-alive connection."""
+INTERVAL = 0.1
+"""Seconds between one prober's requests (staggered: 40 requests a second in all)."""
 
 
 class Prober(threading.Thread):
-    """GET /rest/v1/info/ every INTERVAL seconds until stopped, timing each answer from when
-    it was due."""
+    """GET /rest/v1/info/ every INTERVAL seconds (from ``offset`` on) until stopped, timing
+    each answer from when it was due."""
 
-    def __init__(self, url: str, token: str, ca: str) -> None:
+    def __init__(self, url: str, token: str, ca: str, offset: float = 0.0) -> None:
         super().__init__(daemon=True)
-        self.url, self.token, self.ca = url, token, ca
+        self.url, self.token, self.ca, self.offset = url, token, ca, offset
         self.latencies: list[float] = []
         self.dropped: list[str] = []
         self.stop = threading.Event()
@@ -65,7 +68,7 @@ class Prober(threading.Thread):
 
     def run(self) -> None:
         client = self._client()
-        due = time.perf_counter()
+        due = time.perf_counter() + self.offset
         try:
             while not self.stop.is_set():
                 wait = due - time.perf_counter()
@@ -109,24 +112,27 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def probe_during(url: str, token: str, ca: str, pid: int, work: Any) -> dict[str, Any]:
-    """Probe while ``work()`` runs; the figures of the prober and of the manager's RSS."""
-    prober = Prober(url, token, ca)
+    """Probe while ``work()`` runs; the figures of the probers and of the manager's RSS."""
+    probers = [Prober(url, token, ca, i * INTERVAL / PROBERS) for i in range(PROBERS)]
     sampler = RssSampler(pid)
-    prober.start()
+    for prober in probers:
+        prober.start()
     sampler.start()
-    while not prober.latencies and not prober.dropped:  # the prober is connected
+    while not all(p.latencies or p.dropped for p in probers):  # all connected
         time.sleep(0.01)
     t = time.perf_counter()
     extra = work()
     took = time.perf_counter() - t
-    prober.stop.set()
     sampler.stop.set()
-    prober.join()
-    sampler.join()
-    lat = prober.latencies
+    for prober in probers:
+        prober.stop.set()
+    for prober in [*probers, sampler]:
+        prober.join()
+    lat = [v for p in probers for v in p.latencies]
+    dropped = [d for p in probers for d in p.dropped]
     return {
-        "seconds": round(took, 2), "requests": len(lat), "dropped": len(prober.dropped),
-        "dropped_examples": prober.dropped[:3],
+        "seconds": round(took, 2), "requests": len(lat), "dropped": len(dropped),
+        "dropped_examples": dropped[:3],
         "p50_ms": round(statistics.median(lat), 1) if lat else None,
         "p99_ms": round(percentile(lat, 0.99), 1) if lat else None,
         "max_ms": round(max(lat), 1) if lat else None,

@@ -196,3 +196,25 @@ def test_a_bad_job_at_the_end_of_a_big_post_stores_nothing(manager: ManagerHandl
         r = api.post("/rest/v1/add/", content=big_body(10), params=HOLD)
         assert r.json() == {"Added": 10, "Existed": 0}
         wait_for(lambda: counts(api)["ready"] == 10, what="the 10 jobs queued")
+
+
+def test_a_big_post_that_repeats_jobs_across_its_parts_keeps_the_first_of_each(
+        manager: ManagerHandle) -> None:
+    """Steps: POST 3,000 jobs whose last 1,000 repeat the commands of the first 1,000 under
+    another rep group (so the repeats come in later slices of the add than the jobs they
+    repeat); list every job; restart the manager and list them again.
+    Expected: 2,000 added, 1,000 existed; each command is queued once, under the rep
+    group of its first appearance, before and after the restart (the store and the queue
+    kept the same job)."""
+    objects = ([{"cmd": f"echo {i}", "rep_grp": "first"} for i in range(2000)]
+               + [{"cmd": f"echo {i}", "rep_grp": "second"} for i in range(1000)])
+    with manager.http() as api:
+        r = api.post("/rest/v1/add/", content=orjson.dumps(objects), params=HOLD)
+        assert r.json() == {"Added": 2000, "Existed": 1000}
+        listed = {o["Cmd"]: o["RepGroup"] for o in api.get("/rest/v1/jobs/").json()}
+    assert listed == {f"echo {i}": "first" for i in range(2000)}
+    manager.stop()
+    manager.start()
+    with manager.http() as api:
+        again = {o["Cmd"]: o["RepGroup"] for o in api.get("/rest/v1/jobs/").json()}
+    assert again == listed

@@ -12,7 +12,7 @@ import pytest
 from starlette.responses import StreamingResponse
 
 from wr.jobs import Job, State
-from wr.manager.answers import CHUNK, json_array_answer
+from wr.manager.answers import CHUNK, Selection, json_array_answer
 from wr.pacing import Pacer
 from wr.status import encode, job_status, status_bytes
 from wr.submission import jobs_from_request
@@ -121,3 +121,23 @@ def test_a_pacer_gives_the_loop_back_once_a_slice_has_passed() -> None:
 
     never, always, seen = asyncio.run(go())
     assert (never, always, seen) == (0, 5, ["other ran"])
+
+
+def test_a_selection_reads_as_the_list_of_its_tuples() -> None:
+    jobs = mixed_jobs(12)
+    selection = Selection()
+    expected: list[tuple[Job, str | None, int]] = []
+    for run, rep, similar in ((jobs[:5], None, None), (jobs[5:6], "a", [3]),
+                              ([], "empty", None), (jobs[6:], "b", list(range(6)))):
+        selection.add(run, rep, similar)
+        expected.extend(zip(run, [rep] * len(run), similar or [0] * len(run), strict=True))
+    assert len(selection) == len(expected) == 12
+    assert list(selection) == expected
+    for start in range(13):
+        for stop in range(start, 14):
+            assert selection[start:stop] == expected[start:stop]
+    assert [selection[i] for i in range(-12, 12)] == expected + expected
+    with pytest.raises(IndexError):
+        selection[12]
+    with pytest.raises(ValueError, match="steps of 1"):
+        selection[::2]

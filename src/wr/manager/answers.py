@@ -15,11 +15,13 @@ fewer go out whole, with a Content-Length, as before.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sequence
-from typing import TypeVar
+import bisect
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from typing import TypeVar, overload
 
 from starlette.responses import Response, StreamingResponse
 
+from wr.jobs import Job
 from wr.pacing import Pacer
 from wr.status import json_array
 
@@ -49,3 +51,74 @@ async def _chunks(items: Sequence[T], encode: Callable[[Sequence[T]], list[bytes
         opening = b","
         await pacer.breathe()
     yield b"]\n"
+
+
+Chosen = tuple[Job, str | None, int]
+"""A job an answer shows, the rep group to show it under (None: its own) and its
+``Similar`` count."""
+
+
+class Selection(Sequence[Chosen]):
+    """The jobs a request chose, in order, kept as runs of jobs shown under one rep group
+    rather than as a tuple per job: a million tuples cost 64 MB, and lived long enough for
+    the garbage collector to scan them, holding the loop for half a second."""
+
+    __slots__ = ("_runs", "_starts", "_len")
+
+    def __init__(self) -> None:
+        self._runs: list[tuple[Sequence[Job], str | None, Sequence[int] | None]] = []
+        self._starts: list[int] = []
+        self._len = 0
+
+    def add(self, jobs: Sequence[Job], rep: str | None = None,
+            similar: Sequence[int] | None = None) -> None:
+        """Append ``jobs`` (``similar``: their Similar counts; None: all 0)."""
+        if jobs:
+            self._runs.append((jobs, rep, similar))
+            self._starts.append(self._len)
+            self._len += len(jobs)
+
+    def __len__(self) -> int:
+        return self._len
+
+    def __iter__(self) -> Iterator[Chosen]:
+        for jobs, rep, similar in self._runs:
+            if similar is None:
+                for job in jobs:
+                    yield job, rep, 0
+            else:
+                yield from zip(jobs, [rep] * len(jobs), similar, strict=True)
+
+    @overload
+    def __getitem__(self, index: int) -> Chosen: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[Chosen]: ...
+
+    def __getitem__(self, index: int | slice) -> Chosen | list[Chosen]:
+        if isinstance(index, slice):
+            start, stop, step = index.indices(self._len)
+            if step != 1:
+                raise ValueError("a Selection is sliced in steps of 1 only")
+            return self._range(start, stop)
+        if index < 0:
+            index += self._len
+        if not 0 <= index < self._len:
+            raise IndexError("Selection index out of range")
+        return self._range(index, index + 1)[0]
+
+    def _range(self, start: int, stop: int) -> list[Chosen]:
+        out: list[Chosen] = []
+        run = bisect.bisect_right(self._starts, start) - 1
+        while start < stop and run < len(self._runs):
+            jobs, rep, similar = self._runs[run]
+            first = start - self._starts[run]
+            last = min(len(jobs), stop - self._starts[run])
+            if similar is None:
+                out.extend([(job, rep, 0) for job in jobs[first:last]])
+            else:
+                out.extend(zip(jobs[first:last], [rep] * (last - first),
+                               similar[first:last], strict=True))
+            start = self._starts[run] + last
+            run += 1
+        return out

@@ -32,7 +32,7 @@ from wr.errors import (
     WrError,
 )
 from wr.jobs import DELETABLE_STATES, RUN_STATES, Job, State
-from wr.manager.answers import json_array_answer
+from wr.manager.answers import Chosen, Selection, json_array_answer
 from wr.manager.core import Added, Manager
 from wr.pacing import Pacer
 from wr.security import tokens_match
@@ -231,23 +231,22 @@ class RestAPI:
         return (ids, state, limit, q.get("std") == "true", q.get("env") == "true",
                 q.get("search") == "true")
 
-    async def _select(self, request: Request, pacer: Pacer | None = None
-                      ) -> list[tuple[Job, str | None, int]]:
+    async def _select(self, request: Request, pacer: Pacer | None = None) -> Selection:
         """The jobs a GET or DELETE addresses: (job, rep group to report, similar count)."""
         ids, state, limit, _, _, search = self._params(request)
         q = self.manager.queue
         pacer = pacer if pacer is not None else Pacer()
-        out: list[tuple[Job, str | None, int]] = []
+        out = Selection()
         if ids is None:
             # A snapshot first (a C-speed copy), filtered a slice at a time: with a
             # million jobs queued the filtering alone held the loop (issue 13).
-            everything = list(q.jobs.values())
-            if not state:
-                return await self._limit(everything, limit, None, pacer)
-            jobs: list[Job] = []
-            async for chunk in pacer.steps(everything):
-                jobs.extend([j for j in chunk if matches_state(j.state, state)])
-            return await self._limit(jobs, limit, None, pacer)
+            jobs = list(q.jobs.values())
+            if state:
+                everything, jobs = jobs, []
+                async for chunk in pacer.steps(everything):
+                    jobs.extend([j for j in chunk if matches_state(j.state, state)])
+            await self._limit(out, jobs, limit, None, pacer)
+            return out
         for ident in ids:
             if len(ident) == 32:
                 job = q.get(ident)
@@ -255,7 +254,7 @@ class RestAPI:
                     found = await self.manager.store.complete_jobs([ident])
                     job = found[0] if found else None
                 if job is not None:
-                    out.append((job, None, 0))
+                    out.add([job])
                     continue
             names = [ident]
             if search:
@@ -269,39 +268,40 @@ class RestAPI:
                     jobs = jobs + done
                 if state:
                     jobs = [j for j in jobs if matches_state(j.state, state)]
-                out.extend(await self._limit(jobs, limit, name if search else ident, pacer))
+                await self._limit(out, jobs, limit, name if search else ident, pacer)
         return out
 
     @staticmethod
-    async def _limit(jobs: list[Job], limit: int, rep: str | None, pacer: Pacer
-                     ) -> list[tuple[Job, str | None, int]]:
-        out: list[tuple[Job, str | None, int]] = []
-        if limit > 0:
-            groups = SimilarGroups(limit)
-            async for chunk in pacer.steps(jobs):
-                groups.add(chunk)
-            async for kept in pacer.steps(groups.result()):
-                out.extend([(j, rep, n) for j, n in kept])
-            return out
+    async def _limit(out: Selection, jobs: list[Job], limit: int, rep: str | None,
+                     pacer: Pacer) -> None:
+        """Add ``jobs`` to ``out``, only the first ``limit`` of each kind if ``limit``."""
+        if limit <= 0:
+            out.add(jobs, rep)
+            return
+        groups = SimilarGroups(limit)
         async for chunk in pacer.steps(jobs):
-            out.extend([(j, rep, 0) for j in chunk])
-        return out
+            groups.add(chunk)
+        kept = groups.result()
+        out.add([job for job, _ in kept], rep, [n for _, n in kept])
 
-    async def _extras(self, request: Request, chosen: list[tuple[Job, str | None, int]]
+    async def _extras(self, request: Request, chosen: Sequence[Chosen],
+                      pacer: Pacer | None = None
                       ) -> tuple[dict[str, tuple[str, str]], dict[str, str] | None]:
         """What status objects show beyond the jobs, as asked: the std of failed jobs
         (``std=true``, up to STD_LIMIT of them), the manager's environment (``env=true``)."""
         _, _, _, want_std, want_env, _ = self._params(request)
         std: dict[str, tuple[str, str]] = {}
         if want_std:
-            keys = [j.key for j, _, _ in chosen
-                    if j.state == State.BURIED or (j.exited and j.exitcode != 0)]
+            keys: list[str] = []
+            async for chunk in (pacer or Pacer()).steps(chosen):
+                keys.extend([j.key for j, _, _ in chunk
+                             if j.state == State.BURIED or (j.exited and j.exitcode != 0)])
             if 0 < len(keys) <= STD_LIMIT:
                 std = await self.manager.store.std(keys)
         return std, (dict(os.environ) if want_env else None)
 
     @staticmethod
-    def _objects(chosen: Sequence[tuple[Job, str | None, int]],
+    def _objects(chosen: Sequence[Chosen],
                  std: dict[str, tuple[str, str]], env_base: dict[str, str] | None,
                  state: str | None = None) -> list[dict[str, Any]]:
         now = time.time()
@@ -310,7 +310,7 @@ class RestAPI:
                            similar=similar, rep_grp=rep, state=state)
                 for job, rep, similar in chosen]
 
-    async def _status(self, request: Request, *, chosen: list[tuple[Job, str | None, int]],
+    async def _status(self, request: Request, *, chosen: Sequence[Chosen],
                       state: str | None = None) -> list[dict[str, Any]]:
         """The status objects of chosen jobs, whole (a DELETE answers what it did)."""
         std, env_base = await self._extras(request, chosen)
@@ -318,10 +318,11 @@ class RestAPI:
 
     async def status_answer(self, request: Request) -> Response:
         """GET's answer: the chosen jobs' status objects, streamed if many (issue 13)."""
-        chosen = await self._select(request)
-        std, env_base = await self._extras(request, chosen)
+        pacer = Pacer()
+        chosen = await self._select(request, pacer)
+        std, env_base = await self._extras(request, chosen, pacer)
 
-        def encode(chunk: Sequence[tuple[Job, str | None, int]]) -> list[bytes]:
+        def encode(chunk: Sequence[Chosen]) -> list[bytes]:
             now = time.time()
             return [status_bytes(job, now=now, std=std.get(job.key),
                                  env=display_env(job, env_base) if env_base is not None

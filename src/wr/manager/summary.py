@@ -44,7 +44,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from wr.jobs import Job, State
-from wr.manager.answers import json_array_answer
+from wr.manager.answers import Chosen, json_array_answer
 from wr.manager.core import Manager
 from wr.manager.rest import check_token, json_response
 from wr.pacing import Pacer
@@ -205,10 +205,11 @@ class SummaryAPI:
         # The same selection, grouping (limit) and std/env as GET /rest/v1/jobs/, and
         # streamed as it is when many (issue 13).
         rest = self.rest
-        chosen = await rest._select(request)
-        std, env_base = await rest._extras(request, chosen)
+        pacer = Pacer()
+        chosen = await rest._select(request, pacer)
+        std, env_base = await rest._extras(request, chosen, pacer)
 
-        def encode(chunk: Sequence[tuple[Job, str | None, int]]) -> list[bytes]:
+        def encode(chunk: Sequence[Chosen]) -> list[bytes]:
             objects = rest._objects(chunk, std, env_base)
             for obj, (job, _, _) in zip(objects, chunk, strict=True):
                 ready_at = None
