@@ -756,7 +756,9 @@ def _keep_out_of_collections() -> None:
 
 
 def _outcome_heard(future: asyncio.Future[Any]) -> None:
-    """Nobody awaits an aborted add: take its error, so asyncio does not log it as lost."""
+    """For a future nobody awaits (an aborted add's write; the events of a big add's
+    slices, handed on before its last, awaited, ones): take its error, so asyncio does not
+    log it as lost."""
     if not future.cancelled():
         future.exception()
 

@@ -230,7 +230,8 @@ class SummaryAPI:
             now_queued.update([job.key for job in chunk])
         # New = queued now but not before; a repeat within the body, an already queued job
         # and (without rerun) an already completed one are all "existed", as in wr.
-        before, counted = done.before, set()
+        before = done.before
+        counted: set[str] = set()
         added = 0
         async for chunk in pacer.steps(done.jobs):
             for job in chunk:
