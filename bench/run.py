@@ -283,11 +283,31 @@ def bench_history(n: int, out: dict[str, Any], groups: int = 10) -> None:
         m.close()
 
 
+def bench_stall(n: int, out: dict[str, Any]) -> None:
+    """Small requests during one huge request (bench/stall_bench.py): GET /rest/v1/info/
+    every 20 ms, idle, during a POST of n jobs and during a GET of them all."""
+    from stall_bench import run as stall_run
+
+    r = stall_run(n)
+    for phase, name in (("idle", "idle manager"), ("post", f"during a {n:,}-job POST"),
+                        ("get", f"during a GET of {n:,} jobs")):
+        figures = r[phase]
+        out[f"stall: GET /rest/v1/info/ p99, {name}"] = {
+            "value": figures["p99_ms"], "unit": "ms", "p50": figures["p50_ms"],
+            "max": figures["max_ms"], "dropped": figures["dropped"],
+            "target": "< 200 ms" if phase != "idle" else "baseline"}
+    for phase, name in (("post", "POST"), ("get", "GET")):
+        figures = r[phase]
+        out[f"stall: manager peak RSS during the {name} ({n:,} jobs)"] = {
+            "value": figures["rss_peak_mb"], "unit": "MB",
+            "before": figures["rss_before_mb"], "seconds": figures["seconds"]}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats, smaller scale")
     parser.add_argument("--only", default="",
-                        help="comma list: throughput,add,latency,scale,history")
+                        help="comma list: throughput,add,latency,scale,history,stall")
     parser.add_argument("--scale", type=int, default=0,
                         help="queued jobs for the scale test, completed ones for history")
     args = parser.parse_args()
@@ -303,6 +323,7 @@ def main() -> int:
         ("add", lambda: bench_add(runs, 100_000, out)),
         ("scale", lambda: bench_scale(scale, out)),
         ("history", lambda: bench_history(scale, out)),
+        ("stall", lambda: bench_stall(scale, out)),
     ]
     for name, step in steps:
         if only and name not in only:

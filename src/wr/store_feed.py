@@ -39,11 +39,16 @@ class AddFeed:
         self._aborted = False
         self._stall_timeout = stall_timeout
 
-    def put(self, jobs: Sequence[Job], queued: Collection[str]) -> None:
+    def put(self, jobs: Sequence[Job], queued: Collection[str],
+            records: list[bytes] | None = None) -> None:
         """Add a part: its jobs, and the keys among them already queued. Their records
-        are made now, so the caller may change the jobs from here on (the manager works
-        out their places in the queue while the writer writes them)."""
-        records = [job.record_bytes() for job in jobs]
+        (``job.record_bytes()`` of each) are made now unless the caller made them, so the
+        caller may change the jobs from here on (the manager works out their places in
+        the queue while the writer writes them)."""
+        if records is None:
+            records = [job.record_bytes() for job in jobs]
+        elif len(records) != len(jobs):
+            raise ValueError(f"{len(records)} records for {len(jobs)} jobs")
         with self._ready:
             self._parts.append((jobs, queued, records))
             self._ready.notify()

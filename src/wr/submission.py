@@ -55,7 +55,7 @@ import math
 import os
 import re
 import stat
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote_plus
@@ -64,6 +64,8 @@ import orjson
 
 from wr.container_options import parse_container_mounts
 from wr.errors import BadRequest
+from wr.job_body import JobObjects, parse_jobs_body
+from wr.job_body import show_value as _show
 from wr.job_fields import Rare, compact_rare, rare_part
 from wr.jobs import (
     DEFAULT_CWD,
@@ -82,6 +84,7 @@ from wr.jobs import (
     parse_memory,
 )
 from wr.lsf import check_bsub_mode
+from wr.pacing import STEP, Pacer
 
 PROBLEM = "there was a problem interpreting your job: "
 """wr's prefix for every per-job conversion error."""
@@ -255,51 +258,7 @@ def _query_json(name: str, text: str) -> Any:
         raise _Invalid(f"{name}: invalid JSON: {e}") from None
 
 
-# -- the body -----------------------------------------------------------------------------
-
-def parse_jobs_body(body: bytes) -> list[dict[str, Any]]:
-    """Decode a POST body: a JSON array of job objects (JSON ``null`` is no jobs).
-
-    A ``null`` element becomes ``{}``, so it fails later with "cmd was not specified".
-    """
-    if not body or body.isspace():
-        raise BadRequest("the request body is empty; expected a JSON array of job objects")
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError as e:
-        raise BadRequest(f"the request body is not valid JSON: {e}") from None
-    if data is None:
-        return []
-    if not isinstance(data, list):
-        raise BadRequest(
-            f"expected a JSON array of job objects, got {_json_kind(data)}"
-        )
-    out: list[dict[str, Any]] = []
-    for i, item in enumerate(data):
-        if item is None:
-            item = {}
-        elif not isinstance(item, dict):
-            raise BadRequest(
-                f"expected a JSON array of job objects, but element {i} is {_json_kind(item)}: "
-                f"{_show(item)}"
-            )
-        out.append(item)
-    return out
-
-
-def _json_kind(value: Any) -> str:
-    if isinstance(value, dict):
-        return "an object"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    return "null" if value is None else type(value).__name__
-
+# -- the body (parsed by wr.job_body) -------------------------------------------------
 
 PART = 10_000
 """Jobs converted at a time by `job_parts_from_request`."""
@@ -333,6 +292,41 @@ def _parts(objects: list[dict[str, Any]], defaults: JobDefaults, now: float,
     seen = _Seen()
     for start in range(0, len(objects), size):
         yield [_job(obj, defaults, now, seen) for obj in objects[start:start + size]]
+
+
+def paced_job_parts(
+    body: bytes, query: Mapping[str, str], *, now: float, pacer: Pacer, size: int = PART
+) -> tuple[AsyncIterator[list[Job]], bool]:
+    """`job_parts_from_request` on the event loop, sharing it (issue 13): the body is
+    parsed a piece at a time (`wr.job_body`), its jobs converted ``STEP`` at a time with
+    ``pacer`` giving the loop back between, and each piece's dicts dropped once converted.
+    The query is checked now, the body as the parts are taken; errors, and which of two
+    comes first, are those of `job_parts_from_request`."""
+    defaults, rerun = parse_query_defaults(query)
+    return _paced_parts(JobObjects(body), defaults, now, pacer, size), rerun
+
+
+async def _paced_parts(objects: JobObjects, defaults: JobDefaults, now: float, pacer: Pacer,
+                       size: int) -> AsyncIterator[list[Job]]:
+    seen = _Seen()
+    part: list[Job] = []
+    for piece in objects.pieces():
+        for start in range(0, len(piece), STEP):
+            try:
+                part.extend([_job(obj, defaults, now, seen)
+                             for obj in piece[start:start + STEP]])
+            except BadRequest:
+                # A JSON error, or an element that is no object, further on comes first.
+                for _ in objects.drain():
+                    await pacer.breathe()
+                raise
+            if len(part) >= size:
+                yield part
+                part = []
+            await pacer.breathe()
+        await pacer.breathe()
+    if part:
+        yield part
 
 
 def check_job_objects(objects: Sequence[Mapping[str, Any]], defaults: JobDefaults,
@@ -663,15 +657,6 @@ def _given(value: Any) -> bool:
     if value is None:
         return False
     return not (isinstance(value, (str, list)) and not value)
-
-
-def _show(value: Any, limit: int = 80) -> str:
-    """A value as the user wrote it (JSON), shortened for an error message."""
-    try:
-        text = orjson.dumps(value).decode()
-    except (TypeError, ValueError):
-        text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _checked(check: Any, value: Any) -> Any:

@@ -142,3 +142,26 @@ def test_jobs_are_stored_as_they_were_when_put(store: Store) -> None:
         assert {(j.sched_group, j.ram) for j in live} == {("", jobs[0].user_ram)}
 
     asyncio.run(main())
+
+
+def test_records_made_by_the_caller_are_the_ones_stored(store: Store) -> None:
+    """The manager makes a part's records itself, a slice at a time between other work
+    (issue 13): what is stored is those records, even if the jobs change afterwards; a
+    count of records that does not match the jobs is refused."""
+    jobs = [make_job(f"echo {i}", rep_grp="mine") for i in range(20)]
+    records = [job.record_bytes() for job in jobs]
+
+    async def main() -> None:
+        feed, stored = store.add_feed()
+        with pytest.raises(ValueError, match="19 records for 20 jobs"):
+            feed.put(jobs, frozenset(), records[:-1])
+        feed.put(jobs, frozenset(), records)
+        for job in jobs:
+            job.rep_grp = "changed"
+        feed.end()
+        await stored
+
+    asyncio.run(main())
+    with sqlite3.connect(store.path) as conn:
+        stored_records = dict(conn.execute("SELECT key, data FROM live"))
+    assert stored_records == {job.key: record for job, record in zip(jobs, records, strict=True)}

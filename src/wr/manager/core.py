@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import hashlib
 import logging
 import math
@@ -19,7 +20,7 @@ import socket
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,9 +31,11 @@ from wr.learning import DISK, RAM, TIME, Learner
 from wr.manager.deaths import RunnerDeaths
 from wr.manager.events import EventHub
 from wr.manager.memory import MemoryTrimmer
-from wr.queue import Changed, EndReport, LimitChanged, Queue, QueueError, Replaced
+from wr.pacing import Pacer
+from wr.queue import Changed, EndReport, LimitChanged, Queue, QueueError, Replaced, Staged
 from wr.schedulers.base import GroupRequirements, ImpossibleError, RunnerCommand, Scheduler
 from wr.store import Store
+from wr.store_feed import AddFeed
 from wr.windows import waiting_for
 
 log = logging.getLogger("wr.manager")
@@ -312,28 +315,29 @@ class Manager:
         """Store then queue new jobs; return the queue's copy of each input still queued."""
         return (await self.add_parts([jobs], rerun=rerun)).queued
 
-    async def add_parts(self, parts: Iterable[list[Job]], *, rerun: bool = False) -> Added:
+    async def add_parts(self, parts: Iterable[list[Job]] | AsyncIterable[list[Job]], *,
+                        rerun: bool = False, pacer: Pacer | None = None) -> Added:
         """Store then queue new jobs that come in parts (`wr.submission`'s
-        ``job_parts_from_request`` converts them as they are taken): the store writes each
-        part while the next is converted (see `wr.store_feed`). A part that raises stores
+        ``paced_job_parts`` converts them as they are taken): the store writes each part
+        while the next is converted (see `wr.store_feed`). A part that raises stores
         nothing and queues nothing; nor does an add that would close a dependency cycle
-        (`wr.cycles.DependencyCycle`, checked once every part is read, issue 13)."""
+        (`wr.cycles.DependencyCycle`, checked once every part is read, issue 13).
+
+        A million jobs take seconds of work here; ``pacer`` gives the event loop back
+        between slices of it, so other requests are answered meanwhile (issue 13). The
+        add stays one transaction; other writes wait for it."""
         if self._stopping:
             raise StorageUnavailable("the manager is shutting down")
+        pacer = pacer if pacer is not None else Pacer()
         added = Added()
         limits: dict[str, int | None] = {}
         bsub_ids = self.queue.bsub_ids
         feed, stored = self.store.add_feed(rerun=rerun)
+        staged = Staged()
+        pending = None
         try:
-            for n, part in enumerate(parts):
-                for job in part:
-                    self.queue.prepare(job, limits)
-                queued = frozenset(j.key for j in part if j.key in self.queue.jobs)
-                added.jobs.extend(part)
-                added.before.update(queued)
-                feed.put(part, queued)
-                if n == 0:
-                    await asyncio.sleep(0)  # the writer starts on this part now
+            async for part in _each(parts):
+                await self._take_part(part, feed, added, limits, staged, pacer)
             # Counted by later checks until queued, so two adds being stored at once
             # cannot each pass and together close a cycle.
             pending = self.queue.check_add(added.jobs)
@@ -341,31 +345,31 @@ class Manager:
             feed.abort()
             stored.add_done_callback(_outcome_heard)
             raise
+        feed.end()
         try:
-            feed.end()
-            staged = self.queue.stage(added.jobs)  # while the writer finishes
             result = await stored
+            for name, limit in limits.items():  # only now: a refused add changes nothing
+                self.queue.set_limit(name, limit)
+            for job in result.resurrected:
+                _reset_for_rerun(job)
+                self.queue.prepare(job)
+            if self.queue.bsub_ids != bsub_ids:  # LSF job ids given: never again (issue 15)
+                self.store.set_counter(BSUB_IDS, self.queue.bsub_ids).add_done_callback(
+                    _outcome_heard)
+            if result.resurrected:  # they may close a cycle no check before the store saw
+                self._warn_of_cycle([*result.stored, *result.resurrected])
+            placed = await self._queue_stored([*result.stored, *result.resurrected], staged,
+                                              pacer)
         finally:
-            self.queue.forget_pending(pending)  # (queued below, in the same step)
-        for name, limit in limits.items():  # only now: a refused add changes nothing
-            self.queue.set_limit(name, limit)
-        for job in result.resurrected:
-            _reset_for_rerun(job)
-            self.queue.prepare(job)
-        if self.queue.bsub_ids != bsub_ids:  # the LSF job ids given: never again (issue 15)
-            self.store.set_counter(BSUB_IDS, self.queue.bsub_ids).add_done_callback(
-                _outcome_heard)
-        if result.resurrected:  # they may close a cycle no check before the store could see
-            self._warn_of_cycle([*result.stored, *result.resurrected])
-        now = time.time()
-        self.queue.add([*result.stored, *result.resurrected], now, prepared=True,
-                       staged=staged)
+            self.queue.forget_pending(pending)  # queued now, or given up
         # The jobs are stored: a limit or rerun write that fails here is kept and retried.
         with contextlib.suppress(StorageUnavailable):
             await self._after()
         self.trimmer.note(len(added.jobs))
         jobs = self.queue.jobs
-        added.queued = [q for j in added.jobs if (q := jobs.get(j.key)) is not None]
+        async for chunk in pacer.steps(added.jobs):
+            added.queued.extend([q for j in chunk
+                                 if (q := placed.get(j.key) or jobs.get(j.key)) is not None])
         return added
 
     def _warn_of_cycle(self, jobs: list[Job]) -> None:
@@ -373,6 +377,58 @@ class Manager:
         if cycle is not None:
             self.add_warning(f"an add brought back completed jobs to run after its jobs "
                              f"that joined their dep groups (as wr does), and {cycle}")
+
+    async def _take_part(self, part: list[Job], feed: AddFeed, added: Added,
+                         limits: dict[str, int | None], staged: Staged, pacer: Pacer) -> None:
+        """One part of an add: its places in line, to the writer, then (while the writer
+        writes it) where it will go in the queue."""
+        queue = self.queue
+        queued: set[str] = set()
+        records: list[bytes] = []
+        async for chunk in pacer.steps(part):
+            for job in chunk:
+                queue.prepare(job, limits)
+                if job.key in queue.jobs:
+                    queued.add(job.key)
+            records.extend([job.record_bytes() for job in chunk])
+        first = not added.jobs
+        added.jobs.extend(part)
+        added.before.update(queued)
+        feed.put(part, queued, records)
+        _keep_out_of_collections()
+        if first:
+            await asyncio.sleep(0)  # the writer starts on this part now
+        async for chunk in pacer.steps(part):
+            more = queue.stage(chunk)
+            # The first job of a key stays staged, as in one call of stage for them all.
+            for key in more.jobs.keys() & staged.jobs.keys():
+                del more.jobs[key]
+            staged.jobs.update(more.jobs)
+            for name, recommendation in more.recommendations.items():
+                staged.recommendations.setdefault(name, recommendation)
+
+    async def _queue_stored(self, fresh: list[Job], staged: Staged, pacer: Pacer
+                            ) -> dict[str, Job]:
+        """Queue the jobs an add stored; the queue's job for each key. Those `Queue.stage`
+        worked out (no dependencies either way) go in slices, each slice's events handed
+        on at once; the others together, as they may depend on each other."""
+        held = staged.jobs
+        placed: dict[str, Job] = {}
+        others: list[Job] = []
+        now = time.time()
+        async for chunk in pacer.steps(fresh):
+            alone = [j for j in chunk if held.get(j.key) is j]
+            if len(alone) < len(chunk):
+                others.extend(j for j in chunk if held.get(j.key) is not j)
+            placed.update(zip([j.key for j in alone],
+                              self.queue.add(alone, now, prepared=True, staged=staged),
+                              strict=True))
+            self._after().add_done_callback(_outcome_heard)
+            _keep_out_of_collections()
+        placed.update(zip([j.key for j in others],
+                          self.queue.add(others, now, prepared=True, staged=staged),
+                          strict=True))
+        return placed
 
     # -- scheduling -------------------------------------------------------------------------
 
@@ -894,10 +950,33 @@ def _log_task_failure(task: asyncio.Task[Any]) -> None:
         log.error("background task failed: %r", task.exception())
 
 
+def _keep_out_of_collections() -> None:
+    """Move what lives now out of the garbage collector's sight (gc.freeze), as the
+    manager does after loading its jobs at start (server.py): the jobs of a big add live
+    long, and at a million of them each collection of the young generation scanned them
+    all, holding the loop for 0.2-0.5 s (issue 13). Reference counting still frees them;
+    only a reference cycle that is garbage at this moment is never collected, and a big
+    add makes none."""
+    gc.freeze()
+
+
 def _outcome_heard(future: asyncio.Future[Any]) -> None:
-    """Nobody awaits an aborted add: take its error, so asyncio does not log it as lost."""
+    """For a future nobody awaits (an aborted add's write; the events of a big add's
+    slices, handed on before its last, awaited, ones): take its error, so asyncio does not
+    log it as lost."""
     if not future.cancelled():
         future.exception()
+
+
+async def _each(parts: Iterable[list[Job]] | AsyncIterable[list[Job]]
+                ) -> AsyncIterator[list[Job]]:
+    """The parts of an add, whether they come from a list or are converted as they go."""
+    if isinstance(parts, AsyncIterable):
+        async for part in parts:
+            yield part
+    else:
+        for part in parts:
+            yield part
 
 
 async def _gather(futures: list[asyncio.Future[Any]]) -> None:

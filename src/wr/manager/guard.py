@@ -21,6 +21,13 @@ theirs alive with their own messages). When it fires, the connection is closed.
 When the manager runs behind a `gate.Gate` (issue 13: a cap on open connections), the
 protocol also tells it what the connection is doing, so that the gate sheds idle and
 unproven connections, never one whose request is being answered.
+
+uvicorn's keep-alive timer (closing a connection idle between requests) starts when an
+answer is handed to the transport, not when the client has it: clients still reading big
+answers from a busy manager found their connections closed just as they sent their next
+request ("Server disconnected without sending a response", issue 13). Here the idle time
+counts from when the answer is out of the manager's hands: its transport's buffer has
+drained (below its low-water mark).
 """
 
 from __future__ import annotations
@@ -122,6 +129,26 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if (self.gate is not None and self._awaiting_client() and not self._upgraded
                 and not self.transport.is_closing()):
             self.gate.idle(self.transport)
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        # The transport's buffer has drained below its low mark: an answer that was
+        # complete while the client was still reading it has only now left our hands.
+        if self.timeout_keep_alive_task is not None and not self.transport.is_closing():
+            self._keep_alive_from_now()
+
+    def timeout_keep_alive_handler(self) -> None:
+        transport = self.transport
+        if not transport.is_closing() and transport.get_write_buffer_size() > 0:
+            self._keep_alive_from_now()  # still sending the last answer
+            return
+        super().timeout_keep_alive_handler()
+
+    def _keep_alive_from_now(self) -> None:
+        if self.timeout_keep_alive_task is not None:
+            self.timeout_keep_alive_task.cancel()
+        self.timeout_keep_alive_task = self.loop.call_later(
+            self.timeout_keep_alive, self.timeout_keep_alive_handler)
 
     def handle_websocket_upgrade(self) -> None:
         self._upgraded = True

@@ -12,6 +12,7 @@ import hashlib
 import os
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,21 +31,23 @@ from wr.errors import (
     WrError,
 )
 from wr.jobs import DELETABLE_STATES, RUN_STATES, Job, State
+from wr.manager.answers import Chosen, Selection, json_array_answer
 from wr.manager.core import Added, Manager
 from wr.manager.names import ids_in_path
 from wr.manager.owned_files import upload_refusal
+from wr.pacing import Pacer
 from wr.security import tokens_match
 from wr.status import (
+    SimilarGroups,
     display_env,
     encode,
-    encode_statuses,
-    group_similar,
     job_status,
     matches_state,
     parse_limit,
     parse_state_filter,
+    status_bytes,
 )
-from wr.submission import job_parts_from_request
+from wr.submission import paced_job_parts
 
 API_VERSION = "1"
 STD_LIMIT = 1000
@@ -199,22 +202,27 @@ class RestAPI:
         if method == "POST":
             return await self._add(request)
         if method == "GET":
-            return json_response(await self._status(request))
+            return await self.status_answer(request)
         if method == "DELETE":
             return await self._cancel(request)
         return text_error("So far only GET, POST and DELETE are supported", 400)
 
     async def _add(self, request: Request) -> Response:
-        added = await self.add_posted(request)
-        body = encode_statuses(added.queued, time.time())
-        return Response(body, status_code=201, media_type="application/json; charset=UTF-8")
+        pacer = Pacer()
+        added = await self.add_posted(request, pacer)
+        return json_array_answer(
+            added.queued, lambda jobs: [status_bytes(job, now=time.time()) for job in jobs],
+            status=201)
 
-    async def add_posted(self, request: Request) -> Added:
+    async def add_posted(self, request: Request, pacer: Pacer) -> Added:
         """Store and queue the jobs a POST carries (body and query): what both ways of
-        adding (``/rest/v1/jobs/`` and ``/rest/v1/add/``) do before they answer."""
+        adding (``/rest/v1/jobs/`` and ``/rest/v1/add/``) do before they answer. ``pacer``
+        shares the event loop with other requests meanwhile (issue 13)."""
         body = await self._body(request)
-        parts, rerun = job_parts_from_request(body, request.query_params, now=time.time())
-        return await self.manager.add_parts(parts, rerun=rerun)
+        parts, rerun = paced_job_parts(body, request.query_params, now=time.time(),
+                                       pacer=pacer)
+        del body  # freed once parsed, not held through the rest of the add
+        return await self.manager.add_parts(parts, rerun=rerun, pacer=pacer)
 
     def _params(self, request: Request) -> tuple[list[str] | None, str, int, bool, bool, bool]:
         q = request.query_params
@@ -226,14 +234,22 @@ class RestAPI:
         return (ids, state, limit, q.get("std") == "true", q.get("env") == "true",
                 q.get("search") == "true")
 
-    async def _select(self, request: Request) -> list[tuple[Job, str | None, int]]:
+    async def _select(self, request: Request, pacer: Pacer | None = None) -> Selection:
         """The jobs a GET or DELETE addresses: (job, rep group to report, similar count)."""
         ids, state, limit, _, _, search = self._params(request)
         q = self.manager.queue
-        out: list[tuple[Job, str | None, int]] = []
+        pacer = pacer if pacer is not None else Pacer()
+        out = Selection()
         if ids is None:
-            jobs = [j for j in q.jobs.values() if not state or matches_state(j.state, state)]
-            return self._limit(jobs, limit, None)
+            # A snapshot first (a C-speed copy), filtered a slice at a time: with a
+            # million jobs queued the filtering alone held the loop (issue 13).
+            jobs = list(q.jobs.values())
+            if state:
+                everything, jobs = jobs, []
+                async for chunk in pacer.steps(everything):
+                    jobs.extend([j for j in chunk if matches_state(j.state, state)])
+            await self._limit(out, jobs, limit, None, pacer)
+            return out
         for ident in ids:
             if len(ident) == 32:
                 job = q.get(ident)
@@ -241,7 +257,7 @@ class RestAPI:
                     found = await self.manager.store.complete_jobs([ident])
                     job = found[0] if found else None
                 if job is not None:
-                    out.append((job, None, 0))
+                    out.add([job])
                     continue
             names = [ident]
             if search:
@@ -255,34 +271,68 @@ class RestAPI:
                     jobs = jobs + done
                 if state:
                     jobs = [j for j in jobs if matches_state(j.state, state)]
-                out.extend(self._limit(jobs, limit, name if search else ident))
+                await self._limit(out, jobs, limit, name if search else ident, pacer)
         return out
 
     @staticmethod
-    def _limit(jobs: list[Job], limit: int, rep: str | None) -> list[tuple[Job, str | None, int]]:
-        if limit > 0:
-            return [(j, rep, n) for j, n in group_similar(jobs, limit)]
-        return [(j, rep, 0) for j in jobs]
+    async def _limit(out: Selection, jobs: list[Job], limit: int, rep: str | None,
+                     pacer: Pacer) -> None:
+        """Add ``jobs`` to ``out``, only the first ``limit`` of each kind if ``limit``."""
+        if limit <= 0:
+            out.add(jobs, rep)
+            return
+        groups = SimilarGroups(limit)
+        async for chunk in pacer.steps(jobs):
+            groups.add(chunk)
+        kept = groups.result()
+        out.add([job for job, _ in kept], rep, [n for _, n in kept])
 
-    async def _status(self, request: Request, *, chosen: list[tuple[Job, str | None, int]]
-                      | None = None, state: str | None = None) -> list[dict[str, Any]]:
+    async def _extras(self, request: Request, chosen: Sequence[Chosen],
+                      pacer: Pacer | None = None
+                      ) -> tuple[dict[str, tuple[str, str]], dict[str, str] | None]:
+        """What status objects show beyond the jobs, as asked: the std of failed jobs
+        (``std=true``, up to STD_LIMIT of them), the manager's environment (``env=true``)."""
         _, _, _, want_std, want_env, _ = self._params(request)
-        if chosen is None:
-            chosen = await self._select(request)
         std: dict[str, tuple[str, str]] = {}
         if want_std:
-            keys = [j.key for j, _, _ in chosen
-                    if j.state == State.BURIED or (j.exited and j.exitcode != 0)]
+            keys: list[str] = []
+            async for chunk in (pacer or Pacer()).steps(chosen):
+                keys.extend([j.key for j, _, _ in chunk
+                             if j.state == State.BURIED or (j.exited and j.exitcode != 0)])
             if 0 < len(keys) <= STD_LIMIT:
                 std = await self.manager.store.std(keys)
-        env_base = dict(os.environ) if want_env else None
+        return std, (dict(os.environ) if want_env else None)
+
+    @staticmethod
+    def _objects(chosen: Sequence[Chosen],
+                 std: dict[str, tuple[str, str]], env_base: dict[str, str] | None,
+                 state: str | None = None) -> list[dict[str, Any]]:
         now = time.time()
-        out = []
-        for job, rep, similar in chosen:
-            env = display_env(job, env_base) if env_base is not None else None
-            out.append(job_status(job, now=now, std=std.get(job.key), env=env,
-                                  similar=similar, rep_grp=rep, state=state))
-        return out
+        return [job_status(job, now=now, std=std.get(job.key),
+                           env=display_env(job, env_base) if env_base is not None else None,
+                           similar=similar, rep_grp=rep, state=state)
+                for job, rep, similar in chosen]
+
+    async def _status(self, request: Request, *, chosen: Sequence[Chosen],
+                      state: str | None = None) -> list[dict[str, Any]]:
+        """The status objects of chosen jobs, whole (a DELETE answers what it did)."""
+        std, env_base = await self._extras(request, chosen)
+        return self._objects(chosen, std, env_base, state)
+
+    async def status_answer(self, request: Request) -> Response:
+        """GET's answer: the chosen jobs' status objects, streamed if many (issue 13)."""
+        pacer = Pacer()
+        chosen = await self._select(request, pacer)
+        std, env_base = await self._extras(request, chosen, pacer)
+
+        def encode(chunk: Sequence[Chosen]) -> list[bytes]:
+            now = time.time()
+            return [status_bytes(job, now=now, std=std.get(job.key),
+                                 env=display_env(job, env_base) if env_base is not None
+                                 else None, similar=similar, rep_grp=rep)
+                    for job, rep, similar in chunk]
+
+        return json_array_answer(chosen, encode)
 
     async def _cancel(self, request: Request) -> Response:
         state = request.query_params.get("state", "")

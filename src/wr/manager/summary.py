@@ -33,17 +33,21 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from wr.jobs import Job, State
+from wr.manager.answers import Chosen, json_array_answer
 from wr.manager.core import Manager
 from wr.manager.names import ids_in_path
 from wr.manager.rest import check_token, json_response
+from wr.pacing import Pacer
 from wr.status import matches_state, parse_state_filter, walltime
 
 COLUMNS = ("complete", "running", "ready", "dependent", "lost", "delayed", "buried")
@@ -198,31 +202,54 @@ class SummaryAPI:
 
     async def details(self, request: Request) -> Response:
         check_token(request, self.token)
-        # The same selection, grouping (limit) and std/env as GET /rest/v1/jobs/.
-        chosen = await self.rest._select(request)
-        objects = await self.rest._status(request, chosen=chosen)
-        now = time.time()
-        for obj, (job, _, _) in zip(objects, chosen, strict=True):
-            ready_at = None
-            if job.state == State.DELAYED and job.ended is not None:
-                ready_at = job.ended + job.delay  # spec cli §1.3: EndTime + DelayTime
-            obj.update(ReqGroup=job.req_grp, Priority=job.priority, Retries=job.retries,
-                       ActualCwd=job.actual_cwd, ReadyAt=ready_at,
-                       WaitingFor=self.manager.waiting_for(job, now))
-        return json_response(objects)
+        # The same selection, grouping (limit) and std/env as GET /rest/v1/jobs/, and
+        # streamed as it is when many (issue 13).
+        rest = self.rest
+        pacer = Pacer()
+        chosen = await rest._select(request, pacer)
+        std, env_base = await rest._extras(request, chosen, pacer)
+
+        waiting_for = self.manager.waiting_for
+
+        def encode(chunk: Sequence[Chosen]) -> list[bytes]:
+            now = time.time()
+            objects = rest._objects(chunk, std, env_base)
+            for obj, (job, _, _) in zip(objects, chunk, strict=True):
+                ready_at = None
+                if job.state == State.DELAYED and job.ended is not None:
+                    ready_at = job.ended + job.delay  # spec cli §1.3: EndTime + DelayTime
+                obj.update(ReqGroup=job.req_grp, Priority=job.priority, Retries=job.retries,
+                           ActualCwd=job.actual_cwd, ReadyAt=ready_at,
+                           WaitingFor=waiting_for(job, now))
+            return [orjson.dumps(obj) for obj in objects]
+
+        return json_array_answer(chosen, encode)
 
     async def add(self, request: Request) -> Response:
         check_token(request, self.token)
-        done = await self.rest.add_posted(request)
-        jobs, before, queued = done.jobs, done.before, done.queued
-        now_queued = {job.key for job in queued}
+        pacer = Pacer()
+        done = await self.rest.add_posted(request, pacer)
+        now_queued: set[str] = set()
+        async for chunk in pacer.steps(done.queued):
+            now_queued.update([job.key for job in chunk])
         # New = queued now but not before; a repeat within the body, an already queued job
         # and (without rerun) an already completed one are all "existed", as in wr.
-        added = sum(1 for key in dict.fromkeys(job.key for job in jobs)
-                    if key in now_queued and key not in before)
-        answer: dict[str, Any] = {"Added": added, "Existed": len(jobs) - added}
+        before = done.before
+        counted: set[str] = set()
+        added = 0
+        async for chunk in pacer.steps(done.jobs):
+            for job in chunk:
+                key = job.key
+                if key not in counted:
+                    counted.add(key)
+                    if key in now_queued and key not in before:
+                        added += 1
+        answer: dict[str, Any] = {"Added": added, "Existed": len(done.jobs) - added}
         if request.query_params.get("keys") == "true":
-            answer["Keys"] = list(dict.fromkeys(job.key for job in queued))
+            keys: dict[str, None] = {}
+            async for chunk in pacer.steps(done.queued):
+                keys.update(dict.fromkeys([job.key for job in chunk]))
+            answer["Keys"] = list(keys)
         return json_response(answer, status=201)
 
     async def _figures(self, request: Request, *, usage: bool) -> dict[str, GroupFigures]:
