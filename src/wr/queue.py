@@ -98,6 +98,13 @@ class LimitChanged(NamedTuple):
     limit: int | None
 
 
+class Marked(NamedTuple):
+    """A job's record changed without a change of state (a kill was asked for): store it,
+    or a restart would forget it."""
+
+    job: Job
+
+
 class Replaced(NamedTuple):
     """A job was replaced by a modified version (``old_key`` may equal ``job.key``);
     ``old_rep_grp`` is the rep group it had, by which it stays findable."""
@@ -167,10 +174,11 @@ class Queue:
         self.group_of = group_of or (lambda job: "")
         self.recommend = recommend
         self.rng = rng or random.Random()
-        self.connected: Callable[[str], bool] = lambda runner: False
-        """Whether a runner is still connected: its reservations do not expire (issue 6)."""
+        self._connected: set[str] = set()
+        """Runners now connected (told by the manager): their reservations do not expire
+        (issue 6)."""
         self.jobs: dict[str, Job] = {}
-        self._outbox: list[Changed | LimitChanged] = []
+        self._outbox: list[Changed | LimitChanged | Marked | Replaced] = []
         self._seq = 0
         self._ready: dict[str, list[tuple[int, int, str]]] = defaultdict(list)
         self._ready_entry: dict[str, tuple[int, int, str]] = {}
@@ -197,7 +205,11 @@ class Queue:
 
     # -- outbox -----------------------------------------------------------------------------
 
-    def drain(self) -> list[Changed | LimitChanged]:
+    def has_events(self) -> bool:
+        """Whether commands since the last `drain` changed anything to store."""
+        return bool(self._outbox)
+
+    def drain(self) -> list[Changed | LimitChanged | Marked | Replaced]:
         """Hand over (and forget) the events produced since the last drain."""
         out, self._outbox = self._outbox, []
         return out
@@ -284,7 +296,6 @@ class Queue:
         for key, job in taken.items():
             if not job.added:
                 job.added = now
-            job.state = S.READY
             rep_grps[job.rep_grp][key] = None
             entry = ready_entry[key] = (-job.priority, job.seq, key)
             by_group[job.sched_group].append(entry)
@@ -299,9 +310,7 @@ class Queue:
                 for entry in new:
                     heapq.heappush(heap, entry)
             self.ready_by_group[group] += len(new)
-        self.counts[S.READY] += len(taken)
-        self._outbox.extend([Changed(job, None, S.READY) for job in taken.values()])
-        # (None, READY) is in TRANSITIONS: these are the moves `_make_ready` would make.
+        self._enter_ready(taken.values())  # the moves `_make_ready` would make, in bulk
         return others
 
     def restore(self, jobs: Iterable[Job], now: float, grace: float | None = None) -> None:
@@ -337,6 +346,20 @@ class Queue:
             else:
                 job.reserved_by = ""
                 self._enter(job, now)
+
+    def revive(self, job: Job) -> None:
+        """A completed job an add brings back (a live dependency of one of its jobs, spec
+        §4.8) runs afresh: its results are forgotten and it gets a new place in line, then
+        `add` queues it (a completed job has no fail reason to forget)."""
+        job.until_buried = job.retries + 1
+        job.exited = False
+        job.exitcode = 0
+        job.pid = 0
+        job.started = None
+        job.ended = None
+        job.reserved_by = ""
+        job.seq = 0
+        self.prepare(job)
 
     def prepare(self, job: Job, limits: dict[str, int | None] | None = None) -> None:
         """Give a job its place in line (and, in bsub mode, its LSF job id) and take its
@@ -439,8 +462,7 @@ class Queue:
         job.started = now if at is None else min(at, now)
         job.ended = None
         job.attempts += 1
-        job.fail_reason = ""
-        self._move(job, S.RUNNING)
+        self._move(job, S.RUNNING, why="")
         self._set_release(job, now + self.ttr)
         return job
 
@@ -455,8 +477,7 @@ class Queue:
             return True
         if job.state == S.LOST:
             job.ended = None
-            job.fail_reason = ""
-            self._move(job, S.RUNNING)
+            self._move(job, S.RUNNING, why="")
         self._set_release(job, now + self.ttr)
         return False
 
@@ -482,8 +503,7 @@ class Queue:
         if report.actual_cwd:
             job.actual_cwd = report.actual_cwd
         if report.outcome == "archive":
-            job.fail_reason = ""
-            self._leave(job, S.COMPLETE)
+            self._leave(job, S.COMPLETE, why="")
             return job
         if report.outcome == "interrupted":
             # The manager stopped it: put it back as if this attempt never happened.
@@ -493,14 +513,22 @@ class Queue:
             job.started = None
             job.ended = None
             job.exitcode = 0
-            job.fail_reason = ""
-            self._make_ready(job)
+            self._make_ready(job, why="")
             return job
-        job.fail_reason = report.fail_reason
-        self._release(job, started=started, force_bury=report.outcome == "bury", now=now)
+        self._release(job, started=started, force_bury=report.outcome == "bury", now=now,
+                      why=report.fail_reason)
         if job.state == S.BURIED and report.remove:
             self.delete([key], now)
         return job
+
+    def runner_connected(self, runner: str) -> None:
+        """A runner is connected (again): what it holds stays its own however long it
+        takes to start (issue 6)."""
+        self._connected.add(runner)
+
+    def runner_disconnected(self, runner: str) -> None:
+        """A runner's connection closed: its reservations now expire ``ttr`` after it."""
+        self._connected.discard(runner)
 
     def hold_reserved(self, key: str, runner: str, now: float) -> None:
         """Keep a job ``runner`` reserved for another ``ttr`` from ``now`` (its connection
@@ -519,28 +547,30 @@ class Queue:
         self._make_ready(job)
         return job
 
-    def _release(self, job: Job, *, started: bool, force_bury: bool, now: float) -> None:
-        """wr's release rule: bury when forced or out of attempts, else back off."""
+    def _release(self, job: Job, *, started: bool, force_bury: bool, now: float,
+                 why: str) -> None:
+        """wr's release rule: bury when forced or out of attempts, else back off; ``why``
+        is the FailReason."""
         if force_bury or (started and job.until_buried <= 1):
             job.until_buried = 0
-            self._move(job, S.BURIED)
+            self._move(job, S.BURIED, why=why)
             return
         if started:
             job.until_buried -= 1
         if job.delay <= 0:
-            self._make_ready(job)
+            self._make_ready(job, why=why)
             return
         at = now + job.delay
         self._delay_at[job.key] = at
         heapq.heappush(self._delay, (at, job.seq, job.key))
-        self._move(job, S.DELAYED)
+        self._move(job, S.DELAYED, why=why)
 
     # -- time -------------------------------------------------------------------------------
 
     def tick(self, now: float) -> list[Job]:
         """Advance the clock: delays that have passed end, silent jobs become lost, and
         reservations never started are given back (unless their runner is still
-        ``connected``). Returns the jobs that just became lost
+        connected: `runner_connected`). Returns the jobs that just became lost
         (the manager asks the scheduler whether their processes are really gone)."""
         while self._delay and self._delay[0][0] <= now:
             at, _, key = heapq.heappop(self._delay)
@@ -557,7 +587,7 @@ class Queue:
                 continue
             del self._release_at[key]
             job = self.jobs[key]
-            if job.state == S.RESERVED and self.connected(job.reserved_by):
+            if job.state == S.RESERVED and job.reserved_by in self._connected:
                 # Its runner may be starting it right now (a slow runner under load): handing
                 # it to another would run it twice. The runner gives it back itself, or its
                 # disconnection does.
@@ -567,9 +597,8 @@ class Queue:
                 job.reserved_by = ""
                 self._make_ready(job)
             elif job.state == S.RUNNING:
-                job.fail_reason = str(FailReason.LOST)
                 job.ended = now
-                self._move(job, S.LOST)
+                self._move(job, S.LOST, why=str(FailReason.LOST))
                 if job.kill_called:
                     self.confirm_dead(key, now)
                 else:
@@ -618,8 +647,9 @@ class Queue:
                 opened.append(group)
         return opened, soonest
 
-    def confirm_dead(self, key: str, now: float) -> Job:
-        """A lost job's process is known to be gone: retry it later or bury it."""
+    def confirm_dead(self, key: str, now: float, why: str = "") -> Job:
+        """A lost job's process is known to be gone: retry it later or bury it. ``why``:
+        what is known of its runner's end, added to its FailReason."""
         job = self.jobs.get(key)
         if job is None or job.state != S.LOST:
             raise QueueError(f"job {key} is not lost")
@@ -628,12 +658,12 @@ class Queue:
         job.reserved_by = ""
         job.exited = True
         job.exitcode = -1
-        job.fail_reason = str(FailReason.LOST)
         job.peak_ram = 0
         job.peak_disk = 0
         job.cpu_time = 0.0
         job.ended = now
-        self._release(job, started=True, force_bury=False, now=now)
+        self._release(job, started=True, force_bury=False, now=now,
+                      why=f"{FailReason.LOST}: {why}" if why else str(FailReason.LOST))
         return job
 
     # -- user actions -----------------------------------------------------------------------
@@ -651,6 +681,8 @@ class Queue:
             job.kill_called = True
             if job.state == S.LOST:
                 self.confirm_dead(key, now)
+            else:
+                self._outbox.append(Marked(job))
         return affected
 
     def kick(self, keys: Iterable[str], now: float) -> list[Job]:
@@ -689,17 +721,18 @@ class Queue:
             self._removing = ()
         return removed
 
-    def bury_impossible(self, group: str, now: float) -> list[Job]:
-        """The scheduler can never run this group's jobs: bury every ready one."""
+    def bury_impossible(self, group: str, now: float, why: str = "") -> list[Job]:
+        """The scheduler can never run this group's jobs (``why``: which of its limits is in
+        the way): bury every ready one."""
         buried = []
+        reason = f"{FailReason.IMPOSSIBLE}: {why}" if why else str(FailReason.IMPOSSIBLE)
         for key in list(self._ready_entry):
             job = self.jobs[key]
             if job.sched_group != group:
                 continue
             del self._ready_entry[key]
-            job.fail_reason = str(FailReason.IMPOSSIBLE)
             job.until_buried = 0
-            self._move(job, S.BURIED)
+            self._move(job, S.BURIED, why=reason)
             buried.append(job)
         self._ready.pop(group, None)
         return buried
@@ -797,13 +830,14 @@ class Queue:
             raise QueueError(f"job {key} is reserved by another runner")
         return job
 
-    def _make_ready(self, job: Job, from_state: State | None | str = "current") -> None:
+    def _make_ready(self, job: Job, from_state: State | None | str = "current",
+                    why: str | None = None) -> None:
         if from_state == "current" and job.state != S.READY and self.deps.waits(job.key):
             # A live dependency arrived while a runner held the job (spec §4.8): when it
             # comes back it waits for that dependency instead of running again first.
-            self._move(job, S.DEPENDENT)
+            self._move(job, S.DEPENDENT, why=why)
             return
-        self._adjust_requirements(job)
+        self._adjust_requirements(job, why)
         group = self.group_of(job)
         if job.limit_grps:
             self._note_windows(group, job)
@@ -813,13 +847,14 @@ class Queue:
                 self.ready_by_group[group] += 1
                 job.sched_group = group
         else:
-            self._move(job, S.READY, from_state=from_state, group=group)
+            self._move(job, S.READY, from_state=from_state, group=group, why=why)
         entry = (-job.priority, job.seq, job.key)
         self._ready_entry[job.key] = entry
         heapq.heappush(self._ready[group], entry)
 
-    def _adjust_requirements(self, job: Job) -> None:
-        """Learned values and failure bumps (spec §4.7), unless override is 2."""
+    def _adjust_requirements(self, job: Job, why: str | None = None) -> None:
+        """Learned values and failure bumps (spec §4.7), unless override is 2. ``why``: the
+        FailReason the job is about to be given (None: the one it has)."""
         if self.recommend is not None:
             rec = self.recommend(job.req_grp)
             if rec.ram_mb > 0 or rec.time_s > 0 or rec.disk_gb > 0:  # else nothing to pick
@@ -828,18 +863,21 @@ class Queue:
                 job.time = float(_pick(job.user_time, rec.time_s, job.time, override))
                 job.disk = _pick(job.user_disk, rec.disk_gb, job.disk, override)
         ran = job.results
-        if not ran.fail_reason or job.override == 2:
+        reason = ran.fail_reason if why is None else why
+        if not reason or job.override == 2:
             return
-        if ran.fail_reason == FailReason.RAM and ran.peak_ram:
+        if reason == FailReason.RAM and ran.peak_ram:
             factor = 2 if ran.peak_ram <= 8192 else 1.3
             bumped = max(ran.peak_ram * factor, ran.peak_ram + 1000)
             job.ram = max(job.ram, math.ceil(bumped / 100) * 100)
-        elif ran.fail_reason == FailReason.TIME and ran.started and ran.ended:
+        elif reason == FailReason.TIME and ran.started and ran.ended:
             job.time = max(job.time, (ran.ended - ran.started) + 3600)
 
     def _move(self, job: Job, new: State, from_state: State | None | str = "current",
-              group: str | None = None) -> None:
-        """The one place a job's state is assigned; keeps the counters and the outbox."""
+              group: str | None = None, why: str | None = None) -> None:
+        """The one place a job's state is assigned, and why it failed (``why``: its new
+        FailReason, "" to clear it; None leaves it); keeps the counters and the outbox.
+        `_enter_ready` is its bulk form for the jobs of a big add."""
         old = job.state if from_state == "current" else from_state
         if (old, new) not in TRANSITIONS:
             raise QueueError(f"job {job.key} cannot go from {old} to {new}")
@@ -859,12 +897,25 @@ class Queue:
             elif new in RUN_STATES and old not in RUN_STATES:
                 self.run_by_group[job.sched_group] += 1
         job.state = new
+        if why is not None:
+            job.fail_reason = why
         self._outbox.append(Changed(job, old, new))
 
-    def _leave(self, job: Job, new: State) -> None:
+    def _enter_ready(self, jobs: Iterable[Job]) -> None:
+        """`_move` of new jobs into ready, in bulk (a big add's: `_add_staged`): their
+        scheduler groups are set, the caller files them in the ready heaps."""
+        n = 0
+        outbox = self._outbox
+        for job in jobs:
+            job.state = S.READY
+            outbox.append(Changed(job, None, S.READY))
+            n += 1
+        self.counts[S.READY] += n
+
+    def _leave(self, job: Job, new: State, why: str | None = None) -> None:
         """The job leaves the queue (complete or deleted): its dependants may now run."""
         key = job.key
-        self._move(job, new)
+        self._move(job, new, why=why)
         del self.jobs[key]
         self._delay_at.pop(key, None)
         self._release_at.pop(key, None)

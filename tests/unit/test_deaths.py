@@ -1,7 +1,7 @@
 """What becomes of the jobs of runners the scheduler says have ended (wr.manager.deaths).
 
 The queue is real; the manager around it is a stand-in holding what `RunnerDeaths` uses
-(the queue, the connected runners, the keep-alive interval, the persisting ``_after``).
+(the queue, the connected runners, the keep-alive interval, the persisting ``_persist``).
 A runner's silence is set through its link's ``heard`` time, never by sleeping.
 """
 
@@ -34,7 +34,7 @@ class StandIn:
         self.config = SimpleNamespace(touch_interval=1.0)
         self.persisted = 0
 
-    def _after(self) -> None:
+    def _persist(self) -> None:
         self.persisted += 1
 
 

@@ -376,15 +376,14 @@ def test_a_reservation_held_by_a_connected_runner_does_not_expire():
     """Issue 6: a slow runner under load may start its job after ``ttr``; while it is
     connected the job stays its own, or another runner would run it too."""
     q = make_queue()
-    connected = {"r1"}
-    q.connected = connected.__contains__
+    q.runner_connected("r1")
     q.add([new_job("a")], 0)
     q.reserve("", "r1", 0)
     assert q.tick(TTR * 5) == [] and q.get("a").state == S.RESERVED
     assert q.reserve("", "r2", TTR * 5) is None
     q.start("a", "r1", pid=1, host="h", host_ip="", now=TTR * 5)
     assert q.get("a").state == S.RUNNING
-    connected.clear()  # gone without a word: its next reservation expires as before
+    q.runner_disconnected("r1")  # gone without a word: its next reservation expires
     q.add([new_job("b")], TTR * 5)
     q.reserve("", "r1", TTR * 5)
     q.tick(TTR * 6)
@@ -969,12 +968,12 @@ def test_start_time_is_the_runners_and_end_never_precedes_it():
 
 def test_a_reservation_held_after_a_disconnection_goes_back_after_ttr() -> None:
     q = Queue(ttr=10)
-    q.connected = lambda runner: runner == "r"
+    q.runner_connected("r")
     [job] = q.add([Job(key="k", cmd="true")], now=0.0)
     assert q.reserve("", "r", now=0.0) is job
     q.tick(now=25.0)  # its runner is connected: the reservation is kept
     assert job.state == State.RESERVED
-    q.connected = lambda runner: False
+    q.runner_disconnected("r")
     q.hold_reserved("k", "r", now=26.0)
     q.tick(now=35.0)  # within ttr of the disconnection: still R's
     assert job.state == State.RESERVED and job.reserved_by == "r"

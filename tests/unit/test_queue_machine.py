@@ -28,7 +28,7 @@ from hypothesis.stateful import (
 )
 
 from wr.jobs import QUEUED_STATES, RUN_STATES, FailReason, Job, State
-from wr.queue import TRANSITIONS, Changed, EndReport, LimitChanged, Queue, QueueError
+from wr.queue import TRANSITIONS, Changed, EndReport, LimitChanged, Marked, Queue, QueueError
 
 S = State
 TTR = 10.0
@@ -88,6 +88,9 @@ class QueueMachine(RuleBasedStateMachine):
         for event in self.q.drain():
             if isinstance(event, LimitChanged):
                 assert LIMITS.get(event.name) == event.limit
+                continue
+            if isinstance(event, Marked):  # a kill asked for: the job's record changed
+                assert event.job.kill_called and event.job.key in self.q.jobs
                 continue
             assert isinstance(event, Changed)
             key = event.job.key

@@ -46,7 +46,7 @@ class FakeManager:
                 "Mode": self.mode, "PID": 1}
 
     def publish(self) -> None:
-        """What Manager._after does once the changes are stored."""
+        """What Manager._persist does once the changes are stored."""
         out = []
         for ev in self.queue.drain():
             if isinstance(ev, Changed):

@@ -32,7 +32,6 @@ from wr.errors import BadRequest, NotFound
 from wr.jobs import (
     DELETABLE_STATES,
     LIMIT_RANGE,
-    RUN_STATES,
     Job,
     State,
     check_limit,
@@ -41,8 +40,8 @@ from wr.jobs import (
 from wr.manager.core import Manager
 from wr.manager.names import name_in_path
 from wr.manager.rest import check_token, json_response
-from wr.modification import check_changes, modified
-from wr.queue import QueueError
+from wr.manager.selection import select_jobs
+from wr.modification import check_changes
 
 ACTIONS = ("kill", "confirmdead", "retry", "remove", "modify")
 _LIMIT = re.compile(r"-?[0-9]+")
@@ -81,7 +80,7 @@ class ManagementAPI:
             raise BadRequest(f"the body must be a JSON object: {exc}") from None
         if not isinstance(spec, dict):
             raise BadRequest("the body must be a JSON object selecting jobs")
-        jobs = select(self.manager, spec)
+        jobs = await select(self.manager, spec)
         return json_response(await perform(self.manager, action, jobs, spec))
 
     async def limits(self, request: Request) -> Response:
@@ -106,9 +105,8 @@ class ManagementAPI:
             limit = check_limit(int(value), value)
         except ValueError as exc:
             raise BadRequest(str(exc)) from None
-        q.set_limit(name, None if limit == -1 else limit)
-        await self.manager._after()
-        return json_response({"name": name, "limit": q.limits.get(name, -1)})
+        stored = await self.manager.set_limit(name, None if limit == -1 else limit)
+        return json_response({"name": name, "limit": stored})
 
     async def control(self, request: Request) -> Response:
         check_token(request, self.token)
@@ -144,13 +142,17 @@ def _unlink(path: Path) -> None:
         path.unlink()
 
 
-def select(manager: Manager, spec: dict[str, Any]) -> list[Job]:
-    """The queued jobs a selection names (in queue order, each once)."""
-    q = manager.queue
+async def select(manager: Manager, spec: dict[str, Any]) -> list[Job]:
+    """The queued jobs a selection names (in queue order, each once): ``ids`` (keys or rep
+    groups, with ``search`` substrings of rep groups), ``keys``, or ``all``
+    (`wr.manager.selection`)."""
     ids = spec.get("ids") or []
     keys = spec.get("keys") or []
     if not isinstance(ids, list) or not isinstance(keys, list):
         raise BadRequest("ids and keys must be arrays of strings")
+    if not (spec.get("all") or ids or keys):
+        raise BadRequest("select jobs with ids (rep groups or keys), keys, or all")
+    q = manager.queue
     chosen: dict[str, Job] = {}
     if spec.get("all"):
         chosen.update(q.jobs)
@@ -158,17 +160,10 @@ def select(manager: Manager, spec: dict[str, Any]) -> list[Job]:
         job = q.get(str(key))
         if job is not None:
             chosen[job.key] = job
-    for ident in map(str, ids):
-        if len(ident) == 32 and (job := q.get(ident)) is not None:
-            chosen[job.key] = job
-            continue
-        names = ([n for n in q.rep_grp_names() if ident in n] if spec.get("search")
-                 else [ident])
-        for name in names:
-            for job in q.in_rep_grp(name):
-                chosen[job.key] = job
-    if not (spec.get("all") or ids or keys):
-        raise BadRequest("select jobs with ids (rep groups or keys), keys, or all")
+    if ids:
+        for picked in await select_jobs(q, manager.store, [str(i) for i in ids],
+                                        search=bool(spec.get("search")), history=False):
+            chosen.update((job.key, job) for job in picked.jobs)
     return list(chosen.values())
 
 
@@ -183,30 +178,28 @@ async def perform(manager: Manager, action: str, jobs: list[Job], spec: dict[str
         matched = [j for j in jobs if j.state in (State.RUNNING, State.RESERVED)]
         eligible = [j for j in matched
                     if not age or (j.started and now - j.started >= age)]
-        done = manager.kill([j.key for j in eligible])
+        done = await manager.kill([j.key for j in eligible])
     elif action == "confirmdead":
         matched = [j for j in jobs if j.state == State.LOST]
         eligible = [j for j in matched if not age or (j.ended and now - j.ended >= age)]
-        done = manager.kill([j.key for j in eligible])
+        done = await manager.kill([j.key for j in eligible])
     elif action == "retry":
         matched = eligible = [j for j in jobs if j.state == State.BURIED]
-        done = manager.kick([j.key for j in eligible])
+        done = await manager.kick([j.key for j in eligible])
     elif action == "remove":
         wanted = {State.BURIED} if spec.get("buried_only") else DELETABLE_STATES
         matched = eligible = [j for j in jobs if j.state in wanted]
-        done = manager.delete([j.key for j in eligible])
+        done = await manager.delete([j.key for j in eligible])
     else:
         changes = check_changes(spec.get("changes") or {})
         eligible = [j for j in jobs if j.state in _MODIFIABLE_STATES]
         if "cmd" in changes and len(eligible) > 1:
             raise BadRequest(f"{len(eligible)} jobs matched, but cmd (--cmdline) can only "
                              f"be changed for one job at a time")
-        mapping = await modify(manager, eligible, changes, now)
-        await manager._after()
+        mapping = await manager.modify(eligible, changes)
         return {"Matched": len(eligible), "Eligible": len(eligible),
                 "Affected": len(mapping), "Keys": list(mapping.values()),
                 "Modified": mapping}
-    await manager._after()
     return {"Matched": len(matched), "Eligible": len(eligible), "Affected": len(done),
             "Keys": [j.key for j in done], "Modified": {}}
 
@@ -220,31 +213,3 @@ def _age(value: Any) -> float:
     return float(value)
 
 
-async def modify(manager: Manager, jobs: list[Job], changes: dict[str, Any], now: float
-                 ) -> dict[str, str]:
-    """Apply changes; returns {old key: new key} of the jobs modified. A job whose new key
-    belongs to another queued or completed job is skipped. Changes that would make jobs
-    wait for each other in a cycle are refused whole (`wr.cycles.DependencyCycle`)."""
-    versions = [(job.key, modified(job, changes, now)) for job in jobs]
-    new_keys = [new.key for old, new in versions if new.key != old]
-    taken = {j.key for j in await manager.store.complete_jobs(new_keys)} if new_keys else set()
-    out: dict[str, str] = {}
-    q = manager.queue
-    limits: dict[str, int | None] = {}
-    for _, new in versions:  # name:N in limit_grps sets the limit, as in an add
-        q.prepare(new, limits)
-    # Checked after the last await, so nothing changes between the check and the changes.
-    q.check_replacements({old: new for old, new in versions if new.key not in taken})
-    for old_key, new in versions:
-        current = q.get(old_key)
-        if current is None or current.state in RUN_STATES:
-            continue
-        if new.key != old_key and (new.key in taken or new.key in q.jobs):
-            continue
-        with contextlib.suppress(QueueError):
-            q.replace(old_key, new, time.time())
-            out[old_key] = new.key
-    if out:
-        for name, limit in limits.items():
-            q.set_limit(name, limit)
-    return out

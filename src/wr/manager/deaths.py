@@ -100,7 +100,7 @@ class RunnerDeaths:
                 self.end(job, verdict.gone, now)
                 ended = True
         if ended:
-            manager._after()
+            manager._persist()  # (deaths is a part of the manager: it may change the queue)
 
     def _heard_from(self, runner_id: str, clock: float) -> bool:
         link = self.manager.runner_links.get(runner_id)

@@ -35,6 +35,7 @@ from wr.manager.answers import Chosen, Selection, json_array_answer
 from wr.manager.core import Added, Manager
 from wr.manager.names import ids_in_path
 from wr.manager.owned_files import upload_refusal
+from wr.manager.selection import history_of, select_jobs
 from wr.pacing import Pacer
 from wr.security import tokens_match
 from wr.status import (
@@ -42,7 +43,6 @@ from wr.status import (
     display_env,
     encode,
     job_status,
-    matches_state,
     parse_limit,
     parse_state_filter,
     status_bytes,
@@ -235,43 +235,16 @@ class RestAPI:
                 q.get("search") == "true")
 
     async def _select(self, request: Request, pacer: Pacer | None = None) -> Selection:
-        """The jobs a GET or DELETE addresses: (job, rep group to report, similar count)."""
+        """The jobs a GET or DELETE addresses (`wr.manager.selection`), each with the rep
+        group to report it under and, with ``limit``, how many like it were left out."""
         ids, state, limit, _, _, search = self._params(request)
-        q = self.manager.queue
+        manager = self.manager
         pacer = pacer if pacer is not None else Pacer()
         out = Selection()
-        if ids is None:
-            # A snapshot first (a C-speed copy), filtered a slice at a time: with a
-            # million jobs queued the filtering alone held the loop (issue 13).
-            jobs = list(q.jobs.values())
-            if state:
-                everything, jobs = jobs, []
-                async for chunk in pacer.steps(everything):
-                    jobs.extend([j for j in chunk if matches_state(j.state, state)])
-            await self._limit(out, jobs, limit, None, pacer)
-            return out
-        for ident in ids:
-            if len(ident) == 32:
-                job = q.get(ident)
-                if job is None:
-                    found = await self.manager.store.complete_jobs([ident])
-                    job = found[0] if found else None
-                if job is not None:
-                    out.add([job])
-                    continue
-            names = [ident]
-            if search:
-                names = sorted({n for n in q.rep_grp_names() if ident in n}
-                               | set(await self.manager.store.rep_grps(ident)))
-            for name in names:
-                jobs = q.in_rep_grp(name)
-                if not state or state == "complete":
-                    live = {j.key for j in jobs}
-                    done = await self.manager.store.complete_in_rep_grp(name, exclude=live)
-                    jobs = jobs + done
-                if state:
-                    jobs = [j for j in jobs if matches_state(j.state, state)]
-                await self._limit(out, jobs, limit, name if search else ident, pacer)
+        for picked in await select_jobs(manager.queue, manager.store, ids, search=search,
+                                        state=state, pacer=pacer):
+            jobs = picked.jobs + await history_of(manager.store, picked)
+            await self._limit(out, jobs, limit, picked.name, pacer)
         return out
 
     @staticmethod
@@ -342,15 +315,13 @@ class RestAPI:
         manager = self.manager
         if state == "deletable":
             keys = [j.key for j, _, _ in chosen if j.state in DELETABLE_STATES]
-            removed = {j.key for j in manager.delete(keys)}
-            await manager._after()
+            removed = {j.key for j in await manager.delete(keys)}
             picked = [c for c in chosen if c[0].key in removed]
             return json_response(await self._status(request, chosen=picked, state="deleted"))
         wanted = (State.LOST,) if state == "lost" else (State.RUNNING, State.RESERVED)
         targets = [c for c in chosen if c[0].state in wanted and c[0].state in RUN_STATES]
         before = await self._status(request, chosen=targets)
-        manager.kill([j.key for j, _, _ in targets])
-        await manager._after()
+        await manager.kill([j.key for j, _, _ in targets])
         return json_response(before, status=202)
 
 

@@ -56,8 +56,9 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from wr.errors import StorageUnavailable, Unauthorized
 from wr.jobs import Job, State
-from wr.manager.core import Manager, RunnerLink
-from wr.queue import EndReport, QueueError
+from wr.manager.core import Manager
+from wr.manager.runners import Ending, RunnerLink
+from wr.queue import QueueError
 from wr.security import tokens_match
 
 log = logging.getLogger("wr.manager")
@@ -149,7 +150,8 @@ class RunnerEndpoint:
     async def _touch(self, msg: dict[str, Any], runner_id: str, send: Any) -> None:
         """Answer a keep-alive; tell a runner that no longer holds the job to kill it."""
         try:
-            kill = self.manager.touch(msg["key"], runner_id, int(msg.get("peak_ram") or 0))
+            kill = await self.manager.touch(msg["key"], runner_id,
+                                            int(msg.get("peak_ram") or 0))
         except QueueError as exc:
             log.warning("runner %s touched job %s, which it no longer holds (%s): told to "
                         "kill it", runner_id, msg.get("key"), exc)
@@ -164,8 +166,7 @@ class RunnerEndpoint:
         manager = self.manager
         reply: dict[str, Any] = {"id": msg.get("id")}
         shell = manager.config.runner_exec_shell
-        link = manager.runner_links.get(runner_id)
-        held = set(link.jobs) if link is not None else set()
+        held = manager.held_by(runner_id)
         op = msg.get("op")
         try:
             if op == "reserve":
@@ -178,11 +179,7 @@ class RunnerEndpoint:
                                       host=str(msg["host"]), host_ip=str(msg.get("ip", "")),
                                       at=None if at is None else float(at))
             elif op == "end":
-                ends = msg.get("ends", [msg])
-                reports = [_end_report(end) for end in ends]
-                for end in ends:
-                    if end.get("start") is not None:
-                        manager.start_carried(end["key"], runner_id, end["start"])
+                reports = [Ending.from_wire(end) for end in msg.get("ends", [msg])]
                 wait = msg.get("reserve")
                 jobs, refused = await manager.ended(
                     runner_id, reports, group=group,
@@ -199,10 +196,7 @@ class RunnerEndpoint:
                     log.info("runner %s gave back %d jobs it never started: %s", runner_id,
                              len(released), ", ".join(j.key for j in released[:10]))
             elif op == "release":
-                job = manager.queue.get(msg["key"])
-                if job is not None and job.reserved_by == runner_id:
-                    manager.queue.release_unstarted(msg["key"], runner_id, _now())
-                    await manager._after()
+                await manager.release(str(msg["key"]), runner_id)
             else:
                 reply["error"] = f"unknown op {op!r}"
         except QueueError as exc:
@@ -210,7 +204,8 @@ class RunnerEndpoint:
             if op in ("end", "started"):
                 reply = await self._refusal(msg, runner_id, reply)
         except StorageUnavailable as exc:
-            self._put_back(runner_id, held)
+            # What this request reserved but could not store goes back first.
+            await manager.take_back(runner_id, manager.held_by(runner_id) - held)
             reply["error"] = exc.message
             reply["retry"] = True
         except (KeyError, TypeError, ValueError) as exc:
@@ -252,34 +247,15 @@ class RunnerEndpoint:
                         msg.get("key"), reply.get("error"))
         return reply
 
-    def _put_back(self, runner_id: str, held: set[str]) -> None:
-        """Release what this request reserved for the runner but could not store."""
-        manager = self.manager
-        link = manager.runner_links.get(runner_id)
-        if link is None:
-            return
-        now = _now()
-        for key in link.jobs - held:
-            link.jobs.discard(key)
-            job = manager.queue.get(key)
-            if job is not None and job.state == State.RESERVED and job.reserved_by == runner_id:
-                manager.queue.release_unstarted(key, runner_id, now)
-        manager._after().add_done_callback(_quiet)
 
-
-def _log_recovery(runner_id: str, how: str, reports: list[tuple[str, EndReport, str, str]],
+def _log_recovery(runner_id: str, how: str, reports: list[Ending],
                   refused: dict[str, str]) -> None:
     """The manager's log says why a job ran again: its runner died (wr.keeper)."""
-    said = [f"{key} ({'refused: ' + refused[key] if key in refused else report.outcome}"
-            f"{', ' + report.fail_reason if report.fail_reason else ''})"
-            for key, report, _, _ in reports]
+    said = [f"{e.key} ({'refused: ' + refused[e.key] if e.key in refused else e.report.outcome}"
+            f"{', ' + e.report.fail_reason if e.report.fail_reason else ''})"
+            for e in reports]
     log.warning("runner %s %s; its keeper reported for it: %s", runner_id, how,
                 "; ".join(said))
-
-
-def _end_report(end: dict[str, Any]) -> tuple[str, EndReport, str, str]:
-    return (str(end["key"]), EndReport.from_wire(end["report"]), str(end.get("stdout", "")),
-            str(end.get("stderr", "")))
 
 
 def _give(reply: dict[str, Any], jobs: list[Job], shell: str) -> None:

@@ -47,6 +47,7 @@ from wr.manager.answers import Chosen, json_array_answer
 from wr.manager.core import Manager
 from wr.manager.names import ids_in_path
 from wr.manager.rest import check_token, json_response
+from wr.manager.selection import select_jobs
 from wr.pacing import Pacer
 from wr.status import matches_state, parse_state_filter, walltime
 
@@ -269,11 +270,18 @@ class SummaryAPI:
                 found = groups[name] = GroupFigures()
             return found
 
-        if ids is None:
-            for job in queue.jobs.values():
-                if not state or matches_state(job.state, state):
+        for picked in await select_jobs(queue, store, ids, search=search, state=state):
+            if picked.name is None:  # every job, or jobs named by key
+                for job in picked.jobs:
                     group(job.rep_grp).add_job(job, now)
-            return groups
+                continue
+            figures = group(picked.name)
+            for job in picked.jobs:
+                figures.add_job(job, now)
+            if picked.history:
+                figures.add_history(await store.complete_figures(
+                    picked.name, exclude=list(picked.queued), usage=usage))
+        return groups
         for ident in ids:
             if len(ident) == 32:  # a key (state is ignored for keys, as in GET jobs)
                 job = queue.get(ident)

@@ -47,6 +47,7 @@ from wr.jobs import Job, State
 from wr.manager.actions import perform
 from wr.manager.core import Manager
 from wr.manager.rest import check_token, json_response
+from wr.manager.selection import rep_groups_matching, select_jobs
 from wr.manager.web_live import _COMPLETE, _SLOT, STATES, LiveFeed, manager_summary
 from wr.status import job_status
 
@@ -136,8 +137,7 @@ class WebPage:
         check_token(request, self.token)
         q = request.query_params.get("q", "")
         limit = _int(request, "limit", 200, 1, 5000)
-        live = {n for n in self.manager.queue.rep_grp_names() if q in n}
-        names = sorted(live | set(await self.manager.store.rep_grps(q)))
+        names = await rep_groups_matching(self.manager.queue, self.manager.store, q)
         shown = names[:limit]
         rows = await self._rows(shown)
         return json_response({"total": len(names), "groups": {n: rows[n] for n in shown}})
@@ -146,7 +146,7 @@ class WebPage:
         check_token(request, self.token)
         name = _required(request, "group", "name")
         per = _int(request, "per_class", 5, 0, PAGE_MAX)
-        live = self.manager.queue.in_rep_grp(name)
+        live = await self._queued(name)
         classes: dict[tuple[str, int, str], list[Job]] = {}
         for job in live:
             classes.setdefault(_class_of(job), []).append(job)
@@ -179,7 +179,7 @@ class WebPage:
             total = (await self.manager.store.complete_counts([name])).get(name, 0)
             jobs = await self.manager.store.complete_page(name, limit=limit, offset=offset)
         else:
-            chosen = _select_class(self.manager.queue.in_rep_grp(name), state,
+            chosen = _select_class(await self._queued(name), state,
                                    _optional_int(request, "exitcode"),
                                    request.query_params.get("reason"))
             total = len(chosen)
@@ -241,7 +241,7 @@ class WebPage:
             reason = spec.get("reason")
             if reason is not None and not isinstance(reason, str):
                 raise BadRequest(f"reason must be a string, not {reason!r}")
-            jobs = _select_class(q.in_rep_grp(name), state, exitcode, reason)
+            jobs = _select_class(await self._queued(name), state, exitcode, reason)
         return json_response(await perform(self.manager, action, jobs, {}))
 
     async def dismiss(self, request: Request) -> Response:
@@ -255,6 +255,12 @@ class WebPage:
         return json_response({"Warnings": len(self.manager.page_warnings)})
 
     # -- helpers ----------------------------------------------------------------------------
+
+    async def _queued(self, name: str) -> list[Job]:
+        """The queued jobs of rep group ``name`` (`wr.manager.selection`)."""
+        [picked] = await select_jobs(self.manager.queue, self.manager.store, [name],
+                                     history=False, keys=False)
+        return picked.jobs
 
     def _live_counts(self, jobs: list[Job]) -> list[int]:
         counts = [0] * (len(STATES) - 1)
