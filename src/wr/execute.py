@@ -357,11 +357,14 @@ class Execution:
             self.journal.starting(spec.key, self._token)
         try:
             self._started = time.time()
-            self.pid = spawn(argv, self._run_dir, env, out_w, err_w, spec.shell_via)
+            # Through the runner's named link to the shell only when the shell is what
+            # runs (not sg, for a unix group): the link names the shell's process.
+            via = spec.shell_via if argv[0] == spec.shell else ""
+            self.pid = spawn(argv, self._run_dir, env, out_w, err_w, via)
             if not self.pid:
                 self._proc = subprocess.Popen(
                     argv,
-                    executable=spec.shell_via or None,
+                    executable=via or None,
                     stdin=subprocess.DEVNULL,
                     stdout=out_w,
                     stderr=err_w,

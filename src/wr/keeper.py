@@ -15,10 +15,12 @@ then settles every command the journal names:
 
 * one that had exited (journalled, or a zombie the keeper now reaps) is reported with its
   real exit code: a success is complete, never buried as lost nor run again;
-* one still running is killed with everything it started (its process group and every
-  process carrying its ``WR_EXECUTION_ID``), reaped, and reported as released for another
-  attempt, with FailReason ``lost contact with runner`` and a stderr that says the runner died;
-  the attempt is counted, so the rerun is visible (``Attempts``, and the manager's log);
+* one still running is adopted: the keeper keeps it alive with the manager (keep-alives under
+  the worker's id, answering kills) until it exits, then reports its real exit. Killing it
+  instead could kill it between its last side effect and its exit, and run it twice. Its
+  output after the worker's death cannot be read (the worker held the pipes): a command
+  that writes more dies of SIGPIPE, and that exit is reported as a failure with the reason,
+  so its rerun is visible (``Attempts``, and the manager's log);
 * ends the worker had made but not yet had stored are sent as they were.
 
 It reports under the worker's runner id, so the queue accepts the reports exactly when the
@@ -75,7 +77,9 @@ def become_worker(args: argparse.Namespace, runner_id: str) -> int:
 def keep(worker: int, args: argparse.Namespace, runner_id: str) -> int:
     """Wait for the worker; if it did not end cleanly, settle and report what it held."""
     def forward(signum: int, frame: Any) -> None:
-        # A signal for the runner (a scheduler stopping it) is the worker's to act on.
+        # A signal for the runner (a scheduler stopping it) is the worker's to act on, or,
+        # once the worker is gone, the keeper's: it stops what it adopted.
+        _STOP.append(signum)
         with contextlib.suppress(ProcessLookupError):
             os.kill(worker, signum)
 
@@ -103,19 +107,25 @@ def keep(worker: int, args: argparse.Namespace, runner_id: str) -> int:
         return 0
     how = (f"was killed by signal {-code} ({signal.Signals(-code).name})" if code < 0
            else f"exited with code {code}")
-    ends = settle(state, orphans, f"its runner (pid {worker}) {how}")
-    if code < 0 or ends:
-        log.warning("wr runner %s %s; its keeper reports %d commands", runner_id, how,
-                    len(ends))
+    why = f"its runner (pid {worker}) {how}"
+    ends, adopted = settle(state, orphans, why, adopt=True)
+    if code < 0 or ends or adopted:
+        log.warning("wr runner %s %s; its keeper reports %d commands and watches %d", runner_id,
+                    how, len(ends), len(adopted))
     try:
         import asyncio
 
-        asyncio.run(_report(args, runner_id, ends, how))
+        asyncio.run(_report(args, runner_id, ends, how, adopted, why))
     except Exception as exc:  # the journal stays: nothing more can be done from here
         log.error("the keeper of runner %s could not report: %s", runner_id, exc)
         return 1
+    _reap_all()
     forget_journal(path)
     return 0
+
+
+_STOP: list[int] = []
+"""Signals the keeper got (a scheduler stopping the runner): it stops what it adopted."""
 
 
 @dataclass(slots=True)
@@ -146,18 +156,21 @@ def forget_journal(path: Path) -> None:
 
 
 def settle(state: JournalState, orphans: dict[int, Orphan], why: str, *,
-           keep: frozenset[int] = frozenset(), reap_rest: bool = True
-           ) -> list[dict[str, Any]]:
+           keep: frozenset[int] = frozenset(), reap_rest: bool = True, adopt: bool = False
+           ) -> tuple[list[dict[str, Any]], list[Started]]:
     """The end report of every command the journal names, after making sure none of them is
     still running. This process should be the commands' subreaper (the keeper, or the
     manager for a runner killed with its keeper): their exits are then ours to read.
     ``orphans``: children reaped so far; ``keep``: children someone else waits for (the
     manager's runners), never touched; ``reap_rest``: reap every other exited child at the
-    end (the keeper, which is about to exit)."""
+    end. ``adopt``: commands of ours still running are not killed but returned (with the
+    ends of the others), for the caller to watch to their end; otherwise they are given a
+    moment to end by themselves, then killed (see `_stop`)."""
     from wr.procs import marked_processes, signal_all
     from wr.runner_link import host_ip
 
     ends = list(state.ends)
+    adopted: list[Started] = []
     host, ip = socket.gethostname(), host_ip()
     known = {s.pid for s in state.started.values() if s.pid}
     for started in state.started.values():
@@ -170,6 +183,9 @@ def settle(state: JournalState, orphans: dict[int, Orphan], why: str, *,
         if started.code is None and started.pid and started.pid not in keep:
             orphan = orphans.pop(started.pid, None)
             status = orphan.status if orphan is not None else None
+            if status is None and adopt and _running_child(started.pid, started.token):
+                adopted.append(started)
+                continue
             if status is None:
                 status, killed = _stop(started.pid, started.token)
             if status is not None and not killed:
@@ -178,9 +194,23 @@ def settle(state: JournalState, orphans: dict[int, Orphan], why: str, *,
         if started.token and (killed or started.code is None):
             signal_all(marked_processes(started.token), signal.SIGKILL)
         ends.append(_end_of(started, killed, why, host, ip))
-    if reap_rest:
+    if reap_rest and not adopted:
         _reap_all()
-    return ends
+    return ends, adopted
+
+
+def _running_child(pid: int, token: str) -> bool:
+    """Whether ``pid`` is our child, still running, and the command with ``token``."""
+    import psutil
+
+    from wr.procs import EXECUTION_ID_VAR
+
+    try:
+        if os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
+            return False  # it has exited: its status is read as it is reaped
+        return psutil.Process(pid).environ().get(EXECUTION_ID_VAR) == token
+    except (ChildProcessError, psutil.Error):
+        return False
 
 
 def _find(started: Started, orphans: dict[int, Orphan], known: set[int], comm: str) -> None:
@@ -247,7 +277,13 @@ def _reap_all() -> None:
             return
 
 
-def _stop(pid: int, token: str) -> tuple[int | None, bool]:
+STOP_GRACE_S = 1.0
+"""How long a command whose runner died is given to end by itself before it is killed (by
+the manager, for a runner killed with its keeper): killing one just as it ends could
+kill it after its last side effect, and run it again."""
+
+
+def _stop(pid: int, token: str, grace: float = STOP_GRACE_S) -> tuple[int | None, bool]:
     """Reap command ``pid``, killing it first if it still runs: its wait status (None if it
     is not ours to reap) and whether we killed it. Ours means we are its subreaper;
     otherwise a command still running is found by its WR_EXECUTION_ID and killed, and its
@@ -257,12 +293,17 @@ def _stop(pid: int, token: str) -> tuple[int | None, bool]:
 
     from wr.procs import EXECUTION_ID_VAR, killpg, marked_processes, signal_all
 
-    try:
-        info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
-    except ChildProcessError:
-        info, ours = None, False
-    else:
-        ours = True
+    deadline = time.monotonic() + grace
+    while True:
+        try:
+            info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:
+            info, ours = None, False
+        else:
+            ours = True
+        if info is not None or not ours or time.monotonic() >= deadline:
+            break
+        time.sleep(0.01)
     if info is None:  # still running (or not ours): nobody can report it any more
         found = marked_processes(token) if token else {}
         try:
@@ -281,23 +322,33 @@ def _stop(pid: int, token: str) -> tuple[int | None, bool]:
     return status, info is None
 
 
-def _end_of(started: Started, killed: bool, why: str, host: str, ip: str) -> dict[str, Any]:
-    """What to report of a command the worker could not report itself."""
+def _end_of(started: Started, killed: bool, why: str, host: str, ip: str, *,
+            watched: bool = False, user_killed: bool = False) -> dict[str, Any]:
+    """What to report of a command the worker could not report itself (``watched``: the
+    keeper adopted it and saw it end; ``user_killed``: it was killed at the user's request
+    meanwhile)."""
     from wr.execute import Marks, decide_outcome
     from wr.jobs import FailReason
 
     now = time.time()
     start = {"pid": started.pid, "host": host, "ip": ip, "at": started.at or now}
     report: dict[str, Any] = {"ended": now}
-    if started.code is not None and not killed:
+    if user_killed:
+        report.update(outcome="bury", exitcode=-1, fail_reason=str(FailReason.KILLED))
+        detail = f"{why} while this command ran; its keeper killed it at the user's request"
+    elif started.code is not None and not killed:
+        lost = ("its output after that was lost" if watched
+                else "its output was not kept")
         if started.sig:
             outcome, reason = "release", str(FailReason.ABNORMAL)
-            detail = f"the command was killed by signal {started.sig} after {why}"
+            detail = (f"{why} while this command ran; the command was then killed by signal "
+                      f"{started.sig} ({_signal_name(started.sig)}); {lost}")
         else:
             decided, fail = decide_outcome(started.code, Marks(), now - start["at"], 0, 0)
             outcome, reason = str(decided), str(fail)
-            detail = (f"the command exited with code {started.code}; {why} before it could "
-                      f"report it, so its output was not kept")
+            seen = "its keeper saw it" if watched else "before it could report it"
+            detail = (f"the command exited with code {started.code}; {why} ({seen}), so "
+                      f"{lost}")
         report.update(outcome=outcome, exitcode=started.code, fail_reason=reason)
     else:
         _remove_dir(started)
@@ -316,6 +367,13 @@ def _end_of(started: Started, killed: bool, why: str, host: str, ip: str) -> dic
             "start": start}
 
 
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
 def _remove_dir(started: Started) -> None:
     """The unique working directory of a command that will run again elsewhere."""
     if not started.unique or not started.base:
@@ -327,23 +385,114 @@ def _remove_dir(started: Started) -> None:
 
 
 async def _report(args: argparse.Namespace, runner_id: str, ends: list[dict[str, Any]],
-                  how: str) -> None:
+                  how: str, adopted: list[Started], why: str) -> None:
+    """Tell the manager what the dead worker left: the ends known now, then each adopted
+    command's end as it comes, keeping those alive meanwhile; then ``bye``."""
     from wr.runner import runner_link
     from wr.runner_link import RECONNECT_FOR
 
     link = runner_link(args, runner_id)
     await link.connect(patience=RECONNECT_FOR)
     try:
-        if ends:
-            msg = {"op": "end", "ends": ends, "reserve": None, "recovered": how}
-            try:
-                reply = await link.request(msg, patience=RECONNECT_FOR)
-            except RuntimeError as exc:
-                log.warning("the manager refused every report of runner %s: %s",
-                            runner_id, exc)
-            else:
-                for key, why in (reply.get("refused") or {}).items():
-                    log.warning("report for %s refused: %s", key, why)
+        await _send_ends(link, runner_id, ends, how)
+        if adopted:
+            await _watch(link, runner_id, adopted, how, why, float(args.touch))
         await link.request({"op": "bye"}, patience=RECONNECT_FOR)
     finally:
         await link.close()
+
+
+async def _send_ends(link: Any, runner_id: str, ends: list[dict[str, Any]], how: str) -> None:
+    from wr.runner_link import RECONNECT_FOR
+
+    if not ends:
+        return
+    msg = {"op": "end", "ends": ends, "reserve": None, "recovered": how}
+    try:
+        reply = await link.request(msg, patience=RECONNECT_FOR)
+    except RuntimeError as exc:
+        log.warning("the manager refused every report of runner %s: %s", runner_id, exc)
+    else:
+        for key, said in (reply.get("refused") or {}).items():
+            log.warning("report for %s refused: %s", key, said)
+
+
+async def _watch(link: Any, runner_id: str, adopted: list[Started], how: str, why: str,
+                 touch: float) -> None:
+    """Keep the adopted commands alive with the manager until each exits, reporting each
+    end as it comes. A kill the manager asks for (a touch answered ``kill``) kills that
+    command; a stop (the manager's push, or a signal to the keeper) kills them all, which
+    puts them back in the queue uncharged (``interrupted``)."""
+    import asyncio
+
+    from wr.procs import killpg, marked_processes, signal_all
+    from wr.runner_link import RECONNECT_FOR, host_ip
+
+    loop = asyncio.get_running_loop()
+    host, ip = socket.gethostname(), host_ip()
+    stopping: list[bool] = []
+    link.on_push = lambda msg: stopping.append(True) if msg.get("op") == "stop" else None
+    exits: dict[str, asyncio.Future[None]] = {}
+    for started in adopted:
+        exits[started.key] = _exit_of(loop, started.pid)
+    user_killed: set[str] = set()
+
+    def kill(started: Started) -> None:
+        killpg(started.pid)
+        signal_all(marked_processes(started.token), signal.SIGKILL)
+
+    watching = {s.key: s for s in adopted}
+    while watching:
+        if stopping or _STOP:
+            for started in watching.values():
+                kill(started)
+        await asyncio.wait(list(exits[k] for k in watching), timeout=max(touch, 0.1))
+        for key in [k for k in watching if exits[k].done()]:
+            started = watching.pop(key)
+            _, status = os.waitpid(started.pid, 0)
+            started.code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else -1
+            started.sig = 0 if os.WIFEXITED(status) else os.WTERMSIG(status)
+            if stopping or _STOP:
+                end = _interrupted(started, host, ip)
+            else:
+                end = _end_of(started, False, why, host, ip, watched=True,
+                              user_killed=key in user_killed)
+            await _send_ends(link, runner_id, [end], how)
+        for key, started in watching.items():  # still running: keep them alive
+            try:
+                reply = await link.request({"op": "touch", "key": key},
+                                           patience=RECONNECT_FOR)
+            except RuntimeError as exc:  # no longer this runner's: nobody wants it run
+                log.warning("the manager no longer knows %s as this runner's (%s): killed",
+                            key, exc)
+                kill(started)
+                continue
+            if reply.get("kill"):
+                user_killed.add(key)
+                kill(started)
+
+
+def _exit_of(loop: Any, pid: int) -> Any:
+    """A future that resolves when child ``pid`` exits (left for us to reap)."""
+    fut = loop.create_future()
+    fd = os.pidfd_open(pid)
+
+    def readable() -> None:
+        loop.remove_reader(fd)
+        os.close(fd)
+        if not fut.done():
+            fut.set_result(None)
+
+    loop.add_reader(fd, readable)
+    return fut
+
+
+def _interrupted(started: Started, host: str, ip: str) -> dict[str, Any]:
+    """The end of an adopted command killed because the runner was told to stop: back in
+    the queue uncharged, as the worker would have put it (wr.execute)."""
+    _remove_dir(started)
+    start = {"pid": started.pid, "host": host, "ip": ip, "at": started.at or time.time()}
+    report = {"outcome": "interrupted", "exitcode": -1, "fail_reason": "",
+              "ended": time.time()}
+    return {"key": started.key, "report": report, "stdout": "", "stderr": "",
+            "start": start}

@@ -338,7 +338,7 @@ class Runner:
         fail_reason = exc.fail_reason
         if exc.detail and exc.fail_reason == "command failed to start":
             fail_reason = f"{exc.fail_reason}: {exc.detail}"  # what the system answered
-        report = {"outcome": exc.outcome, "exitcode": -1, "fail_reason": fail_reason,
+        report = {"outcome": exc.outcome, "exitcode": 0, "fail_reason": fail_reason,
                   "ended": time.time()}
         start = {"pid": 0, "host": self.host, "ip": self.ip, "at": time.time()}
         return {"key": key, "report": report, "stdout": "", "stderr": str(exc.detail),

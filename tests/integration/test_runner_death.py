@@ -43,14 +43,14 @@ def _zombie_child_of(pid: int) -> bool:
         return False
 
 
-def test_a_command_killed_with_its_runner_runs_again_visibly(manager: ManagerHandle,
-                                                             tmp_path: Path) -> None:
+def test_a_command_whose_runner_is_killed_runs_on_watched_by_its_keeper(
+        manager: ManagerHandle, tmp_path: Path) -> None:
     """Steps: run `sleep 3 && echo done >> F` (retries 1); SIGKILL its runner's worker
     while it sleeps.
-    Expected: the command is killed at once (its process is gone within seconds, not left
-    running), the job goes back to the queue with FailReason "lost contact with runner"
-    and a stderr saying its runner died, and its rerun completes: Attempts 2, the line
-    written once (by the rerun), and the manager's log names the runner's death."""
+    Expected: the command is not killed (killing it could kill it between its last side
+    effect and its exit): the keeper keeps it alive with the manager (it never becomes
+    lost) and reports its real exit. The job completes at its first attempt, one line, and
+    the manager's log says the runner died and its keeper reported for it."""
     record = tmp_path / "record"
     with manager.client() as c:
         key = c.add([{"cmd": f"sleep 3 && echo done >> {record}", "cpus": 1,
@@ -58,15 +58,48 @@ def test_a_command_killed_with_its_runner_runs_again_visibly(manager: ManagerHan
         running = _when(c, key, "running")
         worker = _only_worker(manager)
         os.kill(worker, signal.SIGKILL)
-        wait_for(lambda: not psutil.pid_exists(running["Pid"])
-                 or psutil.Process(running["Pid"]).status() == psutil.STATUS_ZOMBIE,
-                 timeout=10, what="the command to die with its runner")
+        assert psutil.pid_exists(running["Pid"])
         done = _when(c, key, "complete")
-        assert done["Attempts"] == 2 and done["Exitcode"] == 0
+        assert (done["Attempts"], done["Exitcode"]) == (1, 0)
     assert record.read_text().splitlines() == ["done"]
     log = manager.log()
-    assert f"killed by signal 9 (SIGKILL); its keeper reported for it: {key} (release, " \
-           "lost contact with runner)" in log, log
+    assert f"killed by signal 9 (SIGKILL); its keeper reported for it: {key} (archive)" \
+        in log, log
+    assert f"{key}" not in "".join(line for line in log.splitlines() if "lost contact" in line)
+
+
+def test_a_command_that_writes_after_its_runner_died_fails_visibly(
+        manager: ManagerHandle, tmp_path: Path) -> None:
+    """Steps: run `sleep 2; echo out; echo done >> F` (retries 1) and SIGKILL its worker
+    during the sleep. Expected: with its runner gone nobody reads its output, so `echo out`
+    gets SIGPIPE and the command dies of it: reported as a failure that says so (not as a
+    success), and run again, visibly: complete at its second attempt, one line."""
+    record = tmp_path / "record"
+    with manager.client() as c:
+        key = c.add([{"cmd": f"sleep 2; echo out; echo done >> {record}", "cpus": 1,
+                      "retries": 1}], rep_grp="pipe")[0]["Key"]
+        _when(c, key, "running")
+        os.kill(_only_worker(manager), signal.SIGKILL)
+        done = _when(c, key, "complete")
+        assert done["Attempts"] == 2
+    assert record.read_text().splitlines() == ["done"]
+    assert "SIGPIPE" in manager.log()
+
+
+def test_a_kill_reaches_a_command_its_keeper_watches(manager: ManagerHandle) -> None:
+    """Steps: run `sleep 30`; SIGKILL its worker; then `wr kill` the job. Expected: the
+    keeper kills the command when its keep-alive is answered with the kill, and the job is
+    buried as killed by user request."""
+    with manager.client() as c:
+        key = c.add([{"cmd": "sleep 30", "cpus": 1}], rep_grp="kill")[0]["Key"]
+        running = _when(c, key, "running")
+        os.kill(_only_worker(manager), signal.SIGKILL)
+        wait_for(lambda: manager.runner_pids() == [], what="the worker to be gone")
+        assert [j["Key"] for j in c.cancel("running", key)] == [key]
+        buried = _when(c, key, "buried")
+        assert buried["FailReason"] == "killed by user request"
+    assert not psutil.pid_exists(running["Pid"]) or \
+        psutil.Process(running["Pid"]).status() == psutil.STATUS_ZOMBIE
 
 
 def test_a_command_that_ended_as_its_runner_died_is_reported_not_rerun(

@@ -252,7 +252,8 @@ def _log_recovery(runner_id: str, how: str, reports: list[Ending],
                   refused: dict[str, str]) -> None:
     """The manager's log says why a job ran again: its runner died (wr.keeper)."""
     said = [f"{e.key} ({'refused: ' + refused[e.key] if e.key in refused else e.report.outcome}"
-            f"{', ' + e.report.fail_reason if e.report.fail_reason else ''})"
+            f"{', ' + e.report.fail_reason if e.report.fail_reason else ''}"
+            f"{': ' + e.stderr if e.report.outcome != 'archive' and e.stderr else ''})"
             for e in reports]
     log.warning("runner %s %s; its keeper reported for it: %s", runner_id, how,
                 "; ".join(said))

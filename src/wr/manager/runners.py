@@ -174,7 +174,7 @@ class RunnerDesk(ManagerState):
             await asyncio.sleep(0.2)
             state = read_journal(path)
         async with self._recovering:  # one at a time: each looks at every exited child
-            ends = await asyncio.to_thread(
+            ends, _ = await asyncio.to_thread(
                 settle, state, {}, "its runner was killed with its keeper",
                 keep=frozenset(self.scheduler.runner_pids()), reap_rest=False)
         reported = 0
