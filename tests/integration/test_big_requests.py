@@ -127,9 +127,10 @@ def test_big_answers_are_chunked_and_hold_the_bytes_of_the_whole_answer(
         assert details.content == encode(orjson.loads(details.content))
         for obj in details.json():
             extra = {k: obj.pop(k) for k in ("ReqGroup", "Priority", "Retries", "ActualCwd",
-                                             "ReadyAt")}
+                                             "ReadyAt", "WaitingFor")}
             assert obj == by_key[obj["Key"]]
             assert extra["ReqGroup"] == "echo" and extra["ReadyAt"] is None
+            assert extra["WaitingFor"] == "limit group 'hold' (its limit is 0)"
 
 
 def test_an_answer_streaming_while_its_jobs_are_removed_stays_whole(

@@ -17,6 +17,7 @@ from wr import __version__
 
 _VERBS = {
     "add": "wr.cli.add",
+    "conf": "wr.cli.conf",
     "kill": "wr.cli.actions",
     "limit": "wr.cli.limit",
     "lsf": "wr.cli.lsf",
