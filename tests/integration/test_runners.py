@@ -1,4 +1,5 @@
-"""Runners that go silent or die: jobs become lost, come back, or are retried."""
+"""Runners that go silent: jobs become lost and come back (runners that die:
+test_runner_death.py)."""
 
 from __future__ import annotations
 
@@ -45,17 +46,3 @@ def test_a_silent_runner_makes_its_job_lost_until_it_speaks_again(manager) -> No
         assert buried["FailReason"] == "killed by user request"
         assert not psutil.pid_exists(buried["Pid"]) or \
             psutil.Process(buried["Pid"]).status() == psutil.STATUS_ZOMBIE
-
-
-def test_a_dead_runners_job_is_retried_once_its_process_is_gone(manager) -> None:
-    """Steps: run `sleep 2` with retries=1; SIGKILL its runner at once.
-    Expected: the job becomes lost, the manager sees its process is gone and releases it
-    for a retry without anyone confirming; the retry completes (Attempts 2)."""
-    with manager.client() as c:
-        key = c.add([{"cmd": "sleep 2", "cpus": 1, "retries": 1}], rep_grp="dead")[0]["Key"]
-        wait_for(lambda: _state(c, key)["State"] == "running", what="job to run")
-        for pid in wait_for(manager.runner_pids, what="a runner process"):
-            os.kill(pid, signal.SIGKILL)
-        done = wait_for(lambda: (j := _state(c, key))["State"] == "complete" and j,
-                        timeout=60, what="the retry to complete")
-        assert done["Attempts"] == 2 and done["Exitcode"] == 0
