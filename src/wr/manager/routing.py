@@ -27,7 +27,7 @@ import enum
 import inspect
 import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.requests import Request
@@ -89,7 +89,7 @@ class Endpoint:
     kind: Kind = Kind.HTTP
     refused: str | None = None
     """A handler ``(request, error)`` answering a refused request instead of the text 401."""
-    ops: tuple[Operation, ...] = field(default=())
+    ops: tuple[Operation, ...] = ()
 
 
 # -- the table as Starlette routes --------------------------------------------------------------
