@@ -26,7 +26,6 @@ import orjson
 from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
-from starlette.routing import Route
 
 from wr.errors import BadRequest, NotFound
 from wr.jobs import (
@@ -39,7 +38,7 @@ from wr.jobs import (
 )
 from wr.manager.core import Manager
 from wr.manager.names import name_in_path
-from wr.manager.rest import check_token, json_response
+from wr.manager.rest import json_response
 from wr.manager.selection import select_jobs
 from wr.modification import check_changes
 
@@ -56,20 +55,7 @@ class ManagementAPI:
         self.token = token
         self.rest = rest
 
-    def routes(self) -> list[Route]:
-        return [
-            Route("/rest/v1/actions/{action}", self.action, methods=["POST"]),
-            Route("/rest/v1/limits/", self.limits, methods=["GET"]),
-            Route("/rest/v1/limits", self.limits, methods=["GET"]),
-            # Any name reaches the handler, "/" and line breaks included (names.py).
-            Route("/rest/v1/limits/{name:names}", self.limit,
-                  methods=["GET", "PUT", "DELETE"]),
-            Route("/rest/v1/manager/backup", self.backup, methods=["GET"]),
-            Route("/rest/v1/manager/{op}", self.control, methods=["POST"]),
-        ]
-
     async def action(self, request: Request) -> Response:
-        check_token(request, self.token)
         action = request.path_params["action"]
         if action not in ACTIONS:
             raise NotFound(f"unknown action {action!r}; use one of {', '.join(ACTIONS)}")
@@ -84,12 +70,10 @@ class ManagementAPI:
         return json_response(await perform(self.manager, action, jobs, spec))
 
     async def limits(self, request: Request) -> Response:
-        check_token(request, self.token)
         q = self.manager.queue
         return json_response(dict(sorted(q.limits.items())))
 
     async def limit(self, request: Request) -> Response:
-        check_token(request, self.token)
         name = name_in_path(request)  # decoded exactly once (issue 13)
         try:  # the names and limits a job's name:N may give, no others (issue 13)
             check_limit_name(name)
@@ -109,7 +93,6 @@ class ManagementAPI:
         return json_response({"name": name, "limit": stored})
 
     async def control(self, request: Request) -> Response:
-        check_token(request, self.token)
         op = request.path_params["op"]
         m = self.manager
         if op in ("pause", "resume") and m.mode == "draining":
@@ -127,7 +110,6 @@ class ManagementAPI:
         return json_response(m.run_stats())
 
     async def backup(self, request: Request) -> Response:
-        check_token(request, self.token)
         fd, tmp = tempfile.mkstemp(prefix="wr_backup", dir=self.manager.config.manager_dir)
         os.close(fd)
         path = Path(tmp)

@@ -13,10 +13,9 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from wr.manager.core import Manager
-from wr.manager.rest import check_token, json_response
+from wr.manager.rest import json_response
 
 
 class LsfAPI:
@@ -26,14 +25,7 @@ class LsfAPI:
         self.manager = manager
         self.token = token
 
-    def routes(self) -> list[Route]:
-        return [
-            Route("/rest/v1/lsf/jobs/", self.jobs, methods=["GET"]),
-            Route("/rest/v1/lsf/jobs", self.jobs, methods=["GET"]),
-        ]
-
     async def jobs(self, request: Request) -> Response:
-        check_token(request, self.token)
         queue = self.manager.queue
         found = [job for job in queue.jobs.values() if job.bsub_id]
         found.sort(key=lambda job: job.bsub_id)

@@ -37,12 +37,10 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from wr import __version__
 from wr.jobs import QUEUED_STATES, State
 from wr.manager.core import Manager
-from wr.manager.rest import check_token
 from wr.queue import Changed, Replaced
 
 log = logging.getLogger("wr.manager")
@@ -107,9 +105,6 @@ class Metrics:
         manager.watchers.append(self.observe)
         manager.store.on_commit = self.commit.observe
 
-    def routes(self) -> list[Route]:
-        return [Route("/metrics", self.metrics, methods=["GET"])]
-
     # -- counting ---------------------------------------------------------------------------
 
     def observe(self, events: Iterable[Any], now: float) -> None:
@@ -161,7 +156,6 @@ class Metrics:
     # -- serving ----------------------------------------------------------------------------
 
     async def metrics(self, request: Request) -> Response:
-        check_token(request, self.token)
         return Response(self.render(), media_type=CONTENT_TYPE)
 
     def render(self) -> str:

@@ -1,10 +1,13 @@
 """The OpenAPI 3.1 document of the manager's HTTP API, and its reference page.
 
-The document is written by hand (``static/openapi/openapi.yaml``, package data): the handlers
-are raw Starlette routes, and a hand-written description says what they promise in words a
-client author can use, with the seed's error texts and wr's quirks. Two tests keep it honest
-(tests/integration/test_openapi.py): every route the application serves must be described
-(and nothing else), and schemathesis fuzzes a live manager with it, checking that no request
+The document is made of two parts (issue 14, item 8): its paths come from the route table
+(`wr.manager.routes`), the same entries that declare the routes, their guards and their
+handlers, so every served route is described and "no token needed" is said exactly where
+the table leaves a route open; everything else (what the API is, its tags, and the shared
+schemas, parameters and answers the operations refer to) is data, in
+``static/openapi/components.yaml``. Two tests keep it honest
+(tests/integration/test_openapi.py and test_routes.py): every route is described (and
+nothing else), and schemathesis fuzzes a live manager with it, checking that no request
 gets a 5xx and that every answer matches what the document says.
 
 * ``GET /rest/openapi.json``: the document as JSON (no token, like ``/rest/version/``);
@@ -27,12 +30,13 @@ import orjson
 import yaml
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
-from starlette.routing import Route
 
 from wr import __version__
+from wr.manager.routes import ROUTES
+from wr.manager.routing import TOKEN_SECURITY, openapi_paths
 
-DOCUMENT = ("static", "openapi", "openapi.yaml")
-"""Where the document is, inside the ``wr.manager`` package."""
+COMPONENTS = ("static", "openapi", "components.yaml")
+"""Where the document's shared parts are, inside the ``wr.manager`` package."""
 METHODS = ("get", "put", "post", "delete", "patch", "head", "options")
 """The operation keys of a path item, in the order the page shows them."""
 
@@ -40,11 +44,14 @@ METHODS = ("get", "put", "post", "delete", "patch", "head", "options")
 @functools.cache
 def document() -> dict[str, Any]:
     """The document, with ``info.version`` set to this wr's version."""
-    text = resources.files("wr.manager").joinpath(*DOCUMENT).read_text(encoding="utf-8")
+    text = resources.files("wr.manager").joinpath(*COMPONENTS).read_text(encoding="utf-8")
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    doc = yaml.load(text, Loader=loader)  # a safe loader (C-accelerated when available)
-    doc["info"]["version"] = __version__
-    return doc
+    shared = yaml.load(text, Loader=loader)  # a safe loader (C-accelerated when available)
+    shared["info"]["version"] = __version__
+    return {"openapi": shared["openapi"], "info": shared["info"],
+            "servers": shared["servers"], "security": TOKEN_SECURITY,
+            "tags": shared["tags"], "paths": openapi_paths(ROUTES),
+            "components": shared["components"]}
 
 
 @functools.cache
@@ -57,20 +64,15 @@ def reference_page() -> str:
     return render(document())
 
 
-def openapi_routes() -> list[Route]:
-    """The document and its page; neither needs the token (they say nothing of the jobs)."""
+# Open routes (routes.py): neither says anything of the jobs.
 
-    async def spec(request: Request) -> Response:
-        return Response(document_json(), media_type="application/json; charset=UTF-8",
-                        headers={"Access-Control-Allow-Origin": "*"})
+async def serve_document(request: Request) -> Response:
+    return Response(document_json(), media_type="application/json; charset=UTF-8",
+                    headers={"Access-Control-Allow-Origin": "*"})
 
-    async def page(request: Request) -> Response:
-        return HTMLResponse(reference_page(), headers=_PAGE_HEADERS)
 
-    return [
-        Route("/rest/openapi.json", spec, methods=["GET"]),
-        Route("/rest/docs", page, methods=["GET"]),
-    ]
+async def serve_page(request: Request) -> Response:
+    return HTMLResponse(reference_page(), headers=_PAGE_HEADERS)
 
 
 _PAGE_HEADERS = {

@@ -17,9 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from starlette.exceptions import HTTPException
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import ClientDisconnect, HTTPConnection, Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from wr import __version__
 from wr.errors import (
@@ -65,8 +64,9 @@ def text_error(message: str, status: int) -> Response:
                     headers={"X-Content-Type-Options": "nosniff"})
 
 
-def check_token(request: Request, token: str) -> None:
-    """wr's order of checks: ?token= first, then the Authorization header."""
+def check_token(request: HTTPConnection, token: str) -> None:
+    """wr's order of checks: ?token= first, then the Authorization header. Applied to
+    every route by the route table (routing.py), never by a handler (issue 14)."""
     candidate = request.query_params.get("token", "")
     if not candidate:
         header = request.headers.get("authorization", "")
@@ -86,22 +86,6 @@ class RestAPI:
         self.manager = manager
         self.token = token
         self.max_body = max_body
-
-    def routes(self) -> list[Route]:
-        return [
-            Route("/rest/version/{rest:path}", self.version, methods=_ALL),
-            Route("/rest/version", self.version, methods=_ALL),
-            Route("/rest/v1/jobs/{ids:names}", self.jobs, methods=_ALL),
-            Route("/rest/v1/jobs", self.jobs, methods=_ALL),
-            Route("/rest/v1/warnings/{rest:path}", self.warnings, methods=_ALL),
-            Route("/rest/v1/warnings", self.warnings, methods=_ALL),
-            Route("/rest/v1/servers/{rest:path}", self.servers, methods=_ALL),
-            Route("/rest/v1/servers", self.servers, methods=_ALL),
-            Route("/rest/v1/info/{rest:path}", self.info, methods=_ALL),
-            Route("/rest/v1/info", self.info, methods=_ALL),
-            Route("/rest/v1/upload/{rest:path}", self.upload, methods=_ALL),
-            Route("/rest/v1/upload", self.upload, methods=_ALL),
-        ]
 
     async def _body(self, request: Request) -> bytes:
         length = request.headers.get("content-length")
@@ -126,13 +110,11 @@ class RestAPI:
         return json_response({"Version": __version__, "API": API_VERSION})
 
     async def info(self, request: Request) -> Response:
-        check_token(request, self.token)
         if request.method != "GET":
             return text_error("Only GET is supported", 400)
         return json_response(self.manager.info())
 
     async def warnings(self, request: Request) -> Response:
-        check_token(request, self.token)
         if request.method != "GET":
             return text_error("Only GET is supported", 400)
         return json_response([
@@ -141,7 +123,6 @@ class RestAPI:
         ])
 
     async def servers(self, request: Request) -> Response:
-        check_token(request, self.token)
         if request.method == "GET":
             return json_response([])
         if request.method == "DELETE":
@@ -151,7 +132,6 @@ class RestAPI:
         return text_error("Only GET and DELETE are supported", 400)
 
     async def upload(self, request: Request) -> Response:
-        check_token(request, self.token)
         if request.method != "PUT":
             return text_error("Only PUT is supported", 400)
         body = await self._body(request)
@@ -197,7 +177,6 @@ class RestAPI:
         return path
 
     async def jobs(self, request: Request) -> Response:
-        check_token(request, self.token)
         method = request.method
         if method == "POST":
             return await self._add(request)
@@ -325,7 +304,6 @@ class RestAPI:
         return json_response(before, status=202)
 
 
-_ALL = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"]
 _PATH_ERRNOS = (errno.ENOENT, errno.EROFS, errno.ENAMETOOLONG, errno.ELOOP, errno.EINVAL,
                 errno.EXDEV, errno.ENXIO, errno.ETXTBSY)
 """Upload failures that say the path cannot hold a file: a 400, not a 500."""

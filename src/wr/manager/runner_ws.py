@@ -54,12 +54,11 @@ from typing import Any
 import orjson
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from wr.errors import StorageUnavailable, Unauthorized
+from wr.errors import StorageUnavailable
 from wr.jobs import Job, State
 from wr.manager.core import Manager
 from wr.manager.runners import Ending, RunnerLink
 from wr.queue import QueueError
-from wr.security import tokens_match
 
 log = logging.getLogger("wr.manager")
 
@@ -105,12 +104,6 @@ class RunnerEndpoint:
         self.token = token
 
     async def __call__(self, ws: WebSocket) -> None:
-        header = ws.headers.get("authorization", "")
-        candidate = header[7:] if header.startswith("Bearer ") else ws.query_params.get(
-            "token", "")
-        if not tokens_match(candidate, self.token):
-            await ws.close(code=4401, reason=str(Unauthorized("Invalid token")))
-            return
         runner_id = ws.query_params.get("id", "")
         group = ws.query_params.get("group", "")
         if not runner_id:

@@ -44,13 +44,11 @@ from typing import Any
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
-from starlette.routing import Route
 
 from wr.errors import BadRequest
 from wr.jobs import State
 from wr.manager.core import Manager
 from wr.manager.events import Event, EventHub, Gap, Subscription
-from wr.manager.rest import check_token
 
 KEEPALIVE = 15.0
 """Default seconds between keep-alive comments on an idle stream (``?keepalive=``)."""
@@ -108,14 +106,7 @@ class EventStream:
         self.epoch = epoch or secrets.token_hex(4)
         """Names this run of the manager in event ids."""
 
-    def routes(self) -> list[Route]:
-        return [
-            Route("/rest/v1/events/", self.events, methods=["GET"]),
-            Route("/rest/v1/events", self.events, methods=["GET"]),
-        ]
-
     async def events(self, request: Request) -> Response:
-        check_token(request, self.token)
         wanted = EventFilter.from_query(request.query_params)
         keepalive = _keepalive(request.query_params.get("keepalive"))
         hub = self.manager.events

@@ -40,13 +40,12 @@ from typing import Any
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from wr.jobs import Job, State
 from wr.manager.answers import Chosen, json_array_answer
 from wr.manager.core import Manager
 from wr.manager.names import ids_in_path
-from wr.manager.rest import check_token, json_response
+from wr.manager.rest import json_response
 from wr.manager.selection import select_jobs
 from wr.pacing import Pacer
 from wr.status import matches_state, parse_state_filter, walltime
@@ -159,20 +158,7 @@ class SummaryAPI:
         self.token = token
         self.rest = rest
 
-    def routes(self) -> list[Route]:
-        return [
-            Route("/rest/v1/counts/{ids:names}", self.counts, methods=["GET"]),
-            Route("/rest/v1/counts", self.counts, methods=["GET"]),
-            Route("/rest/v1/summary/{ids:names}", self.summary, methods=["GET"]),
-            Route("/rest/v1/summary", self.summary, methods=["GET"]),
-            Route("/rest/v1/details/{ids:names}", self.details, methods=["GET"]),
-            Route("/rest/v1/details", self.details, methods=["GET"]),
-            Route("/rest/v1/add/{rest:path}", self.add, methods=["POST"]),
-            Route("/rest/v1/add", self.add, methods=["POST"]),
-        ]
-
     async def counts(self, request: Request) -> Response:
-        check_token(request, self.token)
         total = GroupFigures()
         params = request.query_params
         if ids_in_path(request) is None and not params.get("state"):
@@ -188,7 +174,6 @@ class SummaryAPI:
         return json_response(total.counts)
 
     async def summary(self, request: Request) -> Response:
-        check_token(request, self.token)
         groups = await self._figures(request, usage=True)
         names = sorted(name for name, g in groups.items() if g.total())
         everything = None
@@ -202,7 +187,6 @@ class SummaryAPI:
         })
 
     async def details(self, request: Request) -> Response:
-        check_token(request, self.token)
         # The same selection, grouping (limit) and std/env as GET /rest/v1/jobs/, and
         # streamed as it is when many (issue 13).
         rest = self.rest
@@ -227,7 +211,6 @@ class SummaryAPI:
         return json_array_answer(chosen, encode)
 
     async def add(self, request: Request) -> Response:
-        check_token(request, self.token)
         pacer = Pacer()
         done = await self.rest.add_posted(request, pacer)
         now_queued: set[str] = set()

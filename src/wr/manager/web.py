@@ -38,15 +38,14 @@ from typing import Any
 import orjson
 from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, Response
-from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from wr.errors import BadRequest, WrError
 from wr.jobs import Job, State
 from wr.manager.actions import perform
 from wr.manager.core import Manager
-from wr.manager.rest import check_token, json_response
+from wr.manager.rest import json_response
 from wr.manager.selection import rep_groups_matching, select_jobs
 from wr.manager.web_live import _COMPLETE, _SLOT, STATES, LiveFeed, manager_summary
 from wr.status import job_status
@@ -83,9 +82,9 @@ with it can control the manager, so keep it to yourself.</p>
 """
 
 
-def web_routes(manager: Manager, token: str) -> list[BaseRoute]:
-    """Every route of the web page."""
-    return WebPage(manager, token).routes()
+def static_files() -> ASGIApp:
+    """The page's files, served below ``/web/static`` (routes.py)."""
+    return _NoCache(StaticFiles(directory=STATIC))
 
 
 class WebPage:
@@ -97,44 +96,27 @@ class WebPage:
         self.feed = LiveFeed(manager, token)
         self._throughput: dict[tuple[Any, ...], tuple[float, dict[str, Any]]] = {}
 
-    def routes(self) -> list[BaseRoute]:
-        api = [
-            ("info", self.info, "GET"), ("search", self.search, "GET"),
-            ("group", self.group, "GET"), ("jobs", self.jobs, "GET"),
-            ("usage", self.usage, "GET"), ("throughput", self.throughput, "GET"),
-            ("action", self.action, "POST"), ("dismiss", self.dismiss, "POST"),
-        ]
-        return [
-            *(Route(path, self.page, methods=["GET", "HEAD"])
-              for path in ("/", "/status", "/status.html")),
-            Mount("/web/static", app=_NoCache(StaticFiles(directory=STATIC))),
-            WebSocketRoute("/web/live", self.feed.__call__),
-            *(Route(f"/web/api/{name}", handler, methods=[method])
-              for name, handler, method in api),
-        ]
-
     # -- the page ---------------------------------------------------------------------------
 
     async def page(self, request: Request) -> Response:
-        try:
-            check_token(request, self.token)
-        except WrError:
-            problem = ("This address has no token." if not request.query_params.get("token")
-                       else "The token in this address is not this manager's (a manager "
-                            "started afresh after a drain has a new one).")
-            return HTMLResponse(_NO_TOKEN.format(problem=problem), status_code=401,
-                                headers=_PAGE_HEADERS)
         return FileResponse(STATIC / "index.html", media_type="text/html; charset=utf-8",
+                            headers=_PAGE_HEADERS)
+
+    async def refused(self, request: Request, exc: WrError) -> Response:
+        """The page's answer without the token (the route table's guard refused it): a
+        page that says how to open it, not a line of text."""
+        problem = ("This address has no token." if not request.query_params.get("token")
+                   else "The token in this address is not this manager's (a manager "
+                        "started afresh after a drain has a new one).")
+        return HTMLResponse(_NO_TOKEN.format(problem=problem), status_code=401,
                             headers=_PAGE_HEADERS)
 
     # -- JSON -------------------------------------------------------------------------------
 
     async def info(self, request: Request) -> Response:
-        check_token(request, self.token)
         return json_response({"manager": manager_summary(self.manager), "states": STATES})
 
     async def search(self, request: Request) -> Response:
-        check_token(request, self.token)
         q = request.query_params.get("q", "")
         limit = _int(request, "limit", 200, 1, 5000)
         names = await rep_groups_matching(self.manager.queue, self.manager.store, q)
@@ -143,7 +125,6 @@ class WebPage:
         return json_response({"total": len(names), "groups": {n: rows[n] for n in shown}})
 
     async def group(self, request: Request) -> Response:
-        check_token(request, self.token)
         name = _required(request, "group", "name")
         per = _int(request, "per_class", 5, 0, PAGE_MAX)
         live = await self._queued(name)
@@ -168,7 +149,6 @@ class WebPage:
         return json_response({"name": name, "states": STATES, "row": row, "classes": out})
 
     async def jobs(self, request: Request) -> Response:
-        check_token(request, self.token)
         name = _required(request, "group")
         state = _required(request, "state")
         if state not in STATES:
@@ -189,14 +169,12 @@ class WebPage:
                               "jobs": [statuses[j.key] for j in jobs]})
 
     async def usage(self, request: Request) -> Response:
-        check_token(request, self.token)
         name = _required(request, "group")
         sample = await self.manager.store.usage_sample(name, size=USAGE_SAMPLE)
         sample["columns"] = ["PeakRAM", "ExpectedRAM", "Walltime", "ExpectedTime", "CPUtime"]
         return json_response(sample)
 
     async def throughput(self, request: Request) -> Response:
-        check_token(request, self.token)
         name = request.query_params.get("group") or None
         window = _int(request, "window", 3600, 60, 90 * 86400)
         bucket = _int(request, "bucket", max(window // 60, 1), 1, window)
@@ -215,7 +193,6 @@ class WebPage:
         return json_response(answer)
 
     async def action(self, request: Request) -> Response:
-        check_token(request, self.token)
         spec = await _json_object(request)
         action = spec.get("action")
         if action not in WEB_ACTIONS:
@@ -245,7 +222,6 @@ class WebPage:
         return json_response(await perform(self.manager, action, jobs, {}))
 
     async def dismiss(self, request: Request) -> Response:
-        check_token(request, self.token)
         spec = await _json_object(request)
         msg = spec.get("msg")
         if msg is not None and not isinstance(msg, str):
