@@ -311,10 +311,6 @@ class Manager:
 
     # -- adding -----------------------------------------------------------------------------
 
-    async def add(self, jobs: list[Job], *, rerun: bool = False) -> list[Job]:
-        """Store then queue new jobs; return the queue's copy of each input still queued."""
-        return (await self.add_parts([jobs], rerun=rerun)).queued
-
     async def add_parts(self, parts: Iterable[list[Job]] | AsyncIterable[list[Job]], *,
                         rerun: bool = False, pacer: Pacer | None = None) -> Added:
         """Store then queue new jobs that come in parts (`wr.submission`'s
