@@ -750,12 +750,6 @@ class Queue:
             self.limits[name] = limit
         self._outbox.append(LimitChanged(name, limit))
 
-    def regroup_ready(self) -> None:
-        """Recompute requirements and scheduler groups of every ready job (after learning
-        something new about a req_grp)."""
-        for key in list(self._ready_entry):
-            self._make_ready(self.jobs[key])
-
     def replace(self, old_key: str, new: Job, now: float) -> Job:
         """Swap a queued, not running job for a modified version of it (``wr mod``).
 
@@ -816,9 +810,6 @@ class Queue:
 
     def unresolved(self, key: str) -> frozenset[str]:
         return frozenset(self.deps.unresolved.get(key, ()))
-
-    def running_in_group(self, group: str) -> int:
-        return self.run_by_group[group]
 
     # -- internals --------------------------------------------------------------------------
 

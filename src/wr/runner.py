@@ -41,11 +41,14 @@ import socket
 import sys
 import time
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from wr.journal import Journal
 from wr.runner_link import RECONNECT_FOR, Link, ManagerGone, host_ip
+
+if TYPE_CHECKING:
+    from wr.exec_spec import ExecResult, ExecSpec
 
 log = logging.getLogger("wr.runner")
 
@@ -240,25 +243,10 @@ class Runner:
     async def _execute(self, job: dict[str, Any]) -> tuple[dict[str, Any], bool]:
         """Run one job: its end report (with its start, unless that was reported already)
         and whether it was over within START_REPORT_DELAY."""
-        from wr.container_options import ContainerRequest
-        from wr.execute import ExecSetupError, ExecSpec, Execution
+        from wr.execute import ExecSetupError, Execution
 
         key = job["key"]
-        spec = ExecSpec(
-            key=key, cmd=job["cmd"], cwd=job["cwd"], cwd_matters=job["cwd_matters"],
-            change_home=job["change_home"], env_override=list(job["env_override"]),
-            base_env=self.env, expected_ram_mb=int(job["expected_ram_mb"]),
-            expected_time_s=float(job["expected_time_s"]),
-            retries_left=int(job["retries_left"]),
-            no_retry_over_walltime_s=float(job["no_retry_over_walltime_s"]),
-            modules=list(job["modules"]), behaviours=list(job["behaviours"]),
-            shell=job.get("shell") or "bash", mounts=list(job.get("mounts") or ()),
-            bsub=job.get("bsub"),
-            container=ContainerRequest.from_job(job, self.container_runtime),
-            group=job.get("group") or "",
-        )
-        if self.journal is not None:
-            spec.shell_via = self._shell_link(spec.shell)
+        spec = self._spec(job)
         execution = Execution(spec, self.journal)
         try:
             pid = await execution.start()
@@ -297,16 +285,32 @@ class Runner:
             self.current_key = ""
             if toucher is not None:
                 toucher.cancel()
-        end = {"key": key, "report": {
-            "outcome": result.outcome, "exitcode": result.exitcode,
-            "fail_reason": result.fail_reason, "peak_ram": result.peak_ram_mb,
-            "peak_disk": result.peak_disk_mb, "cpu_time": result.cpu_time,
-            "ended": result.ended, "actual_cwd": result.actual_cwd,
-            "remove": result.remove_requested,
-        }, "stdout": result.stdout, "stderr": result.stderr}
+        end = _end_report(key, result)
         if announced is None:
             end["start"] = start
         return end, announced is None
+
+    def _spec(self, job: dict[str, Any]) -> ExecSpec:
+        """What running a job the manager sent takes (wr.manager.runner_ws)."""
+        from wr.container_options import ContainerRequest
+        from wr.exec_spec import ExecSpec
+
+        spec = ExecSpec(
+            key=job["key"], cmd=job["cmd"], cwd=job["cwd"], cwd_matters=job["cwd_matters"],
+            change_home=job["change_home"], env_override=list(job["env_override"]),
+            base_env=self.env, expected_ram_mb=int(job["expected_ram_mb"]),
+            expected_time_s=float(job["expected_time_s"]),
+            retries_left=int(job["retries_left"]),
+            no_retry_over_walltime_s=float(job["no_retry_over_walltime_s"]),
+            modules=list(job["modules"]), behaviours=list(job["behaviours"]),
+            shell=job.get("shell") or "bash", mounts=list(job.get("mounts") or ()),
+            bsub=job.get("bsub"),
+            container=ContainerRequest.from_job(job, self.container_runtime),
+            group=job.get("group") or "",
+        )
+        if self.journal is not None:
+            spec.shell_via = self._shell_link(spec.shell)
+        return spec
 
     def _shell_link(self, shell: str) -> str:
         """The link to run ``shell`` through, so that the keeper can tell our commands by
@@ -359,6 +363,17 @@ class Runner:
             if reply.get("kill"):
                 execution.kill("user")
                 return
+
+
+def _end_report(key: str, result: ExecResult) -> dict[str, Any]:
+    """A job's end, in the form the manager takes it."""
+    return {"key": key, "report": {
+        "outcome": result.outcome, "exitcode": result.exitcode,
+        "fail_reason": result.fail_reason, "peak_ram": result.peak_ram_mb,
+        "peak_disk": result.peak_disk_mb, "cpu_time": result.cpu_time,
+        "ended": result.ended, "actual_cwd": result.actual_cwd,
+        "remove": result.remove_requested,
+    }, "stdout": result.stdout, "stderr": result.stderr}
 
 
 def _end_message(ends: list[dict[str, Any]]) -> dict[str, Any]:

@@ -8,6 +8,7 @@ import re
 import stat
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
@@ -69,6 +70,15 @@ def alive(pid: int) -> bool:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
+
+
+async def until(condition: Callable[[], object], what: str, timeout: float = 10.0) -> None:
+    """Poll ``condition`` on the event loop until it is true; fail after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(0.02)
 
 
 async def read_pids(path: Path, count: int, timeout: float = 5.0) -> list[int]:
@@ -370,7 +380,8 @@ def test_stop_kill_is_interrupted_and_leaves_no_directory(tmp_path: Path) -> Non
         spec = make_spec(tmp_path, "echo $$; touch out; sleep 100")
         execution = Execution(spec)
         await execution.start()
-        await asyncio.sleep(0.1)
+        await until(lambda: os.path.exists(os.path.join(execution.actual_cwd, "out")),
+                    "the command to write in its directory")
         execution.kill("stop")
         return await execution.wait()
 
@@ -389,7 +400,7 @@ def test_signal_kill_releases(tmp_path: Path, expected_time: float, reason: str)
     async def go() -> ExecResult:
         execution = Execution(make_spec(tmp_path, "sleep 100", expected_time_s=expected_time))
         await execution.start()
-        await asyncio.sleep(0.15)
+        await asyncio.sleep(0.15)  # past 0.05 s: the time it ran is what the test is about
         execution.kill("signal")
         return await execution.wait()
 
@@ -475,7 +486,7 @@ def test_cancelled_wait_kills_the_command(tmp_path: Path) -> None:
         execution = Execution(make_spec(tmp_path, "sleep 100"))
         pid = await execution.start()
         waiter = asyncio.ensure_future(execution.wait())
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0)  # the waiter runs until it waits for the command's exit
         waiter.cancel()
         with pytest.raises(asyncio.CancelledError):
             await waiter

@@ -408,33 +408,12 @@ def add(file_: str, rep_grp: str, req_grp: str, memory: str, time_: str, cpus: f
     Commands already in the queue, or already completed (unless --rerun), are duplicates
     and are not added again. A bad line is reported with its number and nothing is added.
     """
-    if override not in _OVERRIDES:
-        raise click.ClickException("invalid override value")
-    if with_docker and with_singularity:
-        raise click.ClickException("--with_docker and --with_singularity are mutually "
-                                   "exclusive")
-    dep_pairs = _split(cmd_deps)
-    if len(dep_pairs) % 2:
-        raise click.ClickException("--cmd_deps must have an even number of comma-separated "
-                                   "entries")
-    for flag, value in (("--on_failure", on_failure), ("--on_success", on_success),
-                        ("--on_exit", on_exit)):
-        if value:
-            _check_json(flag, value)
+    dep_pairs = _check_flags(override, with_docker, with_singularity, cmd_deps,
+                             on_failure, on_success, on_exit)
     mount_text = mounts_option(mount_json, mounts)
     config = load(deployment)
 
-    # A big input makes hundreds of thousands of objects that all live to the end: let the
-    # collector run less often than its default of every 700 allocations.
-    import gc
-
-    gc.set_threshold(50_000, 20, 100)
-    text = read_input(file_)
-    objects, numbers, from_json = parse_lines(text)
-    del text
-    if sync and len(objects) != 1:
-        raise click.ClickException("You must add exactly 1 command when using synchronous "
-                                   "mode.")
+    objects, numbers, from_json = _read_jobs(file_, sync)
 
     from wr.client import Client
     from wr.errors import WrError
@@ -444,16 +423,7 @@ def add(file_: str, rep_grp: str, req_grp: str, memory: str, time_: str, cpus: f
     except WrError as exc:
         raise click.ClickException(exc.message) from exc
     with client:
-        local = _is_local(client.base_url)
-        if cwd:
-            default_cwd = cwd
-        elif local or cwd_matters:
-            default_cwd = os.getcwd()
-        else:
-            default_cwd = "/tmp"
-            if any(lacks(obj, "cwd") for obj in objects):
-                warn("command working directories defaulting to /tmp since the manager is "
-                     "running remotely")
+        default_cwd = _default_cwd(cwd, _is_local(client.base_url) or cwd_matters, objects)
         query = {
             "rep_grp": rep_grp or "manually_added", "req_grp": req_grp, "memory": memory,
             "time": time_, "cpus": repr(cpus),
@@ -470,21 +440,10 @@ def add(file_: str, rep_grp: str, req_grp: str, memory: str, time_: str, cpus: f
         query = {k: str(v) for k, v in query.items() if v is not None and v != ""}
         extra = _per_job_defaults(dep_pairs, modules, group, reserve_timeout)
         _apply(objects, extra)
-
-        def check() -> None:
-            _check(objects, numbers, from_json, query, extra)
-
-        show_progress = len(objects) >= PROGRESS_MIN and sys.stderr.isatty()
-        size = _batch_size(len(objects), show_progress)
-        if len(objects) > size:
-            check()
-        if not disable_relative_check:
-            check_relative_paths(objects, default_cwd, cwd_matters)
-        defaulted = (query["rep_grp"] if any(lacks(obj, "rep_grp") for obj in objects)
-                     else None)
-        added, existed, keys = _send(client, objects, query, want_keys=simple or sync,
-                                     size=size, progress_bar=show_progress, locate=check)
-
+        added, existed, keys = _add_all(
+            client, objects, numbers, from_json, query, extra,
+            want_keys=simple or sync,
+            relative_check=None if disable_relative_check else (default_cwd, cwd_matters))
         if sync:
             if not keys:
                 sys.exit(1)
@@ -494,8 +453,80 @@ def add(file_: str, rep_grp: str, req_grp: str, memory: str, time_: str, cpus: f
             sys.exit(1)
         click.echo("\n".join(keys))
         return
+    defaulted = query["rep_grp"] if any(lacks(obj, "rep_grp") for obj in objects) else None
     suffix = f" using default identifier '{defaulted}'" if defaulted is not None else ""
     info(f"Added {added} new commands ({existed} were duplicates) to the queue{suffix}")
+
+
+def _read_jobs(file_: str, sync: bool) -> tuple[list[dict[str, Any]], list[int], list[int]]:
+    """The input's job objects, their line numbers, and which came from JSON (see
+    `parse_lines`); --sync takes exactly one."""
+    # A big input makes hundreds of thousands of objects that all live to the end: let the
+    # collector run less often than its default of every 700 allocations.
+    import gc
+
+    gc.set_threshold(50_000, 20, 100)
+    text = read_input(file_)
+    objects, numbers, from_json = parse_lines(text)
+    del text
+    if sync and len(objects) != 1:
+        raise click.ClickException("You must add exactly 1 command when using synchronous "
+                                   "mode.")
+    return objects, numbers, from_json
+
+
+def _check_flags(override: str, with_docker: str, with_singularity: str, cmd_deps: str,
+                 on_failure: str, on_success: str, on_exit: str) -> list[str]:
+    """Refuse flags that are wrong whatever the input; returns --cmd_deps' entries."""
+    if override not in _OVERRIDES:
+        raise click.ClickException("invalid override value")
+    if with_docker and with_singularity:
+        raise click.ClickException("--with_docker and --with_singularity are mutually "
+                                   "exclusive")
+    dep_pairs = _split(cmd_deps)
+    if len(dep_pairs) % 2:
+        raise click.ClickException("--cmd_deps must have an even number of comma-separated "
+                                   "entries")
+    for flag, value in (("--on_failure", on_failure), ("--on_success", on_success),
+                        ("--on_exit", on_exit)):
+        if value:
+            _check_json(flag, value)
+    return dep_pairs
+
+
+def _default_cwd(cwd: str, here: bool, objects: list[dict[str, Any]]) -> str:
+    """--cwd, else the current directory when it means something to the manager (``here``:
+    the manager is local, or the cwd matters), else /tmp, with a warning if a job takes
+    it (spec cli §1.2)."""
+    if cwd:
+        return cwd
+    if here:
+        return os.getcwd()
+    if any(lacks(obj, "cwd") for obj in objects):
+        warn("command working directories defaulting to /tmp since the manager is "
+             "running remotely")
+    return "/tmp"
+
+
+def _add_all(client: Any, objects: list[dict[str, Any]], numbers: list[int],
+             from_json: list[int], query: dict[str, str], extra: dict[str, Any], *,
+             want_keys: bool,
+             relative_check: tuple[str, bool] | None) -> tuple[int, int, list[str]]:
+    """Check what must be checked here (see the module docstring), warn of relative paths
+    (``relative_check``: the default cwd and --cwd_matters, or None), and send the jobs;
+    returns (added, existed, keys of the jobs now queued)."""
+
+    def check() -> None:
+        _check(objects, numbers, from_json, query, extra)
+
+    show_progress = len(objects) >= PROGRESS_MIN and sys.stderr.isatty()
+    size = _batch_size(len(objects), show_progress)
+    if len(objects) > size:
+        check()
+    if relative_check is not None:
+        check_relative_paths(objects, *relative_check)
+    return _send(client, objects, query, want_keys=want_keys, size=size,
+                 progress_bar=show_progress, locate=check)
 
 
 def _flag(value: bool) -> str | None:
