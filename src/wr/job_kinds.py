@@ -79,12 +79,10 @@ def _string(key: Key, default: Any) -> Reader:
 
 
 def _script(key: Key, default: Any) -> Reader:
+    # The path; its content is read when the job's `other` requests are (wr.job_shape),
+    # so a query's script is read only for jobs that do not give their own.
     name = key.name
-
-    def read(o: Mapping[str, Any], q: Any, seen: Any) -> Any:
-        path = json_string(o, name) or q
-        return structures.read_script(path, seen.scripts) if path else ""
-    return read
+    return lambda o, q, seen: json_string(o, name) or q
 
 
 def _strings(key: Key, default: Any) -> Reader:
@@ -252,10 +250,4 @@ def json_form(kind: Kind, value: Any) -> Any:
     return value
 
 
-def _check_kinds() -> None:
-    missing = set(Kind) - set(_READERS) - set()
-    assert not missing, f"kinds without a reader: {missing}"
-
-
-_check_kinds()
-__all__ = ["NOT_GIVEN", "Invalid", "Reader", "json_form", "query_value", "reader"]
+assert set(_READERS) == set(Kind) == set(NOT_GIVEN), "every kind needs a reader and a zero"

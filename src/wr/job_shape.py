@@ -7,46 +7,55 @@ Reading a job object is two steps, both driven by `wr.job_table`:
 2. every field's value is taken from those (`Field.take`, or its one key's value, or its
    default), giving the job's hot values and its part of rare requests.
 
-The jobs of one request mostly differ only in their command, so a job that gives what the
-one before it gave takes its shape instead of reading every key again (`alike`): a third of
-the time a 100,000-job POST took to read. A job with none of the rarely used keys
-(`Key.common`) has its rare values from the query alone, worked out once per request, and
-shares its part of rare requests with every such job.
+Most of that is the same for every job of a request, so it is done once (`Request`): the
+values of keys a job does not give are the query's (`Request.base`), and so are the
+fields that use none of the keys a job gives (`Plan`, one per set of keys, usually one per
+request). And the jobs of one request mostly differ only in their command, so a job that
+gives what the one before it gave takes its shape instead of reading it again (`alike`):
+a third of the time a 100,000-job POST took to read.
 """
 
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 from wr.container_options import parse_container_mounts
-from wr.job_fields import Rare, compact_rare
+from wr.job_fields import Rare, compact_rare, get_rare
 from wr.job_kinds import NOT_GIVEN, Reader, reader
+from wr.job_structures import read_script
 from wr.job_table import FIELDS, KEY_FIELD, KEYS, Field, Key, Kind, Part
 from wr.job_values import Invalid, given
 from wr.jobs import key_affixes
 
 COMMON_KEYS = frozenset(k.name for k in KEYS if k.common)
-"""The keys most jobs use; a job with keys beyond these takes the full (slower) reading,
-and one without shares a reading of the query defaults."""
-_OTHER_KEYS = tuple((k.name, k.other) for k in KEYS if k.other)
+"""The keys most jobs use: a job that gives only these shares its part of rare requests
+with the request's other such jobs, and needs no lower-casing of its keys."""
+_OTHER_KEYS = tuple((k.name, k.other, k.kind is Kind.SCRIPT) for k in KEYS if k.other)
+_KEY_AFFIXES = frozenset(("cwd", "cwd_matters", "mounts", "with_docker", "with_singularity",
+                          "container_mounts"))
+"""The keys a job's key depends on, besides its command."""
+_ORDER = {k.name: i for i, k in enumerate(KEYS)}
 
 
 class Merged(dict):  # type: ignore[type-arg]
     """A job object's keys' values merged with the query's defaults, by key name: what the
     table's `Field.take` functions read."""
 
-    __slots__ = ("obj", "now")
+    __slots__ = ("obj", "now", "scripts")
 
-    def __init__(self, obj: Mapping[str, Any], now: float) -> None:
-        super().__init__()
+    def __init__(self, values: Mapping[str, Any], obj: Mapping[str, Any], now: float,
+                 scripts: dict[str, str]) -> None:
+        super().__init__(values)
         self.obj = obj
         self.now = now
         """When the job is added."""
+        self.scripts = scripts
+        """The request's cloud scripts read, by path."""
 
     def from_job(self, name: str) -> Any:
         """The value of ``name`` only if the job object gave it (else ``[]``): ``deps``
@@ -55,21 +64,26 @@ class Merged(dict):  # type: ignore[type-arg]
 
     def other_requests(self) -> dict[str, str]:
         """The ``other`` requests the keys with a `wr.job_table.Key.other` entry give, as
-        text (``true`` for a flag); a key not given leaves its entry out."""
+        text (``true`` for a flag, a script's content); a key not given leaves its entry
+        out."""
         other = {}
-        for name, entry in _OTHER_KEYS:
+        for name, entry, script in _OTHER_KEYS:
             value = self[name]
             if value is None or value == "" or value is False:
                 continue
+            if script:
+                value = read_script(value, self.scripts)
             other[entry] = "true" if value is True else str(value)
         return other
 
 
 def _take(field: Field) -> Callable[[Merged], Any]:
     """How ``field``'s value comes from a `Merged`."""
-    if field.take is not None:
+    if callable(field.take):
         return field.take
     default = field.default
+    if isinstance(field.take, str):
+        return operator.itemgetter(field.take)
     if not field.keys:  # internal: the queue, store or runner set it later
         return lambda v: default
     (key,) = field.keys  # (a field with several keys has a take: the table says how)
@@ -79,13 +93,23 @@ def _take(field: Field) -> Callable[[Merged], Any]:
     return operator.itemgetter(key.name)
 
 
+def _uses(field: Field) -> frozenset[str] | None:
+    """The keys a field's value depends on (None: any)."""
+    if isinstance(field.take, str):
+        return frozenset((field.take,))
+    if callable(field.take):
+        return None if field.uses is None else frozenset(field.uses)
+    return frozenset(k.name for k in field.keys)
+
+
 _HOT = [f for f in FIELDS if f.part is Part.HOT][2:]  # after key and cmd, which each job gives
-_HOT_TAKES = tuple(_take(f) for f in _HOT)
-_RARE_TAKES = tuple(_take(f) for f in FIELDS if f.part is Part.RARE)
+_RARE = [f for f in FIELDS if f.part is Part.RARE]
+_HOT_TAKES = tuple((_take(f), _uses(f)) for f in _HOT)
+_RARE_TAKES = tuple((_take(f), _uses(f)) for f in _RARE)
 _REQ_GRP_AT = [f.name for f in _HOT].index("req_grp")
-_NAMES_AT = tuple(i for i, f in enumerate(_HOT) if f.name in ("cwd", "rep_grp", "req_grp"))
-"""Names one shared copy of which serves every job (`Seen.name`)."""
-_TUPLES_AT = tuple(i for i, f in enumerate(_HOT) if isinstance(f.default, tuple))
+_NAMES_AT = frozenset(i for i, f in enumerate(_HOT) if f.name in ("cwd", "rep_grp", "req_grp"))
+"""Names one shared copy of which serves every job (`Request.name`)."""
+_TUPLES_AT = frozenset(i for i, f in enumerate(_HOT) if isinstance(f.default, tuple))
 
 
 @dataclass(slots=True)
@@ -102,8 +126,8 @@ class Shape:
     key_prefix: str
     key_suffix: str
     part: Rare | None
-    """The rarely used requests as the job keeps them: shared by every job of the shape
-    when only the query gives them, else the job's own (its shape is not used again)."""
+    """The rarely used requests as the job keeps them: shared by every job of the request
+    with the same ones when only common keys were given, else the job's own."""
 
 
 def alike(o: Mapping[str, Any], given_before: Mapping[str, Any]) -> bool:
@@ -121,22 +145,88 @@ def alike(o: Mapping[str, Any], given_before: Mapping[str, Any]) -> bool:
     return True
 
 
-class Readers:
-    """The readers of one request's keys, each with the query's default for it."""
+@dataclass(slots=True)
+class Plan:
+    """How to read the jobs of a request that give one set of keys."""
 
-    __slots__ = ("common", "rare", "all", "rare_values", "parts")
+    readers: tuple[tuple[str, Reader, Any], ...]
+    """The readers of the keys given, in table order, each with the query's default."""
+    hot: tuple[tuple[int, Callable[[Merged], Any]], ...]
+    """The hot fields that depend on the keys given (the others are the request's)."""
+    rare: tuple[tuple[int, Callable[[Merged], Any]], ...]
+    common: bool
+    """Only common keys given: the job's part of rare requests is shared."""
+    affixes: tuple[str, str] | None
+    """The key's affixes when none of the keys they depend on is given."""
 
-    def __init__(self, defaults: Any) -> None:
-        bound = [(k.name, reader(k, _builtin_default(k)),
-                  getattr(defaults, k.name, NOT_GIVEN[k.kind]))  # (keys with no query form)
-                 for k in KEYS if k.name != "cmd"]
-        self.common: list[tuple[str, Reader, Any]] = [b for b in bound if b[0] in COMMON_KEYS]
-        self.rare = [b for b in bound if b[0] not in COMMON_KEYS]
-        self.all = bound
-        self.rare_values: dict[str, Any] | None = None
-        """The rare keys' values of a job that gives none of them: the query's."""
+
+class Request:
+    """What one request's jobs share: the query's defaults bound to the keys' readers,
+    the values of a job that gives no key (`base`), and a `Plan` per set of keys."""
+
+    __slots__ = ("now", "readers", "base", "failed", "hot", "rare", "part", "affixes",
+                 "parts", "plans", "names")
+
+    def __init__(self, defaults: Any, now: float) -> None:
+        self.now = now
+        self.readers = {k.name: (reader(k, _builtin_default(k)),
+                                 getattr(defaults, k.name, NOT_GIVEN[k.kind]))
+                        for k in KEYS if k.name != "cmd"}
+        self.base: dict[str, Any] | None = None
+        """The values of the keys of a job object that gives none: the query's."""
+        self.failed: dict[str, Invalid] = {}
+        """Keys whose query default is refused (a priority of 300): every job that does
+        not give them fails, as in wr."""
+        self.hot: list[Any] = []
+        """The hot fields of a job that gives no key."""
+        self.rare: list[Any] = []
+        self.part: Rare | None = None
+        self.affixes = ("", "")
         self.parts: dict[bytes, Rare] = {}
-        """One part of rare requests for all jobs with the same values and no rare keys."""
+        self.plans: dict[frozenset[str], Plan] = {}
+        self.names: dict[str, str] = {}
+
+    def name(self, text: str) -> str:
+        return self.names.setdefault(text, text)
+
+    def start(self, seen: Any) -> None:
+        """Work out the values of a job that gives no key, once."""
+        base = {}
+        for name, (read, query_default) in self.readers.items():
+            try:
+                base[name] = read({}, query_default, seen)
+            except Invalid as e:
+                base[name] = query_default
+                self.failed[name] = e
+        self.base = base
+        v = Merged(base, {}, self.now, seen.scripts)
+        self.hot = [take(v) for take, _ in _HOT_TAKES]
+        for i in _NAMES_AT:
+            self.hot[i] = self.name(self.hot[i])
+        for i in _TUPLES_AT:
+            self.hot[i] = tuple(self.hot[i])
+        self.rare = [take(v) for take, _ in _RARE_TAKES]
+        self.part = _shared(self.parts, self.rare) if any(self.rare) else None
+        self.affixes = _affixes(v)
+
+    def plan(self, keys: Iterable[str]) -> Plan:
+        given_keys = frozenset(keys)
+        found = self.plans.get(given_keys)
+        if found is None:
+            found = self.plans[given_keys] = self._plan(given_keys)
+        return found
+
+    def _plan(self, keys: frozenset[str]) -> Plan:
+        readers = tuple((name, *self.readers[name])
+                        for name in sorted(keys & self.readers.keys(), key=_ORDER.__getitem__))
+        return Plan(
+            readers=readers,
+            hot=tuple((i, take) for i, (take, uses) in enumerate(_HOT_TAKES)
+                      if uses is None or uses & keys),
+            rare=tuple((i, take) for i, (take, uses) in enumerate(_RARE_TAKES)
+                       if uses is None or uses & keys),
+            common=keys <= COMMON_KEYS,
+            affixes=None if keys & _KEY_AFFIXES else self.affixes)
 
 
 def _builtin_default(key: Key) -> Any:
@@ -146,52 +236,57 @@ def _builtin_default(key: Key) -> Any:
     return field.default if len(field.keys) == 1 else NOT_GIVEN[key.kind]
 
 
-def shape(o: Mapping[str, Any], readers: Readers, seen: Any, now: float) -> Shape:
+def shape(o: Mapping[str, Any], request: Request, seen: Any) -> Shape:
     """Read a job object (keys in lower case) into its shape; raises `Invalid`."""
-    common = not o.keys() - COMMON_KEYS
-    v = Merged(o, now)
-    if common:  # none of the rare keys: the query's values, as for every such job
-        if readers.rare_values is None:
-            readers.rare_values = _read({}, readers.rare, seen, Merged({}, now))
-        v.update(readers.rare_values)
-        _read(o, readers.common, seen, v)
-    else:
-        _read(o, readers.all, seen, v)
+    if request.base is None:
+        request.start(seen)
+    plan = request.plan(o.keys())
+    if request.failed:
+        for name, problem in request.failed.items():
+            if name not in o:
+                raise problem
+    v = Merged(request.base, o, request.now, seen.scripts)  # type: ignore[arg-type]
+    for name, read, query_default in plan.readers:
+        v[name] = read(o, query_default, seen)
     if v["container_mounts"] or (v["with_docker"] and v["with_singularity"]):
         _check_containers(v)
-    hot = [take(v) for take in _HOT_TAKES]
-    for i in _NAMES_AT:
-        hot[i] = seen.name(hot[i])
-    for i in _TUPLES_AT:
-        hot[i] = tuple(hot[i])
-    rare = tuple(take(v) for take in _RARE_TAKES)
-    part = Rare(*rare) if any(rare) else None
-    if common and part is not None:
-        part = _shared(readers.parts, part)
-    prefix, suffix = key_affixes(
-        cwd=v["cwd"], cwd_matters=v["cwd_matters"], mounts=v["mounts"],
-        with_docker=v["with_docker"], with_singularity=v["with_singularity"],
-        container_mounts=v["container_mounts"])
+    hot = request.hot.copy()
+    for i, take in plan.hot:
+        value = take(v)
+        if i in _NAMES_AT:
+            value = request.name(value)
+        elif i in _TUPLES_AT:
+            value = tuple(value)
+        hot[i] = value
+    part = request.part
+    if plan.rare:
+        rare = request.rare.copy()
+        for i, take in plan.rare:
+            rare[i] = take(v)
+        part = None if not any(rare) else (_shared(request.parts, rare) if plan.common
+                                           else Rare(*rare))
+    prefix, suffix = plan.affixes or _affixes(v)
     return Shape(given={k: x for k, x in o.items() if k != "cmd"},
                  head=tuple(hot[:_REQ_GRP_AT]), req_grp=hot[_REQ_GRP_AT],
                  tail=tuple(hot[_REQ_GRP_AT + 1:]), key_prefix=prefix, key_suffix=suffix,
                  part=part)
 
 
-def _read(o: Mapping[str, Any], readers: list[tuple[str, Reader, Any]], seen: Any,
-          into: Merged) -> Merged:
-    for name, read, query_default in readers:
-        into[name] = read(o, query_default, seen)
-    return into
+def _affixes(v: Merged) -> tuple[str, str]:
+    return key_affixes(
+        cwd=v["cwd"], cwd_matters=v["cwd_matters"], mounts=v["mounts"],
+        with_docker=v["with_docker"], with_singularity=v["with_singularity"],
+        container_mounts=v["container_mounts"])
 
 
-def _shared(parts: dict[bytes, Rare], part: Rare) -> Rare:
-    """Jobs with none of the rare keys share one part per request (and per value of the
-    few common keys kept in it), not one part each."""
-    found = parts.get(seen_key := orjson.dumps(tuple(
-        getattr(part, name) for name in Rare.__slots__[:-2])))
+def _shared(parts: dict[bytes, Rare], values: list[Any]) -> Rare:
+    """One part of rare requests for every job of the request with the same values and no
+    rare keys of its own (``wr add`` gives each job the same ``on_exit``), not one each."""
+    part = compact_rare(Rare(*values))
+    key = orjson.dumps(get_rare(part), option=orjson.OPT_SORT_KEYS)
+    found = parts.get(key)
     if found is None:
-        found = parts[seen_key] = compact_rare(part)
+        found = parts[key] = part
         found.shared = True  # by this request's jobs, if by no others
     return found
 

@@ -188,9 +188,13 @@ class Field:
     doc: str
     keys: tuple[Key, ...] = ()
     """The job-object keys that set it; none: an internal field."""
-    take: Callable[[Any], Any] | None = None
+    take: str | Callable[[Any], Any] | None = None
     """How its value comes from the merged values of a job object's keys (a
-    `wr.job_shape.Merged`), when not simply its one key's (None taking the default)."""
+    `wr.job_shape.Merged`, by key name), when it is not simply its one key's: another
+    key's value (by name), or a function of them."""
+    uses: tuple[str, ...] | None = None
+    """The keys a ``take`` function reads (None: any). Jobs of a request that give none
+    of them share the field's value, worked out once (`wr.job_shape`); tests check it."""
     shown: Shown | None = None
     since: str = "j1"
     """The first record tag whose layout holds it (`RECORD_LAYOUTS`)."""
@@ -204,6 +208,10 @@ class Field:
 NAME_LIST = "list[str] | tuple[str, ...]"
 """The type of a field that is a list of names (kept as one shared tuple per distinct
 list: `wr.job_fields.shared_names`)."""
+OTHER_KEYS = ("cloud_os", "cloud_username", "cloud_flavor", "cloud_script",
+              "cloud_config_files", "cloud_ram", "cloud_shared", "queue", "queues_avoid",
+              "misc", "reserve_timeout")
+"""The keys that set an entry of a job's ``other`` requests (`Key.other`)."""
 _ON = ("behaviours to run when the command {}, in JSON: an array of objects like "
        '{{"run":"cmd"}}, {{"cleanup":true}}, {{"cleanup_all":true}}, {{"remove":true}}')
 
@@ -334,22 +342,22 @@ FIELDS: tuple[Field, ...] = (
                     example=["stage0"]),),
           # (cmd_deps' dep groups come first, then the job's own: §2.2.3)
           take=lambda v: ([*v["cmd_deps"][0], *v.from_job("deps")] if v["cmd_deps"][0]
-                          else v["deps"]),
+                          else v["deps"]), uses=("cmd_deps", "deps"),
           shown=Shown("Dependencies", "dependencies")),
     Field("user_ram", Part.HOT, 1024, "int", "Memory the user asked for, MB.",
-          take=lambda v: v["memory"]),
+          take="memory"),
     Field("user_time", Part.HOT, 3600.0, "float", "Time the user asked for, seconds.",
-          take=lambda v: v["time"]),
+          take="time"),
     Field("state", Part.HOT, State.READY, "State", "Where the job is in the queue.",
           shown=Shown("State", "state")),
     Field("until_buried", Part.HOT, 1, "int", "Failures left before the job is buried.",
-          take=lambda v: v["retries"] + 1),
+          take=lambda v: v["retries"] + 1, uses=("retries",)),
     Field("attempts", Part.HOT, 0, "int", "Times the job has been started.",
           shown=Shown("Attempts")),
     Field("sched_group", Part.HOT, "", "str",
           "The scheduler group its requirements put it in."),
     Field("added", Part.HOT, 0.0, "float", "When it was added (Unix seconds).",
-          take=lambda v: v.now),
+          take=lambda v: v.now, uses=()),
     Field("seq", Part.HOT, 0, "int", "Order of adding, for FIFO among equals."),
     # -- rare: the part of rarely used requests -----------------------------------------
     Field("change_home", Part.RARE, False, "bool", "$HOME is the unique working directory.",
@@ -360,7 +368,7 @@ FIELDS: tuple[Field, ...] = (
                     example=True),),
           shown=Shown("HomeChanged")),
     Field("disk_set", Part.RARE, False, "bool", "Whether disk was given (even as 0).",
-          take=lambda v: v["disk"] is not None),
+          take=lambda v: v["disk"] is not None, uses=("disk",)),
     Field("other", Part.RARE, NO_OTHER, "dict[str, str]",
           "Scheduler-specific requests (cloud, LSF queue, ...), name to text.",
           keys=(
@@ -386,7 +394,7 @@ FIELDS: tuple[Field, ...] = (
               Key("misc", Kind.STRING, "Other scheduler options.", query=False,
                   other="scheduler_misc", example="-R avx"),
           ),
-          take=lambda v: v.other_requests(),
+          take=lambda v: v.other_requests(), uses=OTHER_KEYS,
           shown=Shown("OtherRequests", "other")),
     Field("override", Part.RARE, 0, "int",
           "0: learned memory/time replace the user's; 1: only if higher; 2: never.",
@@ -421,7 +429,7 @@ FIELDS: tuple[Field, ...] = (
                     flag=Flag("commands the commands wait for: cmd1,cwd1,cmd2,cwd2,... (cwd "
                               "empty unless it mattered)"),
                     example=[{"Essence": {"JobKey": "0123456789abcdef0123456789abcdef"}}]),),
-          take=lambda v: v["cmd_deps"][1]),
+          take=lambda v: v["cmd_deps"][1], uses=("cmd_deps",)),
     Field("behaviours", Part.RARE, (), "list[dict[str, Any]] | tuple[dict[str, Any], ...]",
           "What to do after a run: {when, do, arg} records.",
           keys=tuple(
@@ -435,6 +443,7 @@ FIELDS: tuple[Field, ...] = (
                   ("on_exit", "ends either way", '[{"cleanup":true}]',
                    " (wr add's default deletes the unique working directory)"))),
           take=lambda v: [*v["on_failure"], *v["on_success"], *v["on_exit"]],
+          uses=("on_failure", "on_success", "on_exit"),
           shown=Shown("Behaviours", "behaviours")),
     Field("mounts", Part.RARE, (), "list[dict[str, Any]] | tuple[dict[str, Any], ...]",
           "S3 mount configs (part of the key).",
@@ -506,7 +515,7 @@ FIELDS: tuple[Field, ...] = (
                               add=None, hidden=True, mod=False),
                     example=30),)),
     Field("user_disk", Part.RARE, 0, "int", "Disk the user asked for, GB.",
-          take=lambda v: v["disk"]),
+          take=lambda v: v["disk"] or 0, uses=("disk",)),
     Field("kill_called", Part.RARE, False, "bool", "A kill was asked for while it ran."),
     Field("recovered", Part.RARE, False, "bool",
           "Restored as running after a manager restart."),
@@ -617,6 +626,10 @@ def _check_table() -> None:
             # "is there anything to keep?" is one truth test of the part's values
             assert not f.default, f"{f.name}: a part's defaults must be falsy"
         assert f.since == V1_TAG or f.since in TAGS, f.name
+    assert set(OTHER_KEYS) == {k.name for k in KEYS if k.other}, "see OTHER_KEYS"
+    for f in FIELDS:
+        assert isinstance(f.take, str) or f.uses is None or set(f.uses) <= set(KEY_FIELD), f
+        assert f.take is not None or len(f.keys) <= 1, f"{f.name}: how do its keys combine?"
     shown = [f.shown.name for f in FIELDS if f.shown is not None]
     assert sorted(shown + list(STATUS_EXTRAS)) == sorted(STATUS_ORDER), shown
 

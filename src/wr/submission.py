@@ -63,7 +63,7 @@ from wr.errors import BadRequest
 from wr.job_body import JobObjects, parse_jobs_body
 from wr.job_body import show_value as _show
 from wr.job_query import JobDefaults, parse_query_defaults
-from wr.job_shape import COMMON_KEYS, Readers, Shape, alike, shape
+from wr.job_shape import COMMON_KEYS, Request, Shape, alike, shape
 from wr.job_values import Invalid, json_string, lowered
 from wr.jobs import Job, default_req_grp, key_of
 from wr.pacing import STEP, Pacer
@@ -173,26 +173,19 @@ def job_from_object(obj: Mapping[str, Any], defaults: Any, *, now: float = 0.0) 
 
 
 class Seen:
-    """What one request has already worked out, because its jobs mostly look alike: parsed
-    memory and time texts, cloud scripts read, its keys' readers with the query's defaults
-    (`wr.job_shape.Readers`), the last shape, and one shared copy of each group name (a
-    manager holds a million jobs)."""
+    """What one request has already worked out, because its jobs mostly look alike: what
+    they share (`wr.job_shape.Request`), parsed memory and time texts, cloud scripts read,
+    the last shape, and each command's default req_grp."""
 
-    __slots__ = ("now", "readers", "memory", "seconds", "scripts", "names", "req_grps",
-                 "shape")
+    __slots__ = ("request", "memory", "seconds", "scripts", "req_grps", "shape")
 
     def __init__(self, defaults: Any, now: float) -> None:
-        self.now = now
-        self.readers = Readers(defaults)
+        self.request = Request(defaults, now)
         self.memory: dict[str, int] = {}
         self.seconds: dict[str, float] = {}
         self.scripts: dict[str, str] = {}
-        self.names: dict[str, str] = {}
         self.req_grps: dict[str, str] = {}
         self.shape: Shape | None = None
-
-    def name(self, text: str) -> str:
-        return self.names.setdefault(text, text)
 
     def req_grp(self, cmd: str) -> str:
         """wr's default req_grp of a command, shared by every command with the same first
@@ -200,7 +193,7 @@ class Seen:
         first = cmd.partition(" ")[0]
         found = self.req_grps.get(first)
         if found is None:
-            found = self.req_grps[first] = self.name(default_req_grp(cmd))
+            found = self.req_grps[first] = self.request.name(default_req_grp(cmd))
         return found
 
 
@@ -222,7 +215,7 @@ def _convert(obj: Mapping[str, Any], seen: Seen) -> Job:
         raise Invalid("cmd was not specified")
     found = seen.shape
     if found is None or o is not obj or not alike(o, found.given):
-        found = shape(o, seen.readers, seen, seen.now)
+        found = shape(o, seen.request, seen)
         if o is obj:
             seen.shape = found
     job = Job(key_of(cmd, found.key_prefix, found.key_suffix), cmd, *found.head,
