@@ -165,7 +165,7 @@ class Request:
     the values of a job that gives no key (`base`), and a `Plan` per set of keys."""
 
     __slots__ = ("now", "readers", "base", "failed", "hot", "rare", "part", "affixes",
-                 "parts", "plans", "names")
+                 "unsure_hot", "unsure_rare", "parts", "plans", "names")
 
     def __init__(self, defaults: Any, now: float) -> None:
         self.now = now
@@ -182,6 +182,8 @@ class Request:
         self.rare: list[Any] = []
         self.part: Rare | None = None
         self.affixes = ("", "")
+        self.unsure_hot: set[int] = set()
+        self.unsure_rare: set[int] = set()
         self.parts: dict[bytes, Rare] = {}
         self.plans: dict[frozenset[str], Plan] = {}
         self.names: dict[str, str] = {}
@@ -200,14 +202,29 @@ class Request:
                 self.failed[name] = e
         self.base = base
         v = Merged(base, {}, self.now, seen.scripts)
-        self.hot = [take(v) for take, _ in _HOT_TAKES]
+        self.hot = self._fields(_HOT_TAKES, v, self.unsure_hot)
         for i in _NAMES_AT:
             self.hot[i] = self.name(self.hot[i])
         for i in _TUPLES_AT:
             self.hot[i] = tuple(self.hot[i])
-        self.rare = [take(v) for take, _ in _RARE_TAKES]
-        self.part = _shared(self.parts, self.rare) if any(self.rare) else None
+        self.rare = self._fields(_RARE_TAKES, v, self.unsure_rare)
+        if not self.unsure_rare:
+            self.part = _shared(self.parts, self.rare) if any(self.rare) else None
         self.affixes = _affixes(v)
+
+    @staticmethod
+    def _fields(takes: tuple[tuple[Callable[[Merged], Any], Any], ...], v: Merged,
+                unsure: set[int]) -> list[Any]:
+        """The fields of a job that gives no key; one that fails that way (the query's
+        cloud script cannot be read) is worked out for each job, which may give its own."""
+        values = []
+        for i, (take, _) in enumerate(takes):
+            try:
+                values.append(take(v))
+            except Invalid:
+                values.append(None)
+                unsure.add(i)
+        return values
 
     def plan(self, keys: Iterable[str]) -> Plan:
         given_keys = frozenset(keys)
@@ -222,9 +239,9 @@ class Request:
         return Plan(
             readers=readers,
             hot=tuple((i, take) for i, (take, uses) in enumerate(_HOT_TAKES)
-                      if uses is None or uses & keys),
+                      if uses is None or uses & keys or i in self.unsure_hot),
             rare=tuple((i, take) for i, (take, uses) in enumerate(_RARE_TAKES)
-                       if uses is None or uses & keys),
+                       if uses is None or uses & keys or i in self.unsure_rare),
             common=keys <= COMMON_KEYS,
             affixes=None if keys & _KEY_AFFIXES else self.affixes)
 

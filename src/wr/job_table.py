@@ -10,7 +10,7 @@ everything else is derived from the table:
   record tag says which fields it holds, `since`);
 * ``Job(...)``'s parameters and slots (`wr.jobs` writes ``Job.__init__`` from the table);
 * how a POST gives it: the job-object `Key` (or keys) that set it, each with its `Kind`
-  (how its JSON value and URL-query default are read and merged, `wr.job_values`), a
+  (how its JSON value and URL-query default are read and merged, `wr.job_kinds`), a
   check, and whether the URL query may give a default (`wr.job_query`, `wr.job_shape`);
 * how it shows in a status object (`Shown`: the property and its conversion; the order of
   the properties is the seed's, `STATUS_ORDER`; `wr.status` writes the function);
@@ -66,7 +66,7 @@ class Part(enum.StrEnum):
 
 class Kind(enum.StrEnum):
     """How a job-object key is read and merged with its URL-query default (§2.2.3); each
-    is implemented in `wr.job_values`."""
+    is implemented in `wr.job_kinds`."""
 
     STRING = "string"
     """A string: the job's if non-empty, else the query's, else the default."""
@@ -145,7 +145,9 @@ class Key:
     query: bool = True
     """Whether the URL query of a POST may give a default for it (§2.2.1)."""
     common: bool = False
-    """Read on the fast path (`wr.job_shape`): most jobs give only such keys."""
+    """One of the keys most jobs give: a job that gives only such keys (in lower case)
+    is read without lower-casing its keys, and shares its part of rare requests with the
+    request's other such jobs (`wr.job_shape`)."""
     mod: bool = True
     """Whether ``wr mod`` (``POST /rest/v1/actions/modify``) may change it."""
     check: str = ""
@@ -160,8 +162,9 @@ class Key:
     """The key's presence in the query counts as giving it, even empty (wr's disk_set)."""
     back: str | Callable[[Any], Any] | None = None
     """How a job gives the key's value back (``wr mod`` rebuilds a job's object): a field
-    name (default: the field the key sets), or a function of the job (None: nothing to
-    give back). `wr.modification` writes it as the kind's JSON form."""
+    name, or a function of the job (returning None: leave the key out). Unset: the field
+    the key sets, except for a key of ``other`` requests, which `wr.modification` carries
+    over instead. Written back in the kind's JSON form (`wr.job_kinds.json_form`)."""
     flag: Flag | None = None
     example: Any = None
     """A value other than the default, for the docs and the round-trip tests."""

