@@ -16,6 +16,7 @@ Units follow wr's parsers so the same inputs mean the same thing: memory is byte
 from __future__ import annotations
 
 import enum
+import linecache
 import math
 import re
 import sys
@@ -52,7 +53,7 @@ __all__ = [  # what the rest of wr imports from here (State lives in wr.job_tabl
     "DEFAULT_CWD", "DEFAULT_RAM_MB", "DEFAULT_REP_GRP", "DEFAULT_TIME_S", "DELETABLE_STATES",
     "FailReason", "Job", "NO_RARE", "NOT_RUN", "QUEUED_STATES", "RUN_STATES", "State",
     "UNSET_TIME", "behaviours_from_json", "behaviours_to_text", "check_limit",
-    "check_limit_group", "check_limit_name", "compute_key", "default_req_grp",
+    "check_limit_group", "check_limit_name", "compiled", "compute_key", "default_req_grp",
     "format_duration", "jobs_that_wait", "key_affixes", "key_of", "limit_plan",
     "mounts_key", "parse_duration", "parse_memory", "split_limit_group",
 ]
@@ -341,10 +342,19 @@ JOB_INIT_SOURCE = _write_init()
 """``Job.__init__`` as `_write_init` writes it."""
 
 
+def compiled(source: str, filename: str, namespace: dict[str, Any]) -> Any:
+    """The one function ``source`` defines, compiled with ``namespace`` as its globals
+    (for the code the table writes: `JOB_INIT_SOURCE`, `wr.status.STATUS_SOURCE`). Its
+    source is given to `linecache`, so tracebacks and debuggers show its lines."""
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    exec(compile(source, filename, "exec"), namespace)  # noqa: S102
+    (name,) = (n for n, v in namespace.items() if getattr(v, "__code__", None) is not None
+               and v.__code__.co_filename == filename)
+    return namespace[name]
+
+
 def _make_init() -> Any:
-    namespace: dict[str, Any] = {"Rare": Rare, "Ran": Ran}
-    exec(compile(JOB_INIT_SOURCE, "<wr.jobs.Job.__init__>", "exec"), namespace)  # noqa: S102
-    init = namespace["__init__"]
+    init = compiled(JOB_INIT_SOURCE, "<wr.jobs.Job.__init__>", {"Rare": Rare, "Ran": Ran})
     init.__defaults__ = tuple(BY_NAME[name].default for name in FIELD_NAMES[2:])
     init.__annotations__ = {name: BY_NAME[name].type for name in FIELD_NAMES}
     init.__annotations__["return"] = "None"
@@ -509,9 +519,8 @@ def _write_share_hot() -> str:
     return "\n".join(lines) + "\n"
 
 
-_namespace: dict[str, Any] = {"shared_names": shared_names, "intern": sys.intern}
-exec(compile(_write_share_hot(), "<wr.jobs._share_hot>", "exec"), _namespace)  # noqa: S102
-_share_hot = _namespace["_share_hot"]
+_share_hot = compiled(_write_share_hot(), "<wr.jobs._share_hot>",
+                      {"shared_names": shared_names, "intern": sys.intern})
 NO_RARE = Rare(*RARE_DEFAULTS)
 NOT_RUN = Ran(*RAN_DEFAULTS)
 

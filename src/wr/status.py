@@ -30,7 +30,7 @@ import orjson
 
 from wr.errors import BadRequest
 from wr.job_table import FIELDS, STATUS_ORDER, Part
-from wr.jobs import NO_RARE, NOT_RUN, UNSET_TIME, Job, behaviours_to_text
+from wr.jobs import NO_RARE, NOT_RUN, UNSET_TIME, Job, behaviours_to_text, compiled
 
 STATE_FILTERS = (
     "delayed", "ready", "reserved", "running", "lost", "buried", "dependent", "complete",
@@ -209,11 +209,9 @@ STATUS_SOURCE = _write_status()
 
 
 def _make_status() -> Callable[..., dict[str, Any]]:
-    namespace = {"_number": _number, "_unix": _unix, "walltime": walltime,
-                 "display_cwd": display_cwd, "mounts_to_text": mounts_to_text,
-                 "behaviours_to_text": behaviours_to_text}
-    exec(compile(STATUS_SOURCE, "<wr.status._status>", "exec"), namespace)  # noqa: S102
-    made: Callable[..., dict[str, Any]] = namespace["_status"]
+    made: Callable[..., dict[str, Any]] = compiled(STATUS_SOURCE, "<wr.status._status>", {
+        "_number": _number, "_unix": _unix, "walltime": walltime, "display_cwd": display_cwd,
+        "mounts_to_text": mounts_to_text, "behaviours_to_text": behaviours_to_text})
     made.__doc__ = ("The status object of a job, given its parts (``rare``, ``ran``): "
                     "see `job_status`.")
     return made
