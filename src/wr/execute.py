@@ -73,6 +73,7 @@ from wr.procs import (
     tree_memory,
 )
 from wr.workdirs import (
+    Sweeper,
     all_empty,
     make_unique_dir,
     remove_unique_dir,
@@ -271,11 +272,16 @@ def _ceil_mb(nbytes: float) -> int:
 class Execution:
     """One run of one job's command; see the module docstring for the lifecycle."""
 
-    def __init__(self, spec: ExecSpec, journal: Journal | None = None) -> None:
+    def __init__(self, spec: ExecSpec, journal: Journal | None = None,
+                 sweeper: Sweeper | None = None) -> None:
         self.spec = spec
         self.journal = journal
         """Where the runner records the command's start and exit before anyone is told
         (wr.journal); None runs without one."""
+        self.sweeper = sweeper
+        """Where the directories of a job that succeeded go to be removed while the next
+        command runs (wr.workdirs.Sweeper; its owner waits for it before reporting);
+        None removes them before `wait` returns."""
         self.pid = 0
         self.actual_cwd = ""
         self.marks = Marks()
@@ -683,7 +689,10 @@ class Execution:
                 await asyncio.to_thread(mounts.discard, self._unique, self.spec.cwd)
             else:
                 await asyncio.to_thread(self._discard_dirs)
-        if self._tmp and not rmdir_if_empty(self._tmp):
+        if self._tmp and self.sweeper is not None:
+            if os.path.isdir(self._tmp):  # (not when a cleanup took it already)
+                self._sweep(whole=False)
+        elif self._tmp and not rmdir_if_empty(self._tmp):
             await asyncio.to_thread(shutil.rmtree, self._tmp, True)
 
         stderr = self._err.text() + "".join(self._pipe_problems)
@@ -810,7 +819,7 @@ class Execution:
         chosen = [b for b in behaviours if b.get("when") in (wanted, "on_failure|success")]
         chosen += [b for b in behaviours if b.get("when") == "on_exit"]
         problems: list[str] = []
-        for behaviour in chosen:
+        for i, behaviour in enumerate(chosen):
             do = behaviour.get("do")
             if do == "run":
                 problem = await asyncio.to_thread(self._run_command, str(behaviour.get("arg", "")))
@@ -821,6 +830,10 @@ class Execution:
                 problems += await self._mounts.cleanup(self._unique, self.spec.cwd)
             elif do in ("cleanup", "cleanup_all"):
                 if self._unique and os.path.exists(self._unique):
+                    if success and self.sweeper is not None and not any(
+                            b.get("do") == "run" for b in chosen[i + 1:]):
+                        self._sweep(whole=True)  # nothing after needs the directory
+                        continue
                     try:
                         await asyncio.to_thread(remove_unique_dir, self._unique, self.spec.cwd)
                     except OSError as exc:
@@ -830,6 +843,18 @@ class Execution:
             elif do not in ("nothing", "copy_to_manager"):
                 problems.append(f"unknown behaviour {do!r}")
         return problems
+
+    def _sweep(self, *, whole: bool) -> None:
+        """Hand the removal of the unique directory (``whole``) or its ``tmp/`` to the
+        sweeper, journalled first so that a keeper finishes it if the runner dies."""
+        assert self.sweeper is not None
+        if self.journal is not None:
+            self.journal.sweeping(self.spec.key, whole)
+        if whole:
+            self.sweeper.remove(self._unique, self.spec.cwd)
+            self._tmp = ""  # goes with it
+        else:
+            self.sweeper.remove_tmp(self._tmp)
 
     def _run_command(self, cmd: str) -> str:
         """Run a `run` behaviour; return "" or a description of its failure with its output."""

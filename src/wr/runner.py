@@ -46,6 +46,7 @@ from urllib.parse import quote
 
 from wr.journal import Journal
 from wr.runner_link import RECONNECT_FOR, Link, ManagerGone, host_ip
+from wr.workdirs import Sweeper
 
 log = logging.getLogger("wr.runner")
 
@@ -102,6 +103,9 @@ class Runner:
         self.reports_since = 0.0
         self.sending: list[asyncio.Future[None]] = []
         """Reports on their way, sent without asking for jobs."""
+        self.sweeper = Sweeper()
+        """Removes the directories of jobs that are over while the next ones run; ends are
+        reported only once it has caught up (issue 17)."""
         link.on_push = self._push
 
     def _push(self, msg: dict[str, Any]) -> None:
@@ -180,6 +184,7 @@ class Runner:
         await self._settle()
         ends, self.reports = self.reports, []
         if ends:
+            await self.sweeper.settled()  # no job is said to be over before its directory is
             msg = _end_message(ends)
         elif reserve is None:
             return False
@@ -217,6 +222,7 @@ class Runner:
             self.sending.append(asyncio.ensure_future(self._report(msg)))
 
     async def _report(self, msg: dict[str, Any]) -> None:
+        await self.sweeper.settled()
         try:
             _log_refused(await self.link.request(msg, patience=RECONNECT_FOR))
         except RuntimeError as exc:
@@ -259,7 +265,7 @@ class Runner:
         )
         if self.journal is not None:
             spec.shell_via = self._shell_link(spec.shell)
-        execution = Execution(spec, self.journal)
+        execution = Execution(spec, self.journal, self.sweeper)
         try:
             pid = await execution.start()
         except ExecSetupError as exc:
@@ -424,6 +430,7 @@ async def _amain(args: argparse.Namespace, runner_id: str, keeper_pid: int) -> i
     except ManagerGone as exc:
         why = f"the manager could not be reached ({exc})"
     finally:
+        runner.sweeper.close()
         await link.close()
         if journal is not None:
             # Kept when ends were never stored: the keeper then tries to report them.
