@@ -173,6 +173,9 @@ class Sweeper:
         self._pending: set[concurrent.futures.Future[tuple[str, str] | None]] = set()
         """Removals given and not yet waited for; each gives the parent to try to remove
         once it is done (and the base to stop at)."""
+        self._pruning: asyncio.Lock | None = None
+        """One removal of parents at a time: a caller of `settled` must not return while
+        another's is half done (its own would stop at a parent already gone)."""
 
     # Only the event loop's thread calls these methods (so `_pending` needs no lock). A
     # parent is tried only once the removal in it is done: tried any sooner, it would not
@@ -201,8 +204,11 @@ class Sweeper:
         self._pending.difference_update(pending)
         parents = dict(r for r in results if r is not None)
         if parents:
-            assert self._pool is not None
-            await asyncio.get_running_loop().run_in_executor(self._pool, _prune, parents)
+            if self._pruning is None:
+                self._pruning = asyncio.Lock()
+            async with self._pruning:
+                assert self._pool is not None
+                await asyncio.get_running_loop().run_in_executor(self._pool, _prune, parents)
 
     def close(self) -> None:
         """Finish the removals given so far, empty parents included, and stop the threads."""
