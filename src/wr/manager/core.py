@@ -171,6 +171,8 @@ class Manager:
         self._tasks.append(asyncio.ensure_future(self._ticker()))
         self._beat = time.time()
         self._tasks.append(asyncio.ensure_future(self._heartbeat()))
+        # Runners started ahead of need, so the first job added starts at once (issue 17).
+        self.scheduler.standby(self._runner_command("", GroupRequirements(0, 0.0, 0, 0)))
         self._request_schedule()
 
     async def shutdown(self, grace: float = 15.0) -> None:
