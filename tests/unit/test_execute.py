@@ -572,3 +572,33 @@ def test_a_run_behaviour_after_a_cleanup_is_not_left_a_directory(tmp_path: Path)
     swept, left = execute_swept(make_spec(tmp_path / "b", "true", behaviours=behaviours))
     assert (plain.outcome, plain.exitcode) == (swept.outcome, swept.exitcode)
     assert left == [] and os.listdir(tmp_path / "a") == []
+
+
+def test_descriptors_the_runner_inherited_never_reach_a_command(tmp_path: Path) -> None:
+    """Steps: in a fresh process that was given inheritable descriptors (as a runner may
+    be, by whatever started it), run two commands that list their descriptors. Expected:
+    each sees only 0-2 (and ls's own): the inherited ones are made close-on-exec at the
+    first spawn (issue 17: no longer looked for at every spawn)."""
+    import subprocess
+    import textwrap
+
+    script = textwrap.dedent(f"""
+        import asyncio, os, sys
+        sys.path.insert(0, {str(Path(__file__).resolve().parents[2] / "src")!r})
+        from tests.unit.test_execute import make_spec
+        from wr.execute import Execution
+        from pathlib import Path
+        keep = [os.pipe()[0] for _ in range(3)]
+        for fd in keep:
+            os.set_inheritable(fd, True)
+        async def go():
+            for _ in range(2):
+                ex = Execution(make_spec(Path({str(tmp_path)!r}), "ls /proc/self/fd"))
+                await ex.start()
+                print((await ex.wait()).stdout.split())
+        asyncio.run(go())
+    """)
+    root = str(Path(__file__).resolve().parents[2])
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          cwd=root, timeout=60, check=True)
+    assert done.stdout.splitlines() == ["['0', '1', '2', '3']"] * 2
