@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,6 +41,9 @@ class Place:
     """The job's base directory, above ``unique``."""
     mounts: Any = None
     """wr.mounts.JobMounts while the job's mounts are up, else None."""
+    sweep: Callable[[], None] | None = None
+    """Hands the unique directory's removal to the runner's sweeper (wr.workdirs.Sweeper),
+    so it goes while the next command runs; None removes it here."""
 
 
 async def run_behaviours(behaviours: Sequence[dict], success: bool,
@@ -52,7 +55,7 @@ async def run_behaviours(behaviours: Sequence[dict], success: bool,
     chosen += [b for b in behaviours if b.get("when") == "on_exit"]
     problems: list[str] = []
     remove = False
-    for behaviour in chosen:
+    for i, behaviour in enumerate(chosen):
         do = behaviour.get("do")
         if do == "run":
             problem = await asyncio.to_thread(run_command, str(behaviour.get("arg", "")),
@@ -64,6 +67,10 @@ async def run_behaviours(behaviours: Sequence[dict], success: bool,
             problems += await place.mounts.cleanup(place.unique, place.cwd)
         elif do in ("cleanup", "cleanup_all"):
             if place.unique and os.path.exists(place.unique):
+                if success and place.sweep is not None and not any(
+                        b.get("do") == "run" for b in chosen[i + 1:]):
+                    place.sweep()  # nothing after needs the directory
+                    continue
                 try:
                     await asyncio.to_thread(remove_unique_dir, place.unique, place.cwd)
                 except OSError as exc:

@@ -82,6 +82,7 @@ from wr.procs import (
     tree_memory,
 )
 from wr.workdirs import (
+    Sweeper,
     all_empty,
     make_unique_dir,
     remove_unique_dir,
@@ -113,11 +114,16 @@ def _ceil_mb(nbytes: float) -> int:
 class Execution:
     """One run of one job's command; see the module docstring for the lifecycle."""
 
-    def __init__(self, spec: ExecSpec, journal: Journal | None = None) -> None:
+    def __init__(self, spec: ExecSpec, journal: Journal | None = None,
+                 sweeper: Sweeper | None = None) -> None:
         self.spec = spec
         self.journal = journal
         """Where the runner records the command's start and exit before anyone is told
         (wr.journal); None runs without one."""
+        self.sweeper = sweeper
+        """Where the directories of a job that succeeded go to be removed while the next
+        command runs (wr.workdirs.Sweeper; its owner waits for it before reporting);
+        None removes them before `wait` returns."""
         self.pid = 0
         self.actual_cwd = ""
         self.marks = Marks()
@@ -536,7 +542,8 @@ class Execution:
         problems: list[str] = []
         if outcome != Outcome.INTERRUPTED:
             place = Place(self.spec.shell, self._env, self.actual_cwd or self.spec.cwd,
-                          self._unique, self.spec.cwd, self._mounts)
+                          self._unique, self.spec.cwd, self._mounts,
+                          None if self.sweeper is None else self._sweep_all)
             problems, self._remove_requested = await run_behaviours(
                 self.spec.behaviours, outcome == Outcome.ARCHIVE, place)
         mount_note = ""
@@ -550,7 +557,10 @@ class Execution:
                 await asyncio.to_thread(mounts.discard, self._unique, self.spec.cwd)
             else:
                 await asyncio.to_thread(self._discard_dirs)
-        if self._tmp and not rmdir_if_empty(self._tmp):
+        if self._tmp and self.sweeper is not None:
+            if os.path.isdir(self._tmp):  # (not when a cleanup took it already)
+                self._sweep(whole=False)
+        elif self._tmp and not rmdir_if_empty(self._tmp):
             await asyncio.to_thread(shutil.rmtree, self._tmp, True)
         return outcome, reason, problems, mount_note
 
@@ -618,6 +628,21 @@ class Execution:
             self._mounts = None
         if self._tmp:
             shutil.rmtree(self._tmp, ignore_errors=True)
+
+    def _sweep_all(self) -> None:
+        self._sweep(whole=True)
+
+    def _sweep(self, *, whole: bool) -> None:
+        """Hand the removal of the unique directory (``whole``) or its ``tmp/`` to the
+        sweeper, journalled first so that a keeper finishes it if the runner dies."""
+        assert self.sweeper is not None
+        if self.journal is not None:
+            self.journal.sweeping(self.spec.key, whole)
+        if whole:
+            self.sweeper.remove(self._unique, self.spec.cwd)
+            self._tmp = ""  # goes with it
+        else:
+            self.sweeper.remove_tmp(self._tmp)
 
 
 def _start_failure(exc: BaseException, argv: list[str], env: dict[str, str]) -> str:

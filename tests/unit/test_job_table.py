@@ -344,12 +344,13 @@ def test_job_keys_list_every_key_with_its_schema_and_help() -> None:
 
 
 _BEHAVIOUR_LIVES = {
-    "no_retry_over_walltime": {"job_table.py", "execute.py", "runner.py",
+    "no_retry_over_walltime": {"job_table.py", "exec_spec.py", "execute.py", "runner.py",
                                "manager/runner_ws.py"},
-    "change_home": {"job_table.py", "execute.py", "runner.py", "manager/runner_ws.py"},
+    "change_home": {"job_table.py", "exec_spec.py", "execute.py", "runner.py",
+                    "manager/runner_ws.py"},
     "disk_set": {"job_table.py"},
     "reserve_timeout": {"job_table.py", "lsf.py"},
-    "user_disk": {"job_table.py", "queue.py"},
+    "user_disk": {"job_table.py", "requirements.py"},
 }
 """Where the code names a field (docstrings aside; ``no_retry_over_walltime_s`` counts):
 the table, and where its behaviour lives (the runner's decision to retry, its message
