@@ -84,10 +84,10 @@ from wr.procs import (
 from wr.workdirs import (
     Sweeper,
     all_empty,
+    local_bytes,
     make_unique_dir,
     remove_unique_dir,
     rmdir_if_empty,
-    tree_bytes,
 )
 
 __all__ = [
@@ -393,7 +393,7 @@ class Execution:
         mounted directories are not the job's disk, their caches are (issue 18)."""
         if self._mounts is not None:
             return self._mounts.disk_bytes(self.actual_cwd, self._tmp)
-        return tree_bytes(self.actual_cwd) + tree_bytes(self._tmp) if self._unique else 0
+        return local_bytes(self.actual_cwd) + local_bytes(self._tmp) if self._unique else 0
 
     def _process(self) -> psutil.Process | None:
         """psutil's view of the command, made when first needed: reading /proc/<pid>/stat

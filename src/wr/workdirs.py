@@ -21,7 +21,7 @@ import contextlib
 import os
 import secrets
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 
 def make_unique_dir(base: str, app_name: str, key: str) -> str:
@@ -97,18 +97,27 @@ def _remove_empty_layout(unique: str) -> bool:
     return True
 
 
-def tree_bytes(top: str) -> int:
-    """Bytes in the files under `top` (symlinks not followed; vanishing files ignored)."""
+def local_bytes(top: str, skip: Collection[str] = ()) -> int:
+    """Bytes in the files under `top`, not counting anything under `skip` or on another
+    device than `top` (symlinks not followed; vanishing files ignored)."""
+    if not top or top in skip:
+        return 0
+    try:
+        device = os.stat(top, follow_symlinks=False).st_dev
+    except OSError:
+        return 0
     total, stack = 0, [top]
     while stack:
         try:
             with os.scandir(stack.pop()) as entries:
                 for entry in entries:
                     try:
+                        st = entry.stat(follow_symlinks=False)
                         if entry.is_dir(follow_symlinks=False):
-                            stack.append(entry.path)
+                            if st.st_dev == device and entry.path not in skip:
+                                stack.append(entry.path)
                         else:
-                            total += entry.stat(follow_symlinks=False).st_size
+                            total += st.st_size
                     except OSError:
                         continue
         except OSError:

@@ -12,33 +12,10 @@ from __future__ import annotations
 import os
 from collections.abc import Collection
 
+from wr.workdirs import local_bytes
+from wr.workdirs import remove_empty_parents as remove_parents_of_dir
 
-def local_bytes(top: str, skip: Collection[str] = ()) -> int:
-    """Bytes in the files under `top`, not counting anything under `skip` or on another
-    device than `top` (symlinks not followed; vanishing files ignored)."""
-    if not top or top in skip:
-        return 0
-    try:
-        device = os.stat(top, follow_symlinks=False).st_dev
-    except OSError:
-        return 0
-    total, stack = 0, [top]
-    while stack:
-        try:
-            with os.scandir(stack.pop()) as entries:
-                for entry in entries:
-                    try:
-                        st = entry.stat(follow_symlinks=False)
-                        if entry.is_dir(follow_symlinks=False):
-                            if st.st_dev == device and entry.path not in skip:
-                                stack.append(entry.path)
-                        else:
-                            total += st.st_size
-                    except OSError:
-                        continue
-        except OSError:
-            continue
-    return total
+__all__ = ["local_bytes", "remove_local", "remove_empty_parents"]
 
 
 def remove_local(top: str, keep: Collection[str] = ()) -> list[str]:
@@ -100,11 +77,4 @@ def _remove(path: str, device: int, keep: set[str], problems: list[str]) -> bool
 
 def remove_empty_parents(path: str, base: str) -> None:
     """Remove `path`'s parents while they are empty, stopping short of `base`."""
-    base = os.path.abspath(base)
-    parent = os.path.dirname(os.path.abspath(path))
-    while parent != base and os.path.commonpath([parent, base]) == base:
-        try:
-            os.rmdir(parent)
-        except OSError:
-            break
-        parent = os.path.dirname(parent)
+    remove_parents_of_dir(os.path.dirname(os.path.abspath(path)), base)
