@@ -94,15 +94,17 @@ class Client:
         return self._call("GET", "/rest/v1/info/")
 
     def add(self, jobs: Sequence[Mapping[str, Any]], *,
-            env: Mapping[str, str] | Sequence[str] | None = None,
+            environment: Mapping[str, str] | Sequence[str] | None = None,
             **defaults: Any) -> list[dict[str, Any]]:
         """Add jobs (each a dict of the REST job properties); keyword defaults apply to all.
 
         Jobs run with the environment of the runner that runs them (the manager's) unless
-        ``env`` gives one: ``env=os.environ`` runs them with this process's, as ``wr add``
-        does (their own ``env`` overrides on top). It is sent once per distinct content
+        ``environment`` gives one: ``environment=os.environ`` runs them with this
+        process's, as ``wr add`` does, their ``env`` overrides (a job property, or the
+        ``env`` default here) on top. It is sent once per distinct content
         (`put_environment`)."""
-        return self._call("POST", "/rest/v1/jobs/", params=_query(self._with_env(defaults, env)),
+        return self._call("POST", "/rest/v1/jobs/",
+                          params=_query(self._with_env(defaults, environment)),
                           body=orjson.dumps(list(jobs)))
 
     def put_environment(self, env: Mapping[str, str] | Sequence[str]) -> str:
@@ -121,10 +123,10 @@ class Client:
         return key
 
     def _with_env(self, defaults: dict[str, Any],
-                  env: Mapping[str, str] | Sequence[str] | None) -> dict[str, Any]:
-        if env is None:
+                  environment: Mapping[str, str] | Sequence[str] | None) -> dict[str, Any]:
+        if environment is None:
             return defaults
-        return {**defaults, "env_key": self.put_environment(env)}
+        return {**defaults, "env_key": self.put_environment(environment)}
 
     def status(self, ids: str | Iterable[str] = "", **params: Any) -> list[dict[str, Any]]:
         """Status of all incomplete jobs, or of the given rep groups / keys (one as a
@@ -223,9 +225,9 @@ class Client:
     # -- figures the manager computes (wr.manager.summary): fast at 100,000s of jobs -------
 
     def submit(self, jobs: Sequence[Mapping[str, Any]] | bytes, *, keys: bool = False,
-               env: Mapping[str, str] | Sequence[str] | None = None,
+               environment: Mapping[str, str] | Sequence[str] | None = None,
                **defaults: Any) -> dict[str, Any]:
-        """Add jobs as `add` does (``env`` too), but answer only ``{"Added": n, "Existed":
+        """Add jobs as `add` does (``environment`` too), but answer only ``{"Added": n, "Existed":
         m}`` (with ``keys``, also ``"Keys"``: the input jobs now queued). ``jobs`` may be
         the JSON array already encoded. One call is one atomic step: all of it is added or
         none.
@@ -233,7 +235,7 @@ class Client:
             c.submit([{"cmd": "echo 1"}, {"cmd": "echo 2"}], rep_grp="demo", cpus=1)
         """
         body = jobs if isinstance(jobs, bytes) else orjson.dumps(list(jobs))
-        params = _query({**self._with_env(defaults, env), "keys": keys or None})
+        params = _query({**self._with_env(defaults, environment), "keys": keys or None})
         return self._call("POST", "/rest/v1/add/", params=params, body=body)
 
     def counts(self, ids: str | Iterable[str] = "", **params: Any) -> dict[str, int]:
