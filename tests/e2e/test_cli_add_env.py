@@ -170,3 +170,21 @@ def test_the_stored_environment_is_shown_to_nobody(
     seen.append(mgr.log())
     assert not [text for text in seen if SECRET in text]
     assert any(key in text for text in seen)
+
+
+def test_a_stored_environment_outlives_a_restart(manager: ManagerHandle,
+                                                 tmp_path: Path) -> None:
+    """Steps: add a held job with the client's environment, restart the manager (its
+    cache of environments is then empty), let the job run. Expected: it runs with the
+    environment, read back from the db."""
+    out = tmp_path / "out.txt"
+    with manager.client() as c:
+        c.add([{"cmd": f'echo "$KEPT" > {out}'}], rep_grp="kept-env",
+              limit_grps="kept-hold:0", environment={"PATH": "/usr/bin:/bin", "KEPT": "yes"})
+    assert manager.stop().returncode == 0
+    manager.start()
+    with manager.client() as c:
+        c.set_limit("kept-hold", 1)
+        [job] = done(c, "kept-env")
+    assert job["State"] == "complete", manager.log()
+    assert out.read_text() == "yes\n"
