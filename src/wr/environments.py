@@ -92,9 +92,16 @@ def entries(value: Any) -> list[str]:
 
 
 def _checked(item: str, name: str) -> str:
-    if not name or "=" not in item or "=" in name:
-        raise EnvError(f"environment entry {_short(item)!r} is not NAME=VALUE with a "
-                       "non-empty name")
+    # Messages quote names, never values: an environment holds secrets, and even its
+    # sender's error should not echo them (issue 15).
+    if "=" in name:
+        raise EnvError(f"environment variable name {_short(name.partition('=')[0])!r}=... "
+                       "holds '=': names cannot")
+    if not name:
+        raise EnvError("an environment entry has an empty name (it starts with '='); "
+                       "entries are NAME=VALUE")
+    if "=" not in item:
+        raise EnvError(f"environment entry {_short(item)!r} is not NAME=VALUE")
     if "\x00" in item:
         raise EnvError(f"environment variable {name!r} holds a NUL character")
     return item

@@ -32,16 +32,16 @@ def test_an_object_and_its_entries_are_the_same_environment() -> None:
     ("PATH=/bin", "an environment must be a JSON object"),
     ({"A": None}, "the value of environment variable 'A' must be a string, not null"),
     ([1], "an environment entry must be a NAME=VALUE string, not 1"),
-    (["=x"], "environment entry '=x' is not NAME=VALUE"),
+    (["=secret"], "an environment entry has an empty name"),
     (["A"], "environment entry 'A' is not NAME=VALUE"),
-    ({"A=B": "1"}, "environment entry 'A=B=1' is not NAME=VALUE"),
+    ({"A=B": "secret"}, "environment variable name 'A'=... holds '='"),
     (["A=x\x00y"], "environment variable 'A' holds a NUL character"),
     (["A=1", "A=2"], "environment variable 'A' is given more than once"),
 ])
 def test_a_bad_environment_says_what_is_wrong(value: object, why: str) -> None:
-    with pytest.raises(EnvError, match=None) as e:
+    with pytest.raises(EnvError) as e:
         entries(value)
-    assert why in str(e.value)
+    assert why in str(e.value) and "secret" not in str(e.value)
 
 
 def test_a_stored_environment_gets_the_runners_wr_variables_and_its_wr() -> None:
