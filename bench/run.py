@@ -212,9 +212,11 @@ def bench_scale(n: int, out: dict[str, Any]) -> None:
         batch = 100_000
         with m.client() as c:
             for start in range(0, n, batch):
+                # With the caller's environment, as `wr add` sends it (issue 15): it must
+                # not make a queued job any bigger.
                 c.add([{"cmd": f"echo {i}", "limit_grps": ["hold:0"]}
                        for i in range(start, min(start + batch, n))],
-                      rep_grp=f"scale{start // batch}")
+                      rep_grp=f"scale{start // batch}", environment=os.environ)
             time.sleep(2)  # settled: the manager trims its heap a second after a big request
             after = m.rss_mb()
             out[f"scale: manager memory per queued job ({n:,})"] = {

@@ -47,6 +47,8 @@ class Client:
             context = client_ssl_context(ca_file)
         self._http = Http(self.base_url, context=context, timeout=timeout,
                           headers={"Authorization": f"Bearer {token}"})
+        self._envs_sent: set[str] = set()
+        """Keys of the environments this client has stored on the manager."""
 
     @classmethod
     def for_deployment(cls, deployment: str | None = None, *, config: Config | None = None,
@@ -91,10 +93,40 @@ class Client:
     def info(self) -> dict[str, Any]:
         return self._call("GET", "/rest/v1/info/")
 
-    def add(self, jobs: Sequence[Mapping[str, Any]], **defaults: Any) -> list[dict[str, Any]]:
-        """Add jobs (each a dict of the REST job properties); keyword defaults apply to all."""
-        return self._call("POST", "/rest/v1/jobs/", params=_query(defaults),
+    def add(self, jobs: Sequence[Mapping[str, Any]], *,
+            environment: Mapping[str, str] | Sequence[str] | None = None,
+            **defaults: Any) -> list[dict[str, Any]]:
+        """Add jobs (each a dict of the REST job properties); keyword defaults apply to all.
+
+        Jobs run with the environment of the runner that runs them (the manager's) unless
+        ``environment`` gives one: ``environment=os.environ`` runs them with this
+        process's, as ``wr add`` does, their ``env`` overrides (a job property, or the
+        ``env`` default here) on top. It is sent once per distinct content
+        (`put_environment`)."""
+        return self._call("POST", "/rest/v1/jobs/",
+                          params=_query(self._with_env(defaults, environment)),
                           body=orjson.dumps(list(jobs)))
+
+    def put_environment(self, env: Mapping[str, str] | Sequence[str]) -> str:
+        """Store an environment (names to values, or ``NAME=VALUE`` strings) on the
+        manager for jobs to run with; returns its key, for the ``env_key`` of jobs. The
+        manager keeps each distinct environment once; this client sends each once."""
+        from wr.environments import env_key
+
+        items = ([f"{k}={v}" for k, v in env.items()] if isinstance(env, Mapping)
+                 else list(env))
+        key = env_key(items)
+        if key not in self._envs_sent:
+            answer = self._call("PUT", "/rest/v1/environments/", body=orjson.dumps(items))
+            self._envs_sent.add(answer["Key"])
+            key = answer["Key"]
+        return key
+
+    def _with_env(self, defaults: dict[str, Any],
+                  environment: Mapping[str, str] | Sequence[str] | None) -> dict[str, Any]:
+        if environment is None:
+            return defaults
+        return {**defaults, "env_key": self.put_environment(environment)}
 
     def status(self, ids: str | Iterable[str] = "", **params: Any) -> list[dict[str, Any]]:
         """Status of all incomplete jobs, or of the given rep groups / keys (one as a
@@ -193,15 +225,17 @@ class Client:
     # -- figures the manager computes (wr.manager.summary): fast at 100,000s of jobs -------
 
     def submit(self, jobs: Sequence[Mapping[str, Any]] | bytes, *, keys: bool = False,
+               environment: Mapping[str, str] | Sequence[str] | None = None,
                **defaults: Any) -> dict[str, Any]:
-        """Add jobs as `add` does, but answer only ``{"Added": n, "Existed": m}`` (with
-        ``keys``, also ``"Keys"``: the input jobs now queued). ``jobs`` may be the JSON
-        array already encoded. One call is one atomic step: all of it is added or none.
+        """Add jobs as `add` does (``environment`` too), but answer only ``{"Added": n, "Existed":
+        m}`` (with ``keys``, also ``"Keys"``: the input jobs now queued). ``jobs`` may be
+        the JSON array already encoded. One call is one atomic step: all of it is added or
+        none.
 
             c.submit([{"cmd": "echo 1"}, {"cmd": "echo 2"}], rep_grp="demo", cpus=1)
         """
         body = jobs if isinstance(jobs, bytes) else orjson.dumps(list(jobs))
-        params = _query({**defaults, "keys": keys or None})
+        params = _query({**self._with_env(defaults, environment), "keys": keys or None})
         return self._call("POST", "/rest/v1/add/", params=params, body=body)
 
     def counts(self, ids: str | Iterable[str] = "", **params: Any) -> dict[str, int]:

@@ -162,10 +162,15 @@ def decide_outcome(
 
 
 def command_line(cmd: str, modules: Sequence[str] = ()) -> str:
-    """The text given to `<shell> -c`: module loads first, pipefail when cmd has ` | `."""
+    """The text given to `<shell> -c`: module loads first, pipefail when cmd has ` | `.
+
+    A module load that fails ends the shell with its exit code, so the command never runs
+    without the modules it asked for (issue 15, part 6: no silent option; wr ran it
+    anyway). Where there is no ``module`` command that is 127, and the job is buried."""
     line = cmd
     if modules:
-        line = f"module load --force {' '.join(shlex.quote(m) for m in modules)}; {line}"
+        line = (f"module load --force {' '.join(shlex.quote(m) for m in modules)} "
+                f"|| exit $?; {line}")
     if " | " in cmd:
         line = f"set -o pipefail; {line}"
     return line

@@ -215,6 +215,12 @@ OTHER_KEYS = ("cloud_os", "cloud_username", "cloud_flavor", "cloud_script",
               "cloud_config_files", "cloud_ram", "cloud_shared", "queue", "queues_avoid",
               "misc", "reserve_timeout")
 """The keys that set an entry of a job's ``other`` requests (`Key.other`)."""
+NO_EFFECT_KEYS = ("cloud_os", "cloud_username", "cloud_flavor", "cloud_script",
+                  "cloud_config_files", "cloud_ram", "cloud_shared", "queue", "queues_avoid",
+                  "misc")
+"""Keys only a scheduler this wr does not have would use (wr's OpenStack cloud; LSF's
+queues and options): stored as wr stores them (``OtherRequests``), and ``wr add`` says in
+one line that they have no effect here (issue 15, part 6; docs/compatibility.md)."""
 _ON = ("behaviours to run when the command {}, in JSON: an array of objects like "
        '{{"run":"cmd"}}, {{"cleanup":true}}, {{"cleanup_all":true}}, {{"remove":true}}')
 
@@ -525,6 +531,15 @@ FIELDS: tuple[Field, ...] = (
     Field("delay", Part.RARE, 0.0, "float", "Seconds before a retry (back-off)."),
     Field("bsub_id", Part.RARE, 0, "int", "Its LSF job id, in bsub mode (issue 15).",
           since="j3"),
+    Field("env_key", Part.RARE, "", "str",
+          "The key of the stored environment it runs with (\"\": the runner's; issue 15).",
+          keys=(Key("env_key", Kind.STRING,
+                    "The key of a stored environment to run with, as `PUT "
+                    "/rest/v1/environments/` answers (unknown keys are refused); without "
+                    "one, the runner's environment (the manager's). Usually given in the "
+                    "URL query, for every job of the request.", mod=False, check="env_key",
+                    example="0123456789abcdef0123456789abcdef"),),
+          since="j4"),
     # -- ran: what running it told us ---------------------------------------------------
     Field("exited", Part.RAN, False, "bool", "Whether the command exited.",
           shown=Shown("Exited")),
@@ -602,7 +617,7 @@ V1_NAMES = (
 )
 """The first record layout (tag ``j1``), whose order was not the parts': history, kept so
 that its records are still read."""
-TAGS = ("j2", "j3")
+TAGS = ("j2", "j3", "j4")
 """The record tags of the parts' order, oldest first; a field's `since` is one of them
 (or ``j1``)."""
 RECORD_LAYOUTS: dict[str, tuple[str, ...]] = {
@@ -630,6 +645,7 @@ def _check_table() -> None:
             assert not f.default, f"{f.name}: a part's defaults must be falsy"
         assert f.since == V1_TAG or f.since in TAGS, f.name
     assert set(OTHER_KEYS) == {k.name for k in KEYS if k.other}, "see OTHER_KEYS"
+    assert set(NO_EFFECT_KEYS) <= set(OTHER_KEYS), "see NO_EFFECT_KEYS"
     for f in FIELDS:
         assert isinstance(f.take, str) or f.uses is None or set(f.uses) <= set(KEY_FIELD), f
         assert f.take is not None or len(f.keys) <= 1, f"{f.name}: how do its keys combine?"

@@ -256,11 +256,22 @@ def check_bsub_mode(name: str, value: Any) -> str:
     return checked(check, value)
 
 
+def check_env_key(name: str, value: Any) -> str:
+    """The key of a stored environment (`wr.environments`; issue 15)."""
+    from wr.environments import check_env_key as check
+
+    try:
+        return check(name, value)
+    except ValueError as e:
+        raise Invalid(str(e)) from None
+
+
 CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "cwd": check_cwd,
     "limit_group": check_limit_group,
     "env": check_env,
     "bsub_mode": check_bsub_mode,
+    "env_key": check_env_key,
 }
 """The checks `wr.job_table.Key.check` names: each takes the key's name and a value (an
 item, for lists), job's or query's, and returns it or raises `Invalid`."""

@@ -90,7 +90,11 @@ class Runner:
         self.current: Any = None
         self.current_key = ""
         self.env = dict(os.environ)
-        """The environment commands start from: ours, which does not change while we run."""
+        """The environment commands start from when they name no stored one: ours, which
+        does not change while we run."""
+        self.envs: collections.OrderedDict[str, dict[str, str]] = collections.OrderedDict()
+        """The stored environments (wr.environments) of the last jobs, by key: asked for
+        once, when a job first names one, then kept for the jobs after it (issue 15)."""
         self.stopping = False
         self.ran = 0
         self.batch = 1
@@ -252,7 +256,10 @@ class Runner:
         from wr.execute import ExecSetupError, Execution
 
         key = job["key"]
-        spec = self._spec(job)
+        try:
+            spec = self._spec(job, await self._base_env(job.get("env_key") or ""))
+        except ExecSetupError as exc:
+            return self._setup_failed(key, exc), True
         execution = Execution(spec, self.journal, self.sweeper)
         try:
             pid = await execution.start()
@@ -296,7 +303,35 @@ class Runner:
             end["start"] = start
         return end, announced is None
 
-    def _spec(self, job: dict[str, Any]) -> ExecSpec:
+    async def _base_env(self, env_key: str) -> dict[str, str]:
+        """The environment a job starts from: ours, or the stored one it names (asked for
+        the first time we meet it), with our ``WR_*`` variables and our ``wr`` on its PATH
+        (wr.environments). One that cannot be had buries the job, as wr does."""
+        if not env_key:
+            return self.env
+        found = self.envs.get(env_key)
+        if found is None:
+            from wr.environments import CACHE_SIZE, base_environment
+            from wr.exec_spec import ExecSetupError, Outcome
+            from wr.jobs import FailReason
+
+            try:
+                reply = await self.link.request({"op": "env", "key": env_key},
+                                                patience=RECONNECT_FOR)
+            except RuntimeError as exc:
+                raise ExecSetupError(FailReason.ENV, f"the manager did not give environment "
+                                     f"{env_key}: {exc}", Outcome.BURY) from None
+            if reply.get("env") is None:
+                raise ExecSetupError(FailReason.ENV, f"the manager holds no environment "
+                                     f"{env_key}", Outcome.BURY)
+            found = self.envs[env_key] = base_environment(
+                reply["env"], self.env, os.path.dirname(sys.executable))
+            while len(self.envs) > CACHE_SIZE:
+                self.envs.popitem(last=False)
+        self.envs.move_to_end(env_key)
+        return found
+
+    def _spec(self, job: dict[str, Any], base_env: dict[str, str] | None = None) -> ExecSpec:
         """What running a job the manager sent takes (wr.manager.runner_ws)."""
         from wr.container_options import ContainerRequest
         from wr.exec_spec import ExecSpec
@@ -304,7 +339,8 @@ class Runner:
         spec = ExecSpec(
             key=job["key"], cmd=job["cmd"], cwd=job["cwd"], cwd_matters=job["cwd_matters"],
             change_home=job["change_home"], env_override=list(job["env_override"]),
-            base_env=self.env, expected_ram_mb=int(job["expected_ram_mb"]),
+            base_env=self.env if base_env is None else base_env,
+            expected_ram_mb=int(job["expected_ram_mb"]),
             expected_time_s=float(job["expected_time_s"]),
             retries_left=int(job["retries_left"]),
             no_retry_over_walltime_s=float(job["no_retry_over_walltime_s"]),

@@ -30,6 +30,9 @@ class SchedGroups:
     def __init__(self) -> None:
         self._names: dict[tuple[Any, ...], str] = {}
         self._reqs: dict[str, tuple[GroupRequirements, int]] = {}
+        self._idle: dict[str, float] = {}
+        """Groups whose jobs gave ``reserve_timeout``: how long their runners wait for
+        another job before exiting (the group's name holds it, among its other requests)."""
 
     def name_of(self, job: Job) -> str:
         """wr's scheduler group of ``job``."""
@@ -60,4 +63,12 @@ class SchedGroups:
         if name not in self._reqs:
             req = GroupRequirements(job.ram, minutes * 60.0, job.cores, job.disk)
             self._reqs[name] = (req, job.priority)
+            if job.other.get("rtimeout"):  # reserve_timeout (issue 15, part 6)
+                self._idle[name] = float(job.other["rtimeout"])
         return name
+
+    def idle_of(self, name: str) -> float | None:
+        """The seconds a runner of group ``name`` waits for another job before it exits,
+        if its jobs said (``reserve_timeout``, as wr's runners' ``--timeout``); None: the
+        ``runneridletimeout`` setting's."""
+        return self._idle.get(name)

@@ -279,10 +279,12 @@ def mounts_to_text(mounts: list[dict[str, Any]]) -> str:
 
 
 def display_env(job: Job, base: Mapping[str, str]) -> list[str]:
-    """The environment a job runs with, as ``NAME=VALUE`` strings (§4.12).
+    """``base`` with the job's ``env`` overrides, as ``NAME=VALUE`` strings (§4.12): each
+    override replaces a variable of its name in place or is appended.
 
-    REST-added jobs have no stored base environment, so, as in wr, the caller passes the
-    manager's own; each override replaces a variable of its name in place or is appended.
+    The manager passes an empty base, so a status object's ``Env`` is the overrides: wr
+    showed the manager's or the viewer's environment there, which the job never got, and
+    a stored environment is never shown to other users of the API (issue 15).
     """
     env = [f"{name}={value}" for name, value in base.items()]
     where = {name: i for i, name in enumerate(base)}

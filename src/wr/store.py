@@ -16,6 +16,7 @@ Tables::
     std(key, stdout, stderr)        output of a job's last failed run
     limits(name, lim)               limit group counts
     samples(req_grp, kind, value)   learning samples; kind is ram (MB), disk (MB) or time (s)
+    envs(key, data)                 environments jobs run with, by content (wr.environments)
 
 Records are ``job.record_bytes()``. The queries are in `wr.store_sql`; checking and
 restoring db files is in `wr.store_files`. Lookup rows are never deleted when their job
@@ -242,6 +243,10 @@ class Store:
         LSF job ids of bsub-mode jobs)."""
         return self._submit(sql.write_counter, name, value)
 
+    def put_env(self, key: str, data: bytes) -> asyncio.Future[None]:
+        """Keep an environment under its key (`wr.environments`); one already kept stays."""
+        return self._submit(sql.write_env, key, data)
+
     def rekey(self, old_key: str, job: Job, old_rep_grp: str = "") -> asyncio.Future[None]:
         """Replace a modified job's live record (its key may have changed), moving its std
         and recording its rep groups (the one it had too, so it stays findable by it once
@@ -276,6 +281,14 @@ class Store:
     async def std(self, keys: Sequence[str]) -> dict[str, tuple[str, str]]:
         """Stored (stdout, stderr) of the given jobs; keys without output are absent."""
         return await self._read(sql.read_std, list(keys))
+
+    async def env(self, key: str) -> bytes | None:
+        """A kept environment's stored form (None: no such key)."""
+        return await self._read(sql.read_env, key)
+
+    async def env_keys(self) -> list[str]:
+        """The keys of every kept environment."""
+        return await self._read(sql.read_env_keys)
 
     async def counter(self, name: str) -> int:
         """A counter's value (0 if it was never set)."""

@@ -39,6 +39,9 @@ _SCHEMA = [
     "CREATE TABLE IF NOT EXISTS limits(name TEXT PRIMARY KEY, lim INTEGER NOT NULL)",
     "CREATE TABLE IF NOT EXISTS samples(req_grp TEXT, kind TEXT, value INTEGER)",
     "CREATE INDEX IF NOT EXISTS samples_grp ON samples(req_grp, kind, value)",
+    # Environments jobs run with, by content (wr.environments; issue 15). A new table needs
+    # no migration: an older db gets it at open.
+    "CREATE TABLE IF NOT EXISTS envs(key TEXT PRIMARY KEY, data BLOB NOT NULL) WITHOUT ROWID",
 ]
 _INDEXES = [
     # A rep group's figures (counts, means, deviations, first start, last end) come from
@@ -330,6 +333,19 @@ def write_counter(conn: sqlite3.Connection, name: str, value: int) -> None:
     """Raise a counter kept in ``meta`` to ``value`` (never lower it)."""
     conn.execute("INSERT INTO meta VALUES (?1, ?2) ON CONFLICT(name) DO UPDATE "
                  "SET value = max(value, ?2)", (name, int(value)))
+
+
+def write_env(conn: sqlite3.Connection, key: str, data: bytes) -> None:
+    conn.execute("INSERT OR IGNORE INTO envs VALUES (?, ?)", (key, data))
+
+
+def read_env(conn: sqlite3.Connection, key: str) -> bytes | None:
+    row = conn.execute("SELECT data FROM envs WHERE key = ?", (key,)).fetchone()
+    return None if row is None else bytes(row[0])
+
+
+def read_env_keys(conn: sqlite3.Connection) -> list[str]:
+    return [row[0] for row in conn.execute("SELECT key FROM envs")]
 
 
 def read_counter(conn: sqlite3.Connection, name: str) -> int:

@@ -243,8 +243,11 @@ def test_details_of_every_incomplete_job(mgr: ManagerHandle, jobs: dict[str, Any
 
 
 def test_details_with_the_environment(mgr: ManagerHandle, jobs: dict[str, Any]) -> None:
+    """``-e`` shows the job's overrides (none here), never the environment it runs with
+    (issue 15: wr showed the viewer's)."""
     text = status(mgr, "-i", WAIT, "-e")
-    assert re.search(r"^Env: \[.*\bHOME=", text, re.M), text
+    assert re.search(r"^Env: \[\]$", text, re.M), text
+    assert "HOME=" not in text
 
 
 def test_details_of_a_file_of_commands(mgr: ManagerHandle, jobs: dict[str, Any],

@@ -169,7 +169,7 @@ def test_command_line() -> None:
     assert command_line("a|b") == "a|b"
     assert (
         command_line("x | y", ["samtools/1.0", "my mod"])
-        == "set -o pipefail; module load --force samtools/1.0 'my mod'; x | y"
+        == "set -o pipefail; module load --force samtools/1.0 'my mod' || exit $?; x | y"
     )
 
 

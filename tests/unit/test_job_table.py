@@ -110,7 +110,8 @@ def _sample(field: Field) -> Any:
 
 def test_record_layouts_are_the_tables() -> None:
     assert RECORD_LAYOUTS[RECORD_TAG] == FIELD_NAMES
-    assert tuple(n for n in FIELD_NAMES if n != "bsub_id") == J2_NAMES  # (issue 15)
+    assert tuple(n for n in FIELD_NAMES if n not in ("bsub_id", "env_key")) == J2_NAMES
+    assert RECORD_LAYOUTS["j3"] == tuple(n for n in FIELD_NAMES if n != "env_key")
     assert set(RECORD_LAYOUTS["j1"]) == set(J2_NAMES)
 
 
@@ -214,8 +215,8 @@ def test_wr_mod_keeps_what_the_user_asked_for_not_what_was_learned() -> None:
 
 
 def test_only_keys_the_table_allows_can_be_modified() -> None:
-    assert {k.name for k in KEYS if not k.mod} == {"dep_grps", "bsub_mode"}
-    assert {k.name for k in KEYS} - {"dep_grps", "bsub_mode"} == MODIFIABLE
+    assert {k.name for k in KEYS if not k.mod} == {"dep_grps", "bsub_mode", "env_key"}
+    assert {k.name for k in KEYS} - {"dep_grps", "bsub_mode", "env_key"} == MODIFIABLE
 
 
 def test_modifying_one_other_request_keeps_the_others(tmp_path: Path) -> None:

@@ -201,7 +201,7 @@ def test_record_round_trip():
     )
     record = job.to_record()
     stored = orjson.loads(orjson.dumps(record))  # what the store keeps is plain JSON
-    assert stored[0] == "j3" and "buried" in stored
+    assert stored[0] == "j4" and "buried" in stored
     back = Job.from_record(stored)
     assert back.state is State.BURIED
     assert orjson.dumps(back.to_record()) == orjson.dumps(record)

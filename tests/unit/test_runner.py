@@ -167,3 +167,36 @@ def test_the_start_report_delay_is_short() -> None:
     """Jobs longer than this pay for one more message; it must stay far below a
     keep-alive interval."""
     assert runner_mod.START_REPORT_DELAY <= 0.1
+
+
+def test_a_stored_environment_is_asked_for_once_and_one_not_held_buries(
+        tmp_path: Path) -> None:
+    """Jobs naming a stored environment (issue 15): the runner asks for it the first time,
+    runs every job of it with it (the job's overrides on top, its own WR_* variables kept),
+    and buries a job whose environment the manager does not hold, without running it."""
+    out = tmp_path / "out"
+    stored = ["PATH=/usr/bin:/bin", "FROM_STORE=yes", "B=base"]
+    jobs = [job(i, f'echo "$FROM_STORE $B" >> {out}', tmp_path) for i in range(3)]
+    for j in jobs:
+        j["env_key"] = "a" * 32
+    jobs[2]["env_override"] = ["B=override"]
+    gone = job(3, f"touch {tmp_path}/never", tmp_path)
+    gone["env_key"] = "b" * 32
+    link = ScriptedLink([*jobs, gone])
+    asked: list[str] = []
+    original = link.request
+
+    async def request(msg: dict[str, Any], *, patience: float = 0.0) -> dict[str, Any]:
+        if msg["op"] == "env":
+            asked.append(msg["key"])
+            return {"env": stored if msg["key"] == "a" * 32 else None}
+        return await original(msg, patience=patience)
+
+    link.request = request  # type: ignore[method-assign]
+    run(link)
+    assert asked == ["a" * 32, "b" * 32]
+    assert out.read_text() == "yes base\nyes base\nyes override\n"
+    [buried] = [e for e in ends(link) if e["key"] == f"{3:032x}"]
+    assert buried["report"]["outcome"] == "bury"
+    assert buried["report"]["fail_reason"] == "failed to get environment variables"
+    assert not (tmp_path / "never").exists()

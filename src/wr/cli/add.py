@@ -14,9 +14,12 @@ client-side: once the flag defaults have been checked, nothing about a bare line
 wrong except a NUL or bad UTF-8, which are checked over the whole input at once. JSON lines
 are converted with `wr.submission.job_from_object`, the manager's own rules.
 
-Differences from wr (docs/cli.md): the environment of ``wr add`` is not sent (jobs run with
-the runner's environment plus ``--env``); the cloud, LSF and container-user options are
-not offered. ``--bsub`` is (wr.lsf: the job runs with wr's bsub, bjobs and bkill).
+As wr, the environment of ``wr add`` goes to a manager on this machine (once, stored by
+content: `wr.environments`), and the jobs run with it, ``--env`` on top. Differences from
+wr (docs/cli.md): the cloud, LSF and container-user options are not offered as flags; given
+in JSON lines they are stored, and one line says they have no effect with this manager's
+scheduler (`note_no_effect`). ``--bsub`` is (wr.lsf: the job runs with wr's bsub, bjobs and
+bkill).
 """
 
 from __future__ import annotations
@@ -282,45 +285,24 @@ def add(file_: str, bsub: bool, rerun: bool, disable_relative_check: bool, simpl
     and are not added again. A bad line is reported with its number and nothing is added.
     """
     query, extra = add_defaults(flags)
-    cwd, cwd_matters = flags["cwd"], flags["cwd_matters"]
+    cwd_matters = flags["cwd_matters"]
     config = load(deployment)
-
-    # A big input makes hundreds of thousands of objects that all live to the end: let the
-    # collector run less often than its default of every 700 allocations.
-    import gc
-
-    gc.set_threshold(50_000, 20, 100)
-    text = read_input(file_)
-    objects, numbers, from_json = parse_lines(text)
-    del text
-    if sync and len(objects) != 1:
-        raise click.ClickException("You must add exactly 1 command when using synchronous "
-                                   "mode.")
-
-    from wr.client import Client
-    from wr.errors import WrError
-
-    try:
-        client = Client.for_deployment(config=config, timeout=timeout)
-    except WrError as exc:
-        raise click.ClickException(exc.message) from exc
+    objects, numbers, from_json = _read_jobs(file_, sync)
+    client = _connect(config, timeout)
     with client:
         local = _is_local(client.base_url)
-        if cwd:
-            default_cwd = cwd
-        elif local or cwd_matters:
-            default_cwd = os.getcwd()
-        else:
-            default_cwd = "/tmp"
-            if any(lacks(obj, "cwd") for obj in objects):
-                warn("command working directories defaulting to /tmp since the manager is "
-                     "running remotely")
-        query["cwd"] = default_cwd
+        default_cwd = query["cwd"] = _default_cwd(flags["cwd"], cwd_matters, local, objects)
+        if local:
+            # As wr: the jobs of a manager on this machine run with the environment of the
+            # shell that added them, stored once by content (issue 15); a remote manager's
+            # machine has other paths, so its jobs get its runners' environment.
+            query["env_key"] = _put_environment(client)
         if bsub:
             query["bsub_mode"] = config.deployment
         if rerun:
             query["rerun"] = "true"
         _apply(objects, extra)
+        note_no_effect(objects, extra, client)
 
         def check() -> None:
             _check(objects, numbers, from_json, query, extra)
@@ -347,6 +329,79 @@ def add(file_: str, bsub: bool, rerun: bool, disable_relative_check: bool, simpl
         return
     suffix = f" using default identifier '{defaulted}'" if defaulted is not None else ""
     info(f"Added {added} new commands ({existed} were duplicates) to the queue{suffix}")
+
+
+def _read_jobs(file_: str, sync: bool) -> tuple[list[dict[str, Any]], list[int], list[int]]:
+    """The input's job objects, their line numbers and which came from JSON."""
+    # A big input makes hundreds of thousands of objects that all live to the end: let the
+    # collector run less often than its default of every 700 allocations.
+    import gc
+
+    gc.set_threshold(50_000, 20, 100)
+    text = read_input(file_)
+    objects, numbers, from_json = parse_lines(text)
+    del text
+    if sync and len(objects) != 1:
+        raise click.ClickException("You must add exactly 1 command when using synchronous "
+                                   "mode.")
+    return objects, numbers, from_json
+
+
+def _connect(config: Any, timeout: int) -> Any:
+    from wr.client import Client
+    from wr.errors import WrError
+
+    try:
+        return Client.for_deployment(config=config, timeout=timeout)
+    except WrError as exc:
+        raise click.ClickException(exc.message) from exc
+
+
+def _default_cwd(cwd: str, cwd_matters: bool, local: bool,
+                 objects: list[dict[str, Any]]) -> str:
+    """The cwd of lines that give none: --cwd, else here for a manager on this machine
+    (or with --cwd_matters), else /tmp, with wr's warning."""
+    if cwd:
+        return cwd
+    if local or cwd_matters:
+        return os.getcwd()
+    if any(lacks(obj, "cwd") for obj in objects):
+        warn("command working directories defaulting to /tmp since the manager is "
+             "running remotely")
+    return "/tmp"
+
+
+def note_no_effect(objects: list[dict[str, Any]], extra: dict[str, Any], client: Any) -> None:
+    """Say, in one line, which keys the jobs give that no scheduler of this manager uses
+    (`wr.job_table.NO_EFFECT_KEYS`): they are stored, as wr stores them, but do nothing
+    here (issue 15, part 6)."""
+    from wr.job_table import NO_EFFECT_KEYS
+
+    found = {k.lower() for k in extra if k.lower() in NO_EFFECT_KEYS}
+    for obj in objects:
+        if len(obj) > 1:
+            found.update(k.lower() for k in obj if k.lower() in NO_EFFECT_KEYS
+                         and not lacks(obj, k.lower()))
+    if found:
+        from wr.errors import WrError
+
+        try:
+            scheduler = f"{client.info()['Scheduler']} scheduler"
+        except (WrError, KeyError):
+            scheduler = "scheduler"
+        click.echo(f"note: {', '.join(sorted(found))} have no effect with this manager's "
+                   f"{scheduler} (they are stored, as wr stores them)", err=True)
+
+
+def _put_environment(client: Any) -> str:
+    """Store this process's environment on the manager; its key."""
+    from wr.errors import WrError
+
+    try:
+        return client.put_environment(os.environ)
+    except WrError as exc:
+        raise click.ClickException(f"could not send the environment: {exc.message}"
+                                   ) from exc
 
 
 def _apply(objects: list[dict[str, Any]], extra: dict[str, Any]) -> None:

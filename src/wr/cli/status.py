@@ -66,7 +66,7 @@ _KEY = re.compile(r"[0-9a-f]{32}")
               help="default or -i mode only: only commands in this state (deletable: "
                    "delayed, ready, buried or dependent)")
 @click.option("-e", "--env", is_flag=True,
-              help="details mode (not -f): also show the environment the commands run with")
+              help="details mode (not -f): also show each command's --env overrides")
 @click.option("--std/--no_std", default=True, show_default=True,
               help="details and json: fetch the stored STDOUT/STDERR of failed commands")
 @click.option("--host", default="",

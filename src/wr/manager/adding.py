@@ -18,12 +18,14 @@ import time
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from dataclasses import dataclass, field
 
-from wr.errors import StorageUnavailable
+from wr.environments import EnvError, Environments
+from wr.errors import BadRequest, StorageUnavailable
 from wr.jobs import Job
 from wr.manager.state import ManagerState, outcome_heard
 from wr.pacing import Pacer
 from wr.queue import Staged
 from wr.store_feed import AddFeed
+from wr.submission import PROBLEM
 
 BSUB_IDS = "bsub_ids"
 """The store's counter of LSF job ids (`Queue.bsub_ids`)."""
@@ -113,6 +115,7 @@ class Adding(ManagerState):
         queue = self.queue
         queued: set[str] = set()
         records: list[bytes] = []
+        check_envs(part, self.environments)  # (before anything is stored: issue 15)
         async for chunk in pacer.steps(part):
             for job in chunk:
                 queue.prepare(job, limits)
@@ -157,6 +160,21 @@ class Adding(ManagerState):
                           self.queue.add(others, now, prepared=True, staged=staged),
                           strict=True))
         return placed
+
+
+def check_envs(jobs: list[Job], environments: Environments) -> None:
+    """Refuse an add whose jobs name an environment the manager does not hold (a 400, so
+    nothing is stored). A request's jobs share their key, so this is one set lookup for
+    most parts."""
+    last = ""
+    for job in jobs:
+        key = job.env_key
+        if key and key is not last:
+            try:
+                environments.check(key)
+            except EnvError as e:
+                raise BadRequest(PROBLEM + str(e)) from None
+            last = key
 
 
 def keep_out_of_collections() -> None:

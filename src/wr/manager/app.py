@@ -19,6 +19,7 @@ from wr.errors import WrError
 from wr.manager import openapi
 from wr.manager.actions import ManagementAPI
 from wr.manager.core import Manager
+from wr.manager.environments_api import EnvironmentsAPI
 from wr.manager.lsf_api import LsfAPI
 from wr.manager.metrics import Metrics
 from wr.manager.rest import RestAPI, error_handler
@@ -38,6 +39,7 @@ def handlers(manager: Manager, token: str, *, max_body: int) -> dict[str, Any]:
         "actions": ManagementAPI(manager, token, rest),
         "summary": SummaryAPI(manager, token, rest),
         "lsf": LsfAPI(manager, token),
+        "environments": EnvironmentsAPI(manager, token, rest),
         "stream": EventStream(manager, token),
         "metrics": Metrics(manager, token),
         "web": WebPage(manager, token),

@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from wr.config import Config
+from wr.environments import Environments
 from wr.jobs import RUN_STATES, Job, State
 from wr.learning import DISK, RAM, TIME, Learner
 from wr.manager.adding import BSUB_IDS, Added, Adding
@@ -60,6 +61,8 @@ class Manager(Adding, RunnerDesk, Scheduling, Clock):
         self.fqdn = socket.getfqdn()
         self.mode = "started"
         self.learner = Learner()
+        self.environments = Environments(store)
+        """The environments jobs run with, stored by content (issue 15)."""
         self.groups = SchedGroups()
         self.queue = Queue(
             ttr=config.ttr,
@@ -107,6 +110,7 @@ class Manager(Adding, RunnerDesk, Scheduling, Clock):
         self.learner = Learner(await self.store.samples())
         self.queue.recommend = self.learner.recommend
         self.queue.limits.update(await self.store.limits())
+        await self.environments.load()
         jobs = await self.store.live_jobs()
         self.queue.bsub_ids = max(await self.store.counter(BSUB_IDS),
                                   max((j.bsub_id for j in jobs), default=0))

@@ -242,7 +242,9 @@ class RestAPI:
                       pacer: Pacer | None = None
                       ) -> tuple[dict[str, tuple[str, str]], dict[str, str] | None]:
         """What status objects show beyond the jobs, as asked: the std of failed jobs
-        (``std=true``, up to STD_LIMIT of them), the manager's environment (``env=true``)."""
+        (``std=true``, up to STD_LIMIT of them), the base of ``Env`` (``env=true``): none,
+        so ``Env`` is the job's overrides. Neither the manager's environment nor a stored
+        one is ever shown to users of the API (issue 15; docs/compatibility.md)."""
         _, _, _, want_std, want_env, _ = self._params(request)
         std: dict[str, tuple[str, str]] = {}
         if want_std:
@@ -252,7 +254,7 @@ class RestAPI:
                              if j.state == State.BURIED or (j.exited and j.exitcode != 0)])
             if 0 < len(keys) <= STD_LIMIT:
                 std = await self.manager.store.std(keys)
-        return std, (dict(os.environ) if want_env else None)
+        return std, ({} if want_env else None)
 
     @staticmethod
     def _objects(chosen: Sequence[Chosen],

@@ -45,7 +45,7 @@ ADD_DEFAULTS = (
     "DefOnFailure", "DefOnSuccess", "DefOnExit", "DefMounts", "DefMonitorDocker",
     "DefWithDocker", "DefWithSingularity", "DefContainerMounts", "DefCloudOs",
     "DefCloudUsername", "DefCloudScript", "DefCloudFlavor", "DefCloudConfigFiles",
-    "DefCloudRam", "DefCloudShared", "DefBsubMode", "Rerun",
+    "DefCloudRam", "DefCloudShared", "DefBsubMode", "DefEnvKey", "Rerun",
 )
 """What a POST of jobs takes in its query: defaults for every job of the body."""
 LISTING = ("State", "Limit", "Std", "Env")
@@ -279,6 +279,23 @@ ROUTES: tuple[Endpoint, ...] = (
            responses={201: json_answer(
                "How many jobs were new to the queue, and how many were not.", "AddCounts"),
                400: "BadRequest", 413: "PayloadTooLarge", 503: "StorageUnavailable"}),
+    )),
+    Endpoint(("/rest/v1/environments/", "/rest/v1/environments"), "environments.put",
+             ("PUT",), ops=(
+        op("PUT /rest/v1/environments/", "putEnvironment", "Jobs",
+           "Keep an environment for jobs to run with",
+           """The body is an environment: a JSON object of names to values, or an array of
+           `NAME=VALUE` strings. It is stored once by content and the answer is its key;
+           name it with `env_key` (in the URL query of `POST /rest/v1/jobs/` or
+           `/rest/v1/add/`, for every job of the request, or in a job object) and those
+           jobs run with it, their `env` overrides on top. Without one, jobs run with the
+           runner's environment (the manager's). Sending the same environment again answers
+           the same key. No endpoint ever answers an environment back.""",
+           body=json_body("Environment", example={"PATH": "/home/me/venv/bin:/usr/bin",
+                                                  "LANG": "C.UTF-8"}),
+           responses={200: json_answer("The environment's key.", "EnvironmentKey"),
+                      400: "BadRequest", 413: "PayloadTooLarge",
+                      503: "StorageUnavailable"}),
     )),
     Endpoint(("/rest/v1/lsf/jobs/", "/rest/v1/lsf/jobs"), "lsf.jobs", ops=(
         op("GET /rest/v1/lsf/jobs/", "listLsfJobs", "LSF emulation",

@@ -24,6 +24,9 @@ Runner -> manager requests carry an ``id`` that the answer repeats:
   "many"?}``: the ends of several jobs (a batch of short ones) in one message; the answer
   adds ``"refused": {key: why}`` for those the queue refused, once what they conflict with
   is stored. If it refuses them all, the answer is an error, as for one.
+* ``{"op": "env", "key"}`` -> ``{"env": ["NAME=VALUE", ...] | null}``: a stored environment
+  (wr.environments), asked for the first time the runner meets a job's ``env_key``; null
+  when the manager does not hold it (the job is then buried, as wr does).
 * ``{"op": "release", "key"}`` -> ``{}``: give back a reserved job it will not start.
 * ``{"op": "bye"}`` -> ``{}``: the runner holds nothing it has not reported; jobs reserved for
   it go back to the queue at once. The keeper of a runner that died (wr.keeper) connects under
@@ -89,6 +92,8 @@ def job_for_runner(job: Job, shell: str) -> dict[str, Any]:
         msg.update(with_docker=rare.with_docker, with_singularity=rare.with_singularity,
                    container_mounts=rare.container_mounts,
                    monitor_docker=rare.monitor_docker, group=rare.group)  # issue 15
+    if rare.env_key:  # the runner asks for the environment once (op "env", issue 15)
+        msg["env_key"] = rare.env_key
     if job.bsub_mode:  # the LSF emulation (wr.lsf, issue 15)
         from wr.lsf import runner_fields
 
@@ -188,6 +193,8 @@ class RunnerEndpoint:
                 if released:
                     log.info("runner %s gave back %d jobs it never started: %s", runner_id,
                              len(released), ", ".join(j.key for j in released[:10]))
+            elif op == "env":
+                reply["env"] = await manager.environments.get(str(msg["key"]))
             elif op == "release":
                 await manager.release(str(msg["key"]), runner_id)
             else:

@@ -75,6 +75,12 @@ class Scheduling(ManagerState):
         host = self.config.manager_host
         return "127.0.0.1" if host in ("localhost", "127.0.0.1") else host
 
+    def _idle_of(self, group: str) -> float:
+        """How long a runner of ``group`` waits for another job: its jobs'
+        ``reserve_timeout``, else the ``runneridletimeout`` setting (issue 15, part 6)."""
+        idle = self.groups.idle_of(group) if group else None
+        return self.config.runner_idle_timeout if idle is None else idle
+
     def _runner_command(self, group: str, req: GroupRequirements) -> RunnerCommand:
         cfg = self.config
         argv = [
@@ -82,7 +88,7 @@ class Scheduling(ManagerState):
             "--group", group,
             "--server", f"{self._runner_host()}:{self.manager_port}",
             "--domain", cfg.cert_domain,
-            "--idle", f"{cfg.runner_idle_timeout:g}",
+            "--idle", f"{self._idle_of(group):g}",
             "--touch", f"{cfg.touch_interval:g}",
         ]
         env = cfg.as_environ()

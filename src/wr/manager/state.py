@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from wr.config import Config
+    from wr.environments import Environments
     from wr.learning import Learner
     from wr.manager.events import EventHub
     from wr.manager.memory import MemoryTrimmer
@@ -47,6 +48,7 @@ class ManagerState:
     queue: Queue
     groups: SchedGroups
     learner: Learner
+    environments: Environments
     events: EventHub
     trimmer: MemoryTrimmer
     mode: str
