@@ -362,11 +362,13 @@ def _shell_path(path: str) -> str:
     return '"$LSB_JOBID"'.join(shlex.quote(p) if p else "" for p in pieces)
 
 
-def job_object(request: BsubRequest, *, deployment: str, environ: Mapping[str, str],
+def job_object(request: BsubRequest, *, deployment: str, env_key: str,
                inherited: Mapping[str, Any] | None = None,
                dep_keys: Sequence[str] = ()) -> dict[str, Any]:
-    """The REST job object for a bsub request. ``environ``: the environment the job runs
-    with (bsub's own, as LSF does; less what would be wrong in another job). ``inherited``:
+    """The REST job object for a bsub request. ``env_key``: the stored environment the job
+    runs with (bsub's own, as LSF does, less what would be wrong in another job: see
+    `job_environment`; stored, not sent as ``env`` overrides, so `Env` in its status stays
+    what the user overrode, none). ``inherited``:
     the mounts and scheduler options of the bsub-mode job bsub runs in. ``dep_keys``: the
     keys of the jobs ``-w`` named by id."""
     if not request.cmd:
@@ -377,7 +379,7 @@ def job_object(request: BsubRequest, *, deployment: str, environ: Mapping[str, s
         "rep_grp": request.name or "bsub", "cpus": request.cores,
         "memory": f"{memory or DEFAULT_RAM_MB}M", "time": request.time or DEFAULT_TIME,
         "retries": 0, "override": 2 if memory else 0, "bsub_mode": deployment,
-        "env": job_environment(environ),
+        "env_key": env_key,
     }
     if request.req_grp:
         obj["req_grp"] = request.req_grp

@@ -168,3 +168,21 @@ def test_job_ids_are_never_given_twice_across_restarts(manager: ManagerHandle,
         c.add([{"cmd": "false", "bsub_mode": "production"}], rep_grp=f"{tag}-2")
         second = c.lsf_jobs()
     assert [j["JobID"] for j in second["Jobs"]] == [first["LastID"] + 1]
+
+
+def test_a_submitted_job_runs_with_bsubs_environment_not_shown_as_overrides(
+        manager: ManagerHandle, tag: str, tmp_path: Path) -> None:
+    """Steps: inside a --bsub job, export a variable and bsub a job that prints it.
+    Expected: the submitted job sees the variable (bsub's environment, as LSF passes it);
+    its `Env` (the overrides) is empty: the environment is stored once on the manager,
+    never shown in status objects (issue 15, part 1)."""
+    child = f"{tag}-child"
+    cmd = (f"export WR_BSUB_TEST_VAR=from-parent; "
+           f"bsub -J {child} 'echo \"$WR_BSUB_TEST_VAR\" > child.out'")
+    _add_bsub_job(manager, cmd, tag, tmp_path)
+    with manager.client() as c:
+        _done(c, tag, manager)
+        _done(c, child, manager)
+        shown = c.status(child, env="true")[0]
+    assert (tmp_path / "child.out").read_text() == "from-parent\n"
+    assert not shown.get("Env"), shown.get("Env")

@@ -134,9 +134,9 @@ def test_resource_strings_ask_for_the_most_memory_they_name(value: str, mb: int 
 
 def test_memory_is_the_largest_of_m_and_r_and_kept_as_given() -> None:
     obj = job_object(request_of("-M", "100", "-R", "rusage[mem=300]", "x"),
-                     deployment="production", environ={})
+                     deployment="production", env_key="e" * 32)
     assert (obj["memory"], obj["override"]) == ("300M", 2)
-    plain = job_object(request_of("x"), deployment="production", environ={})
+    plain = job_object(request_of("x"), deployment="production", env_key="e" * 32)
     assert (plain["memory"], plain["override"], plain["time"], plain["cpus"]) == (
         "1000M", 0, "1h", 1.0)
 
@@ -163,12 +163,12 @@ def test_a_job_object_carries_names_dependencies_and_inherited_options() -> None
         "BsubMode": "development", "MountConfigs": [{"Targets": [{"Path": "b/p"}]}],
         "Requirements": {"Other": {"scheduler_queue": "q1", "cloud_os_ram": "2048",
                                    "cloud_shared": "true", "unknown": "x"}}})
-    obj = job_object(request, deployment=mode, environ={"A": "1", "TMPDIR": "/t"},
+    obj = job_object(request, deployment=mode, env_key="e" * 32,
                      inherited=inherited, dep_keys=["k" * 32])
     assert obj == {
         "cmd": "run", "cwd": "/work", "cwd_matters": True, "rep_grp": "b", "cpus": 1.0,
         "memory": "1000M", "time": "1h", "retries": 0, "override": 0,
-        "bsub_mode": "development", "env": ["A=1"], "dep_grps": ["b"], "deps": ["a"],
+        "bsub_mode": "development", "env_key": "e" * 32, "dep_grps": ["b"], "deps": ["a"],
         "cmd_deps": [{"Essence": {"JobKey": "k" * 32}}],
         "mounts": [{"Targets": [{"Path": "b/p"}]}], "queue": "q1", "cloud_ram": 2048,
         "cloud_shared": True}

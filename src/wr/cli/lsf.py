@@ -114,6 +114,7 @@ def _bsub(args: list[str], deployment: str | None) -> int:
         LsfError,
         build_request,
         inherited_properties,
+        job_environment,
         job_object,
         read_script,
         split_command_line,
@@ -152,7 +153,8 @@ def _bsub(args: list[str], deployment: str | None) -> int:
                     raise LsfError(f"-w: no job <{job_id}> was ever submitted. Job not "
                                    f"submitted.")
                 # else it has finished: done, so nothing to wait for
-        obj = job_object(request, deployment=config.deployment, environ=os.environ,
+        env_key = client.put_environment(job_environment(os.environ))
+        obj = job_object(request, deployment=config.deployment, env_key=env_key,
                          inherited=inherited, dep_keys=dep_keys)
         answer = client.submit([obj], keys=True, rerun=True)
         if answer["Added"] != 1:
