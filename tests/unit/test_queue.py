@@ -622,6 +622,17 @@ def test_delete_removes_the_job_from_its_rep_group():
     q.delete(["a", "c"], 1)
     assert [j.key for j in q.in_rep_grp("r")] == ["b"]
     assert q.rep_grp_names() == ["r"]
+    assert q.rep_grp_keys("r") == {"b"} and q.rep_grp_keys("s") == frozenset()
+
+
+def test_a_rep_groups_keys_follow_a_replaced_job_and_are_a_snapshot():
+    q = make_queue()
+    q.add([new_job("a", rep_grp="r"), new_job("b", rep_grp="r")], 0)
+    before = q.rep_grp_keys("r")
+    q.replace("a", new_job("a", rep_grp="s"), 1)  # the same key, another rep group
+    assert before == {"a", "b"}  # (what a reader thread was given stays as it was)
+    assert q.rep_grp_keys("r") == {"b"} and [j.key for j in q.in_rep_grp("r")] == ["b"]
+    assert q.rep_grp_keys("s") == {"a"} and [j.key for j in q.in_rep_grp("s")] == ["a"]
 
 
 # -- live dependencies --------------------------------------------------------------------
