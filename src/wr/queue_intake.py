@@ -23,6 +23,10 @@ if TYPE_CHECKING:
 S = State
 
 
+_ONE_BY_ONE = frozenset({S.BURIED, S.RUNNING, S.LOST})
+"""States a restored job keeps (see `Intake.restore`), so it is not restored in bulk."""
+
+
 class Intake:
     """The queue's intake of jobs in bulk (mixed into `wr.queue.Queue`)."""
 
@@ -97,6 +101,7 @@ class Intake:
         still claim it. Buried stay buried; delayed become ready; the rest wait on their
         dependencies again.
         """
+        jobs = self._restore_in_bulk(jobs, now)
         fresh = []
         for job in jobs:
             if job.key in self.jobs:
@@ -121,6 +126,30 @@ class Intake:
             else:
                 job.reserved_by = ""
                 self._enter(job, now)
+
+    def _restore_in_bulk(self: Queue, jobs: Iterable[Job], now: float) -> list[Job]:
+        """`restore` of the jobs that go straight back to ready, in bulk, as a big add's do
+        (`stage`, `_add_staged`): those no runner holds, not buried, that depend on nothing
+        and nothing can depend on; nearly every job of a big queue. Returns the others, in
+        order, for `restore` to put back one by one after these (they may wait for these).
+        One by one, a million took 25 us each in moves and heap pushes (issue 17)."""
+        simple: list[Job] = []
+        others: list[Job] = []
+        for job in jobs:
+            state = job.state
+            if (job.deps or job.dep_grps or state in _ONE_BY_ONE or not job.seq
+                    or state == S.RESERVED and job.reserved_by or job.rare.cmd_deps):
+                others.append(job)
+                continue
+            job.reserved_by = ""
+            job.compact()
+            simple.append(job)
+        if simple:
+            self._seq = max(self._seq, max(j.seq for j in simple))
+            left = self._add_staged(simple, self.stage(simple), now)
+            # (a duplicate key, or one queued already: `restore` skips or inserts it)
+            others = [*left, *others] if left else others
+        return others
 
     def revive(self: Queue, job: Job) -> None:
         """A completed job an add brings back (a live dependency of one of its jobs, spec

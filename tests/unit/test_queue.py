@@ -927,6 +927,29 @@ def test_restore_recomputes_dependencies_and_keeps_order():
     assert d.seq > q.get("c").seq
 
 
+def test_restore_in_bulk_keeps_priority_order_limits_and_what_waits_for_them():
+    """Most jobs of a restart go back to ready in bulk (issue 17); jobs that wait go back
+    one by one after them, so a job whose cmd_deps name a bulk-restored job still waits."""
+    old = make_queue()
+    old.add([new_job("a", priority=1, limit_grps=["lim"]), new_job("b", priority=5),
+             new_job("c", cmd_deps=["a"]), new_job("d", priority=5)], 0)
+    old.reserve("", "r1", 0)  # b: reserved, then the manager stops before it starts
+    records = [j.to_record() for j in old.jobs.values()]
+    q = make_queue()
+    q.set_limit("lim", 1)
+    q.drain()
+    restored = [Job.from_record(r) for r in records]
+    restored[1].reserved_by = ""  # (a reservation whose runner was never recorded)
+    q.restore(restored, 10)
+    assert {k: j.state for k, j in q.jobs.items()} == {
+        "a": S.READY, "b": S.READY, "c": S.DEPENDENT, "d": S.READY}
+    assert q.unresolved("c") == {"a"}
+    assert_consistent(q)
+    assert [q.reserve("", "r1", 10).key for _ in range(3)] == ["b", "d", "a"]
+    [e] = q.add([new_job("e")], 11)
+    assert e.seq > max(j.seq for j in restored)
+
+
 def test_a_runner_can_still_start_a_job_reserved_before_a_restart():
     q1 = make_queue()
     q1.add([new_job("a")], 0)
