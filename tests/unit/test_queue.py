@@ -928,11 +928,12 @@ def test_restore_recomputes_dependencies_and_keeps_order():
 
 
 def test_restore_in_bulk_keeps_priority_order_limits_and_what_waits_for_them():
-    """Most jobs of a restart go back to ready in bulk (issue 17); jobs that wait go back
-    one by one after them, so a job whose cmd_deps name a bulk-restored job still waits."""
+    """Most jobs of a restart go back to ready in bulk (issue 17), the others one by one,
+    in the same order; a job whose cmd_deps name a bulk-restored job still waits."""
     old = make_queue()
-    old.add([new_job("a", priority=1, limit_grps=["lim"]), new_job("b", priority=5),
-             new_job("c", cmd_deps=["a"]), new_job("d", priority=5)], 0)
+    old.add([new_job("a", priority=1, limit_grps=["lim"], rep_grp="r"),
+             new_job("b", priority=5), new_job("c", cmd_deps=["a"], rep_grp="r"),
+             new_job("d", priority=5, rep_grp="r")], 0)
     old.reserve("", "r1", 0)  # b: reserved, then the manager stops before it starts
     records = [j.to_record() for j in old.jobs.values()]
     q = make_queue()
@@ -943,6 +944,8 @@ def test_restore_in_bulk_keeps_priority_order_limits_and_what_waits_for_them():
     q.restore(restored, 10)
     assert {k: j.state for k, j in q.jobs.items()} == {
         "a": S.READY, "b": S.READY, "c": S.DEPENDENT, "d": S.READY}
+    assert list(q.jobs) == ["a", "b", "c", "d"]  # listed in the order they were added
+    assert [j.key for j in q.in_rep_grp("r")] == ["a", "c", "d"]
     assert q.unresolved("c") == {"a"}
     assert_consistent(q)
     assert [q.reserve("", "r1", 10).key for _ in range(3)] == ["b", "d", "a"]
