@@ -450,7 +450,7 @@ class Job:
             job = cls(**dict(zip(names, record[1:], strict=False)))
         else:
             raise ValueError(f"not a job record: {str(record)[:80]}")
-        job.state = State(job.state)
+        job.state = _STATE_OF.get(job.state) or State(job.state)  # (a lookup: issue 17)
         return job
 
     def compact(self) -> None:
@@ -512,7 +512,8 @@ def _write_share_hot() -> str:
     cwd; not key and cmd) interned. Written out, it took a third of the time of a loop
     over the names (0.03 s, not 0.07 s, for the 100,000 jobs of an add)."""
     lines = ["def _share_hot(job):"]
-    lines += [f"    job.{n} = shared_names(job.{n})" for n in HOT_FIELDS
+    # (an empty list, as most jobs' deps and dep groups are, without a call: issue 17)
+    lines += [f"    job.{n} = shared_names(job.{n}) if job.{n} else ()" for n in HOT_FIELDS
               if BY_NAME[n].type == NAME_LIST]
     lines += [f"    job.{n} = intern(job.{n})" for n in HOT_FIELDS[2:]
               if BY_NAME[n].type == "str"]
@@ -521,6 +522,7 @@ def _write_share_hot() -> str:
 
 _share_hot = compiled(_write_share_hot(), "<wr.jobs._share_hot>",
                       {"shared_names": shared_names, "intern": sys.intern})
+_STATE_OF = {s.value: s for s in State}
 NO_RARE = Rare(*RARE_DEFAULTS)
 NOT_RUN = Ran(*RAN_DEFAULTS)
 

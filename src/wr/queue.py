@@ -612,7 +612,15 @@ class Queue(Intake):
 
     def in_rep_grp(self, rep_grp: str) -> list[Job]:
         keys = self._rep_grps.get(rep_grp, {})
-        return [self.jobs[k] for k in keys if k in self.jobs]
+        try:  # at C speed: a GET of 100,000 jobs' rep group spent a quarter here (issue 17)
+            return list(map(self.jobs.__getitem__, keys))
+        except KeyError:  # (every key is queued; this is only the safe way round)
+            return [self.jobs[k] for k in keys if k in self.jobs]
+
+    def rep_grp_keys(self, rep_grp: str) -> frozenset[str]:
+        """The keys of ``rep_grp``'s queued jobs, a snapshot (a reader thread may use it
+        while the queue changes): `_insert` adds a key, `_leave` and `_detach` remove it."""
+        return frozenset(self._rep_grps.get(rep_grp, ()))
 
     def rep_grp_names(self) -> list[str]:
         return [name for name, keys in self._rep_grps.items() if keys]

@@ -622,6 +622,17 @@ def test_delete_removes_the_job_from_its_rep_group():
     q.delete(["a", "c"], 1)
     assert [j.key for j in q.in_rep_grp("r")] == ["b"]
     assert q.rep_grp_names() == ["r"]
+    assert q.rep_grp_keys("r") == {"b"} and q.rep_grp_keys("s") == frozenset()
+
+
+def test_a_rep_groups_keys_follow_a_replaced_job_and_are_a_snapshot():
+    q = make_queue()
+    q.add([new_job("a", rep_grp="r"), new_job("b", rep_grp="r")], 0)
+    before = q.rep_grp_keys("r")
+    q.replace("a", new_job("a", rep_grp="s"), 1)  # the same key, another rep group
+    assert before == {"a", "b"}  # (what a reader thread was given stays as it was)
+    assert q.rep_grp_keys("r") == {"b"} and [j.key for j in q.in_rep_grp("r")] == ["b"]
+    assert q.rep_grp_keys("s") == {"a"} and [j.key for j in q.in_rep_grp("s")] == ["a"]
 
 
 # -- live dependencies --------------------------------------------------------------------
@@ -914,6 +925,32 @@ def test_restore_recomputes_dependencies_and_keeps_order():
     assert [q.reserve("", "r1", 10).key for _ in range(2)] == ["b", "c"]
     [d] = q.add([new_job("d")], 11)
     assert d.seq > q.get("c").seq
+
+
+def test_restore_in_bulk_keeps_priority_order_limits_and_what_waits_for_them():
+    """Most jobs of a restart go back to ready in bulk (issue 17), the others one by one,
+    in the same order; a job whose cmd_deps name a bulk-restored job still waits."""
+    old = make_queue()
+    old.add([new_job("a", priority=1, limit_grps=["lim"], rep_grp="r"),
+             new_job("b", priority=5), new_job("c", cmd_deps=["a"], rep_grp="r"),
+             new_job("d", priority=5, rep_grp="r")], 0)
+    old.reserve("", "r1", 0)  # b: reserved, then the manager stops before it starts
+    records = [j.to_record() for j in old.jobs.values()]
+    q = make_queue()
+    q.set_limit("lim", 1)
+    q.drain()
+    restored = [Job.from_record(r) for r in records]
+    restored[1].reserved_by = ""  # (a reservation whose runner was never recorded)
+    q.restore(restored, 10)
+    assert {k: j.state for k, j in q.jobs.items()} == {
+        "a": S.READY, "b": S.READY, "c": S.DEPENDENT, "d": S.READY}
+    assert list(q.jobs) == ["a", "b", "c", "d"]  # listed in the order they were added
+    assert [j.key for j in q.in_rep_grp("r")] == ["a", "c", "d"]
+    assert q.unresolved("c") == {"a"}
+    assert_consistent(q)
+    assert [q.reserve("", "r1", 10).key for _ in range(3)] == ["b", "d", "a"]
+    [e] = q.add([new_job("e")], 11)
+    assert e.seq > max(j.seq for j in restored)
 
 
 def test_a_runner_can_still_start_a_job_reserved_before_a_restart():

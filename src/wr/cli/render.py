@@ -14,8 +14,6 @@ from datetime import datetime, tzinfo
 from decimal import Decimal
 from typing import Any
 
-from wr.jobs import UNSET_TIME, format_duration
-
 COUNT_LINES = (("complete", "complete"), ("running", "running"), ("ready", "ready"),
                ("dependent", "dependent"), ("lost", "lost contact"), ("delayed", "delayed"),
                ("buried", "buried"))
@@ -36,6 +34,8 @@ _COLUMN_OF = {"reserved": "running", **{c: c for c in COLUMNS}}
 def go_time(unix: float | None, tz: tzinfo | None = None) -> str:
     """A Unix time in Go's ``06/1/2-15:04:05`` layout (local time unless ``tz``); the unset
     time prints as Go's zero time."""
+    from wr.jobs import UNSET_TIME  # (here: `wr status -o counts` needs no wr.jobs, issue 17)
+
     if unix is None or unix <= UNSET_TIME:
         return "01/1/1-00:00:00"
     t = datetime.fromtimestamp(unix, tz)
@@ -44,11 +44,15 @@ def go_time(unix: float | None, tz: tzinfo | None = None) -> str:
 
 def go_duration(seconds: float) -> str:
     """Seconds as Go prints a Duration (``1m30.5s``)."""
+    from wr.jobs import format_duration
+
     return format_duration(seconds)
 
 
 def go_truncated(seconds: float) -> str:
     """A float number of seconds as Go's ``time.Duration(float_ns)``: cut to whole ns."""
+    from wr.jobs import format_duration
+
     return format_duration(math.trunc(seconds * 1e9) / 1e9)
 
 

@@ -173,6 +173,7 @@ class Manager(Adding, RunnerDesk, Scheduling, Clock):
         woke: set[str] = set()
         published = []
         now = time.time()
+        ready = State.READY
         for watch in self.watchers:
             watch(events, now)
         for ev in events:
@@ -186,9 +187,14 @@ class Manager(Adding, RunnerDesk, Scheduling, Clock):
                 elif isinstance(ev, Marked) and ev.job.key in self.queue.jobs:
                     saves[ev.job.key] = ev.job
                 continue
-            job = ev.job
+            job, old, new = ev
             ran = job.results
-            published.append((job.key, job.rep_grp, ev.old and ev.old.value, ev.new.value,
+            if old is None and new is ready:  # a new job: a big add makes 100,000 at once
+                published.append((job.key, job.rep_grp, None, "ready", ran.exitcode,
+                                  ran.fail_reason, now))
+                woke.add(job.sched_group)
+                continue
+            published.append((job.key, job.rep_grp, old and old.value, new.value,
                               ran.exitcode, ran.fail_reason, now))
             if ev.new == State.COMPLETE:
                 saves.pop(job.key, None)

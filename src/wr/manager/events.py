@@ -74,9 +74,11 @@ class EventHub:
                 ) -> None:
         subs = list(self._subs)
         keep = self._recent.append
+        last = self.last_id  # (a local: a big add publishes 100,000 at once, issue 17)
         for key, rep_grp, old, new, exitcode, reason, when in changes:
-            self.last_id += 1
-            event = Event(self.last_id, key, rep_grp, old, new, exitcode, reason, when)
+            last += 1
+            self.last_id = last
+            event = Event(last, key, rep_grp, old, new, exitcode, reason, when)
             keep(event)
             for sub in subs:
                 if sub.dropped:

@@ -72,7 +72,7 @@ async def select_jobs(queue: Queue, store: Store, ids: Sequence[str] | None, *,
                  else await rep_groups_matching(queue, store, ident, history=history))
         for name in names:
             live = queue.in_rep_grp(name)
-            queued = frozenset(j.key for j in live)
+            queued = queue.rep_grp_keys(name)
             if state:
                 live = [j for j in live if matches_state(j.state, state)]
             picked.append(Picked(name, live, history and state in ("", "complete"), queued))

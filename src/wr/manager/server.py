@@ -132,7 +132,13 @@ async def _main(config: Config, scheduler_name: str, max_cores: int, max_ram: in
     manager = Manager(config, store=store, scheduler=scheduler,
                       manager_port=manager_port, web_port=web_port)
     await scheduler.start()
-    await manager.start()
+    # Loading the queue makes no garbage cycles, and collections during it found none: a
+    # third of reading 300,000 records went on them (issue 17).
+    gc.disable()
+    try:
+        await manager.start()
+    finally:
+        gc.enable()
     # Keep the collector off the long-lived records start-up loaded (see _main's start).
     gc.freeze()
     serving = await _serve(config, manager, token, [manager_sock, web_sock])
