@@ -305,17 +305,7 @@ def add(file_: str, bsub: bool, rerun: bool, disable_relative_check: bool, simpl
     except WrError as exc:
         raise click.ClickException(exc.message) from exc
     with client:
-        local = _is_local(client.base_url)
-        if cwd:
-            default_cwd = cwd
-        elif local or cwd_matters:
-            default_cwd = os.getcwd()
-        else:
-            default_cwd = "/tmp"
-            if any(lacks(obj, "cwd") for obj in objects):
-                warn("command working directories defaulting to /tmp since the manager is "
-                     "running remotely")
-        query["cwd"] = default_cwd
+        default_cwd = query["cwd"] = _default_cwd(client.base_url, cwd, cwd_matters, objects)
         if bsub:
             query["bsub_mode"] = config.deployment
         if rerun:
@@ -340,7 +330,26 @@ def add(file_: str, bsub: bool, rerun: bool, disable_relative_check: bool, simpl
             if not keys:
                 sys.exit(1)
             _wait_and_exit(client, keys[0])
-    if simple:
+    _report(added, existed, keys if simple else None, defaulted)
+
+
+def _default_cwd(base_url: str, cwd: str | None, cwd_matters: bool,
+                 objects: list[dict[str, Any]]) -> str:
+    """The directory commands run in when they give none: --cwd, else here when the
+    manager is on this machine (or the directory matters), else /tmp, said aloud."""
+    if cwd:
+        return cwd
+    if _is_local(base_url) or cwd_matters:
+        return os.getcwd()
+    if any(lacks(obj, "cwd") for obj in objects):
+        warn("command working directories defaulting to /tmp since the manager is "
+             "running remotely")
+    return "/tmp"
+
+
+def _report(added: int, existed: int, keys: list[str] | None, defaulted: str | None) -> None:
+    """What wr add prints: the keys (--simple: exit code 1 if there are none) or counts."""
+    if keys is not None:
         if not keys:
             sys.exit(1)
         click.echo("\n".join(keys))
