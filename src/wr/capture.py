@@ -137,10 +137,3 @@ class StreamCapture:
     def text(self) -> str:
         self.close()
         return self._out.getvalue().decode("utf-8", errors="replace").strip()
-
-
-def filter_output(data: bytes) -> str:
-    """The stored text for a whole stream at once (for tests and small outputs)."""
-    capture = StreamCapture()
-    capture.feed(data)
-    return capture.text()

@@ -219,7 +219,6 @@ def _trim(value: float) -> str:
 # -- behaviours and mounts ----------------------------------------------------------------
 
 BEHAVIOUR_TRIGGERS = ("on_failure", "on_success", "on_failure|success", "on_exit")
-BEHAVIOUR_ACTIONS = ("run", "copy_to_manager", "cleanup", "cleanup_all", "remove", "nothing")
 
 
 def behaviours_from_json(when: str, items: Any) -> list[dict[str, Any]]:

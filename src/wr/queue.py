@@ -625,9 +625,6 @@ class Queue(Intake):
     def rep_grp_names(self) -> list[str]:
         return [name for name, keys in self._rep_grps.items() if keys]
 
-    def has_dependants(self, key: str) -> bool:
-        return bool(self.deps.dependants.get(key))
-
     def unresolved(self, key: str) -> frozenset[str]:
         return frozenset(self.deps.unresolved.get(key, ()))
 

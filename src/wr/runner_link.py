@@ -40,7 +40,6 @@ class Link:
         self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._reader: asyncio.Task[None] | None = None
         self.on_push: Any = lambda msg: None
-        self.closed_by_manager = False
         self.generation = 0
         """How many connections have been made: the manager gives back the reservations of
         a connection that closes, so jobs reserved on an earlier one are no longer ours."""

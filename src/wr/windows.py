@@ -256,13 +256,6 @@ def windows_in(names: tuple[str, ...] | list[str]) -> tuple[Window, ...]:
     return found
 
 
-def check_limit_groups(names: tuple[str, ...] | list[str]) -> None:
-    """Refuse (`WindowError`) any limit group meant as a time window that is not a valid
-    one."""
-    for name in names:
-        parse(name)
-
-
 # -- telling people -----------------------------------------------------------------------
 
 def describe(window: Window, now: float, tz: tzinfo | None = None) -> str:

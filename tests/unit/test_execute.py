@@ -14,7 +14,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from wr.capture import KEEP_BYTES, StreamCapture, filter_output
+from wr.capture import KEEP_BYTES, StreamCapture
 from wr.execute import (
     EXECUTION_ID_VAR,
     ExecResult,
@@ -93,6 +93,13 @@ async def read_pids(path: Path, count: int, timeout: float = 5.0) -> list[int]:
 
 
 # ------------------------------------------------------------- pure parts
+
+
+def filter_output(data: bytes) -> str:
+    """The stored text of a whole stream fed at once."""
+    capture = StreamCapture()
+    capture.feed(data)
+    return capture.text()
 
 
 @pytest.mark.parametrize(

@@ -21,7 +21,7 @@ HANDLERS = ["manager/rest.py", "manager/actions.py", "manager/runner_ws.py", "ma
             "manager/web_live.py", "manager/summary.py", "manager/stream.py",
             "manager/metrics.py", "manager/lsf_api.py", "manager/app.py",
             "manager/answers.py", "manager/selection.py"]
-READS = {"get", "in_rep_grp", "rep_grp_keys", "rep_grp_names", "has_dependants", "unresolved",
+READS = {"get", "in_rep_grp", "rep_grp_keys", "rep_grp_names", "unresolved",
          "next_deadline", "limits_allow", "window_check_peek", "cycle_among", "has_events"}
 """Queue methods that only read (a handler may use them)."""
 

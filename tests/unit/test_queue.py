@@ -88,7 +88,7 @@ def test_add_with_a_queued_dependency_is_dependent():
     [b] = q.add([new_job("b", deps=["g"])], 0)
     assert b.state == S.DEPENDENT
     assert q.unresolved("b") == {"a"}
-    assert q.has_dependants("a")
+    assert q.deps.dependants.get("a")
     assert changes(q) == [("a", None, S.READY), ("b", None, S.DEPENDENT)]
     assert_consistent(q)
 
@@ -255,7 +255,7 @@ def test_archive_completes_the_job_and_frees_its_dependants():
     assert "a" not in q.jobs
     assert changes(q) == [("a", S.RUNNING, S.COMPLETE), ("b", S.DEPENDENT, S.READY)]
     assert q.in_rep_grp("r") == [] and "r" not in q.rep_grp_names()
-    assert not q.has_dependants("a")
+    assert not q.deps.dependants.get("a")
     assert q.reserve("", "r1", 11).key == "b"
     assert_consistent(q)
 
@@ -611,7 +611,7 @@ def test_deleting_a_dependant_unblocks_its_parent():
     q = make_queue()
     q.add([new_job("a", dep_grps=["g"]), new_job("b", deps=["g"])], 0)
     assert [j.key for j in q.delete(["b"], 1)] == ["b"]
-    assert not q.has_dependants("a")
+    assert not q.deps.dependants.get("a")
     assert [j.key for j in q.delete(["a"], 1)] == ["a"]
 
 

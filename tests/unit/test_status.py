@@ -13,13 +13,14 @@ from wr.status import (
     STATE_FILTERS,
     display_env,
     encode,
-    encode_statuses,
     group_similar,
     job_status,
+    json_array,
     matches_state,
     mounts_to_text,
     parse_limit,
     parse_state_filter,
+    status_bytes,
     walltime,
 )
 from wr.submission import jobs_from_request
@@ -326,9 +327,9 @@ def test_statuses_encoded_from_templates_are_the_status_objects_encoded() -> Non
     jobs[3].started, jobs[3].exitcode = 6.0, 1
     assert shared[0].rare is shared[1].rare and shared[0].rare.shared
     for _ in range(2):  # the second time from the cached templates
-        assert encode_statuses(jobs, 10.0) == encode(
+        assert json_array([status_bytes(job, now=10.0) for job in jobs]) == encode(
             [job_status(job, now=10.0) for job in jobs])
-    assert encode_statuses([], 10.0) == b"[]\n"
+    assert json_array([]) == b"[]\n"
 
 
 def test_jobs_that_never_ran_share_a_template_but_not_their_keys_or_commands() -> None:

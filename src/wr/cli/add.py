@@ -322,7 +322,12 @@ def add(file_: str, bsub: bool, rerun: bool, disable_relative_check: bool, simpl
             if not keys:
                 sys.exit(1)
             _wait_and_exit(client, keys[0])
-    if simple:
+    _report(added, existed, keys if simple else None, defaulted)
+
+
+def _report(added: int, existed: int, keys: list[str] | None, defaulted: str | None) -> None:
+    """What wr add prints: the keys (--simple: exit code 1 if there are none) or counts."""
+    if keys is not None:
         if not keys:
             sys.exit(1)
         click.echo("\n".join(keys))

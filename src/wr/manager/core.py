@@ -47,6 +47,21 @@ __all__ = ["Added", "Manager", "RunnerLink", "Warning_"]
 log = logging.getLogger("wr.manager")
 
 
+class _Batch:
+    """What one batch of queue events asks for (`Manager._sort_events`): the store's
+    writes, the scheduling groups to wake, and the state changes to publish once stored."""
+
+    __slots__ = ("archives", "deletes", "futures", "published", "saves", "woke")
+
+    def __init__(self) -> None:
+        self.saves: dict[str, Job] = {}
+        self.archives: list[Job] = []
+        self.deletes: list[str] = []
+        self.futures: list[asyncio.Future[Any]] = []
+        self.woke: set[str] = set()
+        self.published: list[tuple[str, str, str | None, str, int, str, float]] = []
+
+
 class Manager(Adding, RunnerDesk, Scheduling, Clock):
     """Owns the queue and everything that must stay consistent with it."""
 
@@ -166,55 +181,83 @@ class Manager(Adding, RunnerDesk, Scheduling, Clock):
         events = self.queue.drain()
         if not events:
             return self.store.save([])
-        saves: dict[str, Job] = {}
-        archives: list[Job] = []
-        deletes: list[str] = []
-        futures: list[asyncio.Future[Any]] = []
-        woke: set[str] = set()
-        published = []
         now = time.time()
-        ready = State.READY
         for watch in self.watchers:
             watch(events, now)
+        batch = self._sort_events(events, now)
+        futures = self._write(batch)
+        self._react(batch.woke)
+        done = (asyncio.ensure_future(gather(futures)) if futures
+                else self.store.save([]))
+        if batch.published:
+            published = batch.published
+
+            # Watchers hear of a change only once it is stored, like every other client.
+            def tell(f: asyncio.Future[Any]) -> None:
+                if not f.cancelled() and f.exception() is None:
+                    self.events.publish(published)
+
+            done.add_done_callback(tell)
+        return done
+
+    def _sort_events(self, events: list[Changed | LimitChanged | Marked | Replaced],
+                     now: float) -> _Batch:
+        """What one batch of queue events asks of the store, whom it wakes and what it
+        tells watchers. A job's last event wins: one changed twice is saved once, one
+        completed or deleted is not saved at all. Limits and re-keyings are handed to the
+        store here, in event order, ahead of the saves that may depend on them."""
+        batch = _Batch()
+        saves, ready = batch.saves, State.READY
         for ev in events:
             if type(ev) is not Changed:
                 if isinstance(ev, LimitChanged):
-                    futures.append(self.store.set_limit(ev.name, ev.limit))
-                    woke.update(self._waiters)
+                    batch.futures.append(self.store.set_limit(ev.name, ev.limit))
+                    batch.woke.update(self._waiters)
                 elif isinstance(ev, Replaced):
                     saves.pop(ev.old_key, None)
-                    futures.append(self.store.rekey(ev.old_key, ev.job, ev.old_rep_grp))
+                    batch.futures.append(self.store.rekey(ev.old_key, ev.job, ev.old_rep_grp))
                 elif isinstance(ev, Marked) and ev.job.key in self.queue.jobs:
                     saves[ev.job.key] = ev.job
                 continue
             job, old, new = ev
             ran = job.results
             if old is None and new is ready:  # a new job: a big add makes 100,000 at once
-                published.append((job.key, job.rep_grp, None, "ready", ran.exitcode,
-                                  ran.fail_reason, now))
-                woke.add(job.sched_group)
+                batch.published.append((job.key, job.rep_grp, None, "ready", ran.exitcode,
+                                        ran.fail_reason, now))
+                batch.woke.add(job.sched_group)
                 continue
-            published.append((job.key, job.rep_grp, old and old.value, new.value,
-                              ran.exitcode, ran.fail_reason, now))
+            batch.published.append((job.key, job.rep_grp, old and old.value, new.value,
+                                    ran.exitcode, ran.fail_reason, now))
             if ev.new == State.COMPLETE:
                 saves.pop(job.key, None)
-                archives.append(job)
+                batch.archives.append(job)
             elif ev.new == State.DELETED:
                 saves.pop(job.key, None)
-                deletes.append(job.key)
+                batch.deletes.append(job.key)
             elif ev.old is not None:
                 saves[job.key] = job
             if ev.new == State.READY:
-                woke.add(job.sched_group)
+                batch.woke.add(job.sched_group)
             if ev.old in RUN_STATES and ev.new not in RUN_STATES:
-                woke.update(job.limit_grps and self._waiters or ())
-        if saves:
-            futures.append(self.store.save(list(saves.values())))
-        if archives:
-            futures.append(self.store.archive(archives))
-            self._learn(archives)
-        if deletes:
-            futures.append(self.store.delete(deletes))
+                batch.woke.update(job.limit_grps and self._waiters or ())
+        return batch
+
+    def _write(self, batch: _Batch) -> list[asyncio.Future[Any]]:
+        """Hand the batch's writes to the store (its writer thread commits them together)
+        and learn from the jobs that completed."""
+        futures = batch.futures
+        if batch.saves:
+            futures.append(self.store.save(list(batch.saves.values())))
+        if batch.archives:
+            futures.append(self.store.archive(batch.archives))
+            self._learn(batch.archives)
+        if batch.deletes:
+            futures.append(self.store.delete(batch.deletes))
+        return futures
+
+    def _react(self, woke: set[str]) -> None:
+        """Wake the runners waiting for work in the groups that gained some, ask the
+        scheduler to look again, and wake the clock if it must look sooner than planned."""
         for group in woke:
             self._wake(group)
         if woke:
@@ -224,16 +267,6 @@ class Manager(Adding, RunnerDesk, Scheduling, Clock):
             # Only when the clock must look sooner than it planned (issue 16: waking it
             # after every batch of a busy manager added a pass of the clock to each batch).
             self._tick_wakeup.set()
-        done = (asyncio.ensure_future(gather(futures)) if futures
-                else self.store.save([]))
-        if published:
-            # Watchers hear of a change only once it is stored, like every other client.
-            def tell(f: asyncio.Future[Any]) -> None:
-                if not f.cancelled() and f.exception() is None:
-                    self.events.publish(published)
-
-            done.add_done_callback(tell)
-        return done
 
     def _learn(self, jobs: list[Job]) -> None:
         for job in jobs:

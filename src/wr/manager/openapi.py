@@ -32,6 +32,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
 from wr import __version__
+from wr.job_table import job_keys
 from wr.manager.routes import ROUTES
 from wr.manager.routing import TOKEN_SECURITY, openapi_paths
 
@@ -48,6 +49,10 @@ def document() -> dict[str, Any]:
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     shared = yaml.load(text, Loader=loader)  # a safe loader (C-accelerated when available)
     shared["info"]["version"] = __version__
+    # The job object's keys are the field table's, each with its schema and help (issue
+    # 14, item 6): a key added to the table is documented here at once.
+    shared["components"]["schemas"]["JobInput"]["properties"] = {
+        name: schema for name, schema, _ in job_keys()}
     return {"openapi": shared["openapi"], "info": shared["info"],
             "servers": shared["servers"], "security": TOKEN_SECURITY,
             "tags": shared["tags"], "paths": openapi_paths(ROUTES),

@@ -48,7 +48,7 @@ from wr.manager.names import ids_in_path
 from wr.manager.rest import json_response
 from wr.manager.selection import select_jobs
 from wr.pacing import Pacer
-from wr.status import matches_state, parse_state_filter, walltime
+from wr.status import parse_state_filter, walltime
 
 COLUMNS = ("complete", "running", "ready", "dependent", "lost", "delayed", "buried")
 """The states a summary counts, in the order ``wr status`` prints them."""
@@ -264,27 +264,4 @@ class SummaryAPI:
             if picked.history:
                 figures.add_history(await store.complete_figures(
                     picked.name, exclude=list(picked.queued), usage=usage))
-        return groups
-        for ident in ids:
-            if len(ident) == 32:  # a key (state is ignored for keys, as in GET jobs)
-                job = queue.get(ident)
-                if job is None:
-                    found = await store.complete_jobs([ident])
-                    job = found[0] if found else None
-                if job is not None:
-                    group(job.rep_grp).add_job(job, now)
-                    continue
-            names = [ident]
-            if search:
-                names = sorted({n for n in queue.rep_grp_names() if ident in n}
-                               | set(await store.rep_grps(ident)))
-            for name in names:
-                live = queue.in_rep_grp(name)
-                figures = group(name)
-                for job in live:
-                    if not state or matches_state(job.state, state):
-                        figures.add_job(job, now)
-                if not state or state == "complete":
-                    figures.add_history(await store.complete_figures(
-                        name, exclude=[job.key for job in live], usage=usage))
         return groups

@@ -164,8 +164,6 @@ class Overview:
         self.interval = MIN_INTERVAL
         self.recounts = 0
         """Recounts done (for tests and the bench)."""
-        self.last_cost = (0.0, 0.0)
-        """(seconds on the event loop, seconds in the store) of the last recount."""
         self._dirty: set[str] = set()
         self._dirty_complete: set[str] = set()
         self._resync = True
@@ -374,7 +372,6 @@ class Overview:
 
     def _cost(self, loop_s: float, store_s: float) -> None:
         self.recounts += 1
-        self.last_cost = (loop_s, store_s)
         wanted = max(loop_s / LOOP_SHARE, store_s / READER_SHARE)
         self.interval = min(max(wanted, MIN_INTERVAL), MAX_INTERVAL)
 
