@@ -500,7 +500,7 @@ def _py_spy(pid: int, duration: float, n: int) -> subprocess.Popen[bytes] | None
     out = RESULTS / f"runners_sim_{n}.txt"
     return subprocess.Popen([str(exe), "record", "-p", str(pid), "-d", f"{int(duration)}",
                              "-r", "200", "-f", "raw", "-o", str(out), "--nonblocking",
-                             "--threads"],
+                             "--threads", "--idle"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
