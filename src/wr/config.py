@@ -224,34 +224,8 @@ def load_config(
             f"Deployment '{deployment}' is not valid. Use one of: {', '.join(DEPLOYMENTS)}."
         )
     home, cwd = Path(home), Path(cwd)
-
-    raw: dict[str, object] = {s.name: s.default for s in SETTINGS}
-    sources = {s.name: "default" for s in SETTINGS}
-    for path in config_files(deployment, environ, home, cwd):
-        for key, value in _read_yaml(path).items():
-            if key in SETTINGS_BY_NAME:
-                raw[key] = value
-                sources[key] = str(path)
-    for setting in SETTINGS:
-        if setting.env_var in environ:
-            raw[setting.name] = environ[setting.env_var]
-            sources[setting.name] = "env " + setting.env_var
-
-    values: dict[str, object] = {}
-    for setting in SETTINGS:
-        parse, accepted = _KINDS[setting.kind]
-        value = raw[setting.name]
-        try:
-            if value is not None and not isinstance(value, str):
-                raise ValueError(value)
-            values[setting.name] = parse(value) if value is not None else None
-        except ValueError:
-            shown = value if isinstance(value, str) else repr(value)
-            raise ConfigError(
-                f"Config '{setting.name}' has value '{shown}' (from {sources[setting.name]}). "
-                f"{accepted}"
-            ) from None
-
+    raw, sources = _raw_values(deployment, environ, home, cwd)
+    values = _parse_values(raw, sources)
     manager_dir = Path(str(_absolute(values["managerdir"], home, cwd)) + "_" + deployment)
     attrs: dict[str, object] = {"deployment": deployment, "sources": MappingProxyType(sources)}
     for setting in SETTINGS:
@@ -266,6 +240,44 @@ def load_config(
         cast("int | None", values["managerweb"]),
     )
     return Config(**attrs)
+
+
+def _raw_values(deployment: str, environ: Mapping[str, str], home: Path,
+                cwd: Path) -> tuple[dict[str, object], dict[str, str]]:
+    """Every setting's value as given (defaults, then config files, then the environment,
+    each winning over the last), and where each came from."""
+    raw: dict[str, object] = {s.name: s.default for s in SETTINGS}
+    sources = {s.name: "default" for s in SETTINGS}
+    for path in config_files(deployment, environ, home, cwd):
+        for key, value in _read_yaml(path).items():
+            if key in SETTINGS_BY_NAME:
+                raw[key] = value
+                sources[key] = str(path)
+    for setting in SETTINGS:
+        if setting.env_var in environ:
+            raw[setting.name] = environ[setting.env_var]
+            sources[setting.name] = "env " + setting.env_var
+    return raw, sources
+
+
+def _parse_values(raw: dict[str, object], sources: dict[str, str]) -> dict[str, object]:
+    """Each setting's value parsed for its kind; ConfigError names the first bad one, its
+    source, and what is accepted."""
+    values: dict[str, object] = {}
+    for setting in SETTINGS:
+        parse, accepted = _KINDS[setting.kind]
+        value = raw[setting.name]
+        try:
+            if value is not None and not isinstance(value, str):
+                raise ValueError(value)
+            values[setting.name] = parse(value) if value is not None else None
+        except ValueError:
+            shown = value if isinstance(value, str) else repr(value)
+            raise ConfigError(
+                f"Config '{setting.name}' has value '{shown}' (from {sources[setting.name]}). "
+                f"{accepted}"
+            ) from None
+    return values
 
 
 def load_config_from_process(deployment: str | None = None) -> Config:

@@ -10,12 +10,15 @@ alive meanwhile, so nothing here blocks the event loop for long:
   it costs the runner half the CPU of `Popen`, which matters for jobs that take milliseconds
   (docs/benchmarks.md). Where posix_spawn cannot be used, `Popen` does it;
 * its pipes are read by event-loop readers as the output is produced (no deadlock on big
-  output) into bounded captures (capture.py);
+  output) into bounded captures (output_pipes.py, capture.py);
 * its exit is noticed through a pidfd (or a thread in `waitid(WNOWAIT)`), and it is reaped with
   `os.wait4` so its rusage gives CPU time and max RSS;
 * /proc inspection (memory of the process tree, disk use of its directories) and the kill
   procedure run in threads. Monitoring begins only FIRST_SAMPLE_S after the start, so a job
   that is over by then costs no monitoring at all.
+
+What a run is given and gives back (`ExecSpec`, `ExecResult`, the decision table) is in
+exec_spec.py; the behaviours that follow a run in behaviours.py.
 
 Lifecycle: `Execution(spec)` only stores; `start()` prepares the working directory and
 environment and spawns, raising ExecSetupError when it cannot; `wait()` returns the ExecResult
@@ -45,23 +48,29 @@ import errno
 import math
 import os
 import secrets
-import shlex
 import shutil
 import signal
 import subprocess
 import threading
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 import psutil
 
-from wr.capture import StreamCapture
-from wr.errors import WrError
+from wr.behaviours import Place, run_behaviours
+from wr.exec_spec import (
+    ExecResult,
+    ExecSetupError,
+    ExecSpec,
+    Marks,
+    Outcome,
+    command_line,
+    decide_outcome,
+    job_environment,
+)
 from wr.jobs import FailReason
 from wr.journal import Journal
+from wr.output_pipes import OutputPipes
 from wr.procs import (
     EXECUTION_ID_VAR,
     kill_tree,
@@ -73,6 +82,7 @@ from wr.procs import (
     tree_memory,
 )
 from wr.workdirs import (
+    Sweeper,
     all_empty,
     make_unique_dir,
     remove_unique_dir,
@@ -87,181 +97,14 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from wr.container_options import ContainerRequest
     from wr.containers import ContainerRun
 
 FIRST_SAMPLE_S = 0.1
 """Seconds after the start when memory is first sampled (then every monitor_interval)."""
-DRAIN_IDLE_S = 0.25
-"""After the command exits, stop reading its pipes once they have been silent this long."""
-
-DRAIN_MAX_S = 2.0
-"""After the command exits, stop reading its pipes after this long in any case."""
-
 RAM_KILL_FRACTION = 0.9
 """A job over its expected RAM is killed once its tree uses this fraction of the machine's RAM."""
 
 _MB = 1024 * 1024
-_READ_SIZE = 1 << 16
-
-
-class Outcome(StrEnum):
-    """What the runner should tell the manager to do with the job."""
-
-    ARCHIVE = "archive"
-    RELEASE = "release"
-    BURY = "bury"
-    INTERRUPTED = "interrupted"
-
-
-class ExecSetupError(WrError):
-    """The command could not be started; `outcome` says whether to bury or release the job.
-
-    `fail_reason` is the FailReason to report and `detail` the underlying error, which the
-    runner stores as the job's stderr. `attempted` means the failure counts as an attempt
-    (the runner reports a start with it), so that a job whose mounts keep failing uses up
-    its retries and is buried instead of being retried for ever (issue 18).
-    """
-
-    def __init__(self, fail_reason: str, detail: str, outcome: str,
-                 attempted: bool = False) -> None:
-        super().__init__(f"{fail_reason}: {detail}")
-        self.fail_reason = str(fail_reason)
-        self.detail = detail
-        self.outcome = str(outcome)
-        self.attempted = attempted
-
-
-@dataclass(slots=True)
-class ExecSpec:
-    """Everything needed to run one reserved job here; built by the runner from the job."""
-
-    key: str
-    """The job's 32-hex key."""
-    cmd: str
-    cwd: str
-    """Base directory (the job's Cwd); created if missing."""
-    cwd_matters: bool
-    change_home: bool
-    env_override: list[str]
-    """`NAME=VALUE` items applied over the base environment."""
-    base_env: dict[str, str] | None
-    """The job's stored environment; None means the runner's own os.environ."""
-    expected_ram_mb: int
-    expected_time_s: float
-    retries_left: int
-    """UntilBuried - 1: failures still allowed after this one."""
-    no_retry_over_walltime_s: float
-    """0 = unset."""
-    modules: list[str]
-    behaviours: list[dict]
-    """e.g. {"when": "on_failure", "do": "run", "arg": "echo x"}."""
-    shell: str = "bash"
-    shell_via: str = ""
-    """A path to execute for ``shell`` (a runner's named link to it), or "" for the shell
-    found in the command's PATH."""
-    app_name: str = "wr"
-    monitor_interval: float = 1.0
-    mounts: list[dict] = field(default_factory=list)
-    """The job's mount configs (wr.mounts), mounted before the command, unmounted after."""
-    container: ContainerRequest | None = None
-    """with_docker/with_singularity/monitor_docker (wr.containers); None for most jobs."""
-    group: str = ""
-    """Unix group to run the command as (wr.unix_group); "" for the runner's own."""
-    bsub: dict | None = None
-    """For a job in bsub mode, what `wr.lsf.add_emulation` needs (issue 15)."""
-
-
-@dataclass(slots=True)
-class ExecResult:
-    """What happened, ready for the runner's end-of-job report.
-
-    `outcome` is an Outcome value, `fail_reason` a FailReason text ("" on success); times are
-    Unix seconds; `exitcode` is -1 when the command was killed by a signal; `stdout`/`stderr`
-    are filtered and truncated as capture.py describes; `remove_requested` means a matched
-    "remove" behaviour wants the job deleted once it is buried.
-    """
-
-    outcome: str
-    fail_reason: str
-    exitcode: int
-    pid: int
-    started: float
-    ended: float
-    walltime: float
-    cpu_time: float
-    peak_ram_mb: int
-    peak_disk_mb: int
-    actual_cwd: str
-    stdout: str
-    stderr: str
-    remove_requested: bool
-
-
-@dataclass(slots=True)
-class Marks:
-    """What happened during a run that explains a non-zero exit."""
-
-    stopped: bool = False
-    user_killed: bool = False
-    over_ram: bool = False
-    out_of_disk: bool = False
-    signalled: bool = False
-    over_time: bool = False
-
-
-def decide_outcome(
-    exitcode: int,
-    marks: Marks,
-    walltime: float,
-    retries_left: int,
-    no_retry_over_walltime_s: float,
-) -> tuple[Outcome, str]:
-    """The runner-side decision table (rest-and-queue.md §4.4), rows checked top to bottom."""
-    if exitcode == 0:
-        return Outcome.ARCHIVE, ""
-    if exitcode == 126:
-        return Outcome.BURY, FailReason.PERM
-    if exitcode == 127:
-        return Outcome.BURY, FailReason.NOTFOUND
-    if exitcode == 128:
-        return Outcome.BURY, FailReason.EXIT_INVALID
-    if marks.stopped:
-        return Outcome.INTERRUPTED, ""
-    if marks.user_killed:
-        return Outcome.BURY, FailReason.KILLED
-    if marks.over_ram:
-        return Outcome.RELEASE, FailReason.RAM
-    if marks.out_of_disk:
-        return Outcome.RELEASE, FailReason.DISK
-    if marks.signalled:
-        return Outcome.RELEASE, FailReason.TIME if marks.over_time else FailReason.SIGNAL
-    if retries_left > 0 and 0 < no_retry_over_walltime_s < walltime:
-        return Outcome.BURY, FailReason.EXIT
-    return Outcome.RELEASE, FailReason.EXIT
-
-
-def command_line(cmd: str, modules: Sequence[str] = ()) -> str:
-    """The text given to `<shell> -c`: module loads first, pipefail when cmd has ` | `."""
-    line = cmd
-    if modules:
-        line = f"module load --force {' '.join(shlex.quote(m) for m in modules)}; {line}"
-    if " | " in cmd:
-        line = f"set -o pipefail; {line}"
-    return line
-
-
-def job_environment(base_env: dict[str, str] | None, overrides: Sequence[str]) -> dict[str, str]:
-    """Base environment (or ours) with `NAME=VALUE` overrides: same names in place, new appended."""
-    env = dict(os.environ if base_env is None else base_env)
-    for item in overrides:
-        name, sep, value = item.partition("=")
-        if not sep or not name or "\0" in item:
-            raise ExecSetupError(
-                FailReason.ENV, f"environment override {item!r} is not NAME=VALUE", Outcome.BURY
-            )
-        env[name] = value
-    return env
 
 
 def _ceil_mb(nbytes: float) -> int:
@@ -271,11 +114,16 @@ def _ceil_mb(nbytes: float) -> int:
 class Execution:
     """One run of one job's command; see the module docstring for the lifecycle."""
 
-    def __init__(self, spec: ExecSpec, journal: Journal | None = None) -> None:
+    def __init__(self, spec: ExecSpec, journal: Journal | None = None,
+                 sweeper: Sweeper | None = None) -> None:
         self.spec = spec
         self.journal = journal
         """Where the runner records the command's start and exit before anyone is told
         (wr.journal); None runs without one."""
+        self.sweeper = sweeper
+        """Where the directories of a job that succeeded go to be removed while the next
+        command runs (wr.workdirs.Sweeper; its owner waits for it before reporting);
+        None removes them before `wait` returns."""
         self.pid = 0
         self.actual_cwd = ""
         self.marks = Marks()
@@ -290,11 +138,7 @@ class Execution:
         self._seen: dict[int, psutil.Process] = {}
         self._reaped = False
         self._killer: concurrent.futures.Future | None = None
-        self._out = StreamCapture()
-        self._err = StreamCapture()
-        self._pipe_problems: list[str] = []
-        self._pipes: dict[int, asyncio.Future] = {}
-        self._last_output = 0.0
+        self._output = OutputPipes()
         self._pidfd = -1
         self._exited: asyncio.Future | None = None
         self._monitor_timer: asyncio.TimerHandle | None = None
@@ -325,6 +169,33 @@ class Execution:
         if self._exited is not None:
             raise RuntimeError("this Execution has already been started")
         spec = self.spec
+        env = self._environment()
+        if spec.mounts:
+            await self._mount()
+        argv = [spec.shell, "-c", command_line(spec.cmd, spec.modules)]
+        if spec.container is not None or spec.group:
+            try:
+                argv = await self._contained_argv(env)
+            except ExecSetupError:
+                self._discard_dirs()
+                raise
+        out_r, err_r = await self._spawn(argv, env)
+        if self.journal is not None:
+            self.journal.spawned(spec.key, self.pid, self._started, self._unique, spec.cwd)
+
+        loop = asyncio.get_running_loop()
+        self._output.watch(loop, out_r, err_r)
+        self._exited = self._watch_exit(loop)
+        first = min(FIRST_SAMPLE_S, max(self.spec.monitor_interval, 0.01))
+        self._monitor_timer = loop.call_later(first, self._begin_monitoring)
+        if self.marks.stopped or self.marks.user_killed or self.marks.signalled:
+            self._launch_killer()  # kill() came before we had a process
+        return self.pid
+
+    def _environment(self) -> dict[str, str]:
+        """The command's environment, its directories made on the way (their paths are
+        part of it)."""
+        spec = self.spec
         env = job_environment(spec.base_env, spec.env_override)
         if spec.bsub is not None:  # bsub, bjobs and bkill on its PATH (wr.lsf, issue 15)
             from wr.lsf import add_emulation
@@ -341,16 +212,12 @@ class Execution:
         self._token = f"{spec.key}.{secrets.token_hex(8)}"
         env[EXECUTION_ID_VAR] = self._token
         self._env = env
-        if spec.mounts:
-            await self._mount()
-        argv = [spec.shell, "-c", command_line(spec.cmd, spec.modules)]
-        if spec.container is not None or spec.group:
-            try:
-                argv = await self._contained_argv(env)
-            except ExecSetupError:
-                self._discard_dirs()
-                raise
+        return env
 
+    async def _spawn(self, argv: list[str], env: dict[str, str]) -> tuple[int, int]:
+        """Start the command with its output going to two new pipes; returns their read
+        ends. A failure undoes the mounts and directories and says what the system said."""
+        spec = self.spec
         out_r, out_w = os.pipe2(os.O_CLOEXEC)
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
         if self.journal is not None:
@@ -388,19 +255,7 @@ class Execution:
         finally:
             os.close(out_w)
             os.close(err_w)
-        if self.journal is not None:
-            self.journal.spawned(spec.key, self.pid, self._started, self._unique, spec.cwd)
-
-        loop = asyncio.get_running_loop()
-        self._last_output = loop.time()
-        self._pipes = {out_r: self._read_pipe(loop, out_r, self._out, "STDOUT")}
-        self._pipes[err_r] = self._read_pipe(loop, err_r, self._err, "STDERR")
-        self._exited = self._watch_exit(loop)
-        first = min(FIRST_SAMPLE_S, max(self.spec.monitor_interval, 0.01))
-        self._monitor_timer = loop.call_later(first, self._begin_monitoring)
-        if self.marks.stopped or self.marks.user_killed or self.marks.signalled:
-            self._launch_killer()  # kill() came before we had a process
-        return self.pid
+        return out_r, err_r
 
     async def _contained_argv(self, env: dict[str, str]) -> list[str]:
         """The argv in the job's container and unix group, which it must never run without
@@ -473,32 +328,6 @@ class Execution:
         if self._unique:
             with contextlib.suppress(OSError):
                 remove_unique_dir(self._unique, self.spec.cwd)
-
-    def _read_pipe(
-        self, loop: asyncio.AbstractEventLoop, fd: int, capture: StreamCapture, name: str
-    ) -> asyncio.Future:
-        """Feed `capture` from `fd` whenever it is readable; the future resolves at EOF."""
-        os.set_blocking(fd, False)
-        eof = loop.create_future()
-
-        def on_readable() -> None:
-            try:
-                data = os.read(fd, _READ_SIZE)
-            except BlockingIOError:
-                return
-            except OSError as exc:
-                self._pipe_problems.append(f"\n\n{name} handling problems:\n{exc}")
-                data = b""
-            if data:
-                capture.feed(data)
-                self._last_output = loop.time()
-                return
-            loop.remove_reader(fd)
-            if not eof.done():
-                eof.set_result(None)
-
-        loop.add_reader(fd, on_readable)
-        return eof
 
     def _watch_exit(self, loop: asyncio.AbstractEventLoop) -> asyncio.Future:
         """A future that resolves when the command exits, leaving it unreaped for wait4."""
@@ -638,58 +467,12 @@ class Execution:
             raise
 
     async def _finish(self) -> ExecResult:
-        await self._exited
-        self._stop_monitoring()
-        if self._monitor_task is not None:
-            await self._monitor_task
-        self._journal_exit()
-        status, rusage = self._reap()
-        ended = time.time()
-        await self._drain()
-        if self._killer is not None:
-            await asyncio.wrap_future(self._killer)
-        container_cpu = 0.0
-        if self._box is not None:  # remove a killed or failed container; its CPU time
-            failed = status is None or status != 0 or self._killer is not None
-            container_cpu = await asyncio.to_thread(self._box.finish, failed)
-        if (self._unique and not all_empty(self.actual_cwd, self._tmp)) or self._mounts:
-            self._account(0, await asyncio.to_thread(self._disk_bytes), False)
-
+        status, rusage, ended, container_cpu = await self._collect()
         walltime = max(ended - self._started, 0.0)
-        if status is None:
-            exitcode, cpu_time = 255, 0.0
-            outcome, reason = Outcome.RELEASE, FailReason.ABNORMAL
-        else:
-            exitcode = os.WEXITSTATUS(status) if os.WIFEXITED(status) else -1
-            cpu_time = rusage.ru_utime + rusage.ru_stime + container_cpu
-            # Not ru_maxrss: a vfork'd child's high-water mark includes the runner's own
-            # memory from before exec, which would make every small job look over its RAM.
-            outcome, reason = decide_outcome(
-                exitcode,
-                self.marks,
-                walltime,
-                self.spec.retries_left,
-                self.spec.no_retry_over_walltime_s,
-            )
-
-        problems: list[str] = []
-        if outcome != Outcome.INTERRUPTED:
-            problems = await self._run_behaviours(outcome == Outcome.ARCHIVE)
-        mount_note = ""
-        mounts = self._mounts
-        if mounts is not None:
-            outcome, reason, mount_note = await self._unmount(outcome, reason)
-        if outcome == Outcome.INTERRUPTED and self._unique:
-            # Put back uncharged, it runs again in a directory of its own: this one would be
-            # left behind for ever (issue 13, item 11); a mount's unsent writes stay cached.
-            if mounts is not None:
-                await asyncio.to_thread(mounts.discard, self._unique, self.spec.cwd)
-            else:
-                await asyncio.to_thread(self._discard_dirs)
-        if self._tmp and not rmdir_if_empty(self._tmp):
-            await asyncio.to_thread(shutil.rmtree, self._tmp, True)
-
-        stderr = self._err.text() + "".join(self._pipe_problems)
+        exitcode, cpu_time, outcome, reason = self._decide(status, rusage, walltime,
+                                                           container_cpu)
+        outcome, reason, problems, mount_note = await self._after_run(outcome, reason)
+        stderr = self._output.err.text() + "".join(self._output.problems)
         if problems and outcome != Outcome.ARCHIVE:
             stderr += "\n\nBehaviour problems:\n" + "\n".join(problems)
         if mount_note and outcome != Outcome.ARCHIVE:
@@ -706,10 +489,80 @@ class Execution:
             peak_ram_mb=max(_ceil_mb(self._peak_ram), 1),
             peak_disk_mb=_ceil_mb(self._peak_disk),
             actual_cwd=self.actual_cwd,
-            stdout=self._out.text(),
+            stdout=self._output.out.text(),
             stderr=stderr,
             remove_requested=self._remove_requested,
         )
+
+    async def _collect(self) -> tuple[int | None, Any, float, float]:
+        """Wait for the command to exit, then gather what its run left: (its wait status,
+        or None if it was reaped elsewhere; its rusage; its end time; the CPU seconds of
+        its container)."""
+        await self._exited
+        self._stop_monitoring()
+        if self._monitor_task is not None:
+            await self._monitor_task
+        self._journal_exit()
+        status, rusage = self._reap()
+        ended = time.time()
+        await self._output.drain()
+        if self._killer is not None:
+            await asyncio.wrap_future(self._killer)
+        container_cpu = 0.0
+        if self._box is not None:  # remove a killed or failed container; its CPU time
+            failed = status is None or status != 0 or self._killer is not None
+            container_cpu = await asyncio.to_thread(self._box.finish, failed)
+        if (self._unique and not all_empty(self.actual_cwd, self._tmp)) or self._mounts:
+            self._account(0, await asyncio.to_thread(self._disk_bytes), False)
+        return status, rusage, ended, container_cpu
+
+    def _decide(self, status: int | None, rusage: Any, walltime: float,
+                container_cpu: float) -> tuple[int, float, Outcome, str]:
+        """(exit code, CPU seconds, outcome, fail reason) of the run."""
+        if status is None:
+            return 255, 0.0, Outcome.RELEASE, FailReason.ABNORMAL
+        exitcode = os.WEXITSTATUS(status) if os.WIFEXITED(status) else -1
+        cpu_time = rusage.ru_utime + rusage.ru_stime + container_cpu
+        # Not ru_maxrss: a vfork'd child's high-water mark includes the runner's own
+        # memory from before exec, which would make every small job look over its RAM.
+        outcome, reason = decide_outcome(
+            exitcode,
+            self.marks,
+            walltime,
+            self.spec.retries_left,
+            self.spec.no_retry_over_walltime_s,
+        )
+        return exitcode, cpu_time, outcome, reason
+
+    async def _after_run(self, outcome: Outcome,
+                         reason: str) -> tuple[Outcome, str, list[str], str]:
+        """Run the behaviours, unmount, tidy the directories; returns the outcome and
+        reason (an upload failure changes them), the behaviours' problems and the mounts'
+        note for stderr."""
+        problems: list[str] = []
+        if outcome != Outcome.INTERRUPTED:
+            place = Place(self.spec.shell, self._env, self.actual_cwd or self.spec.cwd,
+                          self._unique, self.spec.cwd, self._mounts,
+                          None if self.sweeper is None else self._sweep_all)
+            problems, self._remove_requested = await run_behaviours(
+                self.spec.behaviours, outcome == Outcome.ARCHIVE, place)
+        mount_note = ""
+        mounts = self._mounts
+        if mounts is not None:
+            outcome, reason, mount_note = await self._unmount(outcome, reason)
+        if outcome == Outcome.INTERRUPTED and self._unique:
+            # Put back uncharged, it runs again in a directory of its own: this one would be
+            # left behind for ever (issue 13, item 11); a mount's unsent writes stay cached.
+            if mounts is not None:
+                await asyncio.to_thread(mounts.discard, self._unique, self.spec.cwd)
+            else:
+                await asyncio.to_thread(self._discard_dirs)
+        if self._tmp and self.sweeper is not None:
+            if os.path.isdir(self._tmp):  # (not when a cleanup took it already)
+                self._sweep(whole=False)
+        elif self._tmp and not rmdir_if_empty(self._tmp):
+            await asyncio.to_thread(shutil.rmtree, self._tmp, True)
+        return outcome, reason, problems, mount_note
 
     def _journal_exit(self) -> None:
         """Record how the command ended before reaping it: once reaped, its exit would be
@@ -745,34 +598,6 @@ class Execution:
             self._pidfd = -1
         return status, rusage
 
-    async def _drain(self) -> None:
-        """Read what is left in the pipes; give up once they go quiet or after DRAIN_MAX_S.
-
-        Background processes the command left behind may hold the pipes open indefinitely.
-        """
-        loop = asyncio.get_running_loop()
-        self._last_output = max(self._last_output, loop.time())
-        hard_stop = loop.time() + DRAIN_MAX_S
-        try:
-            pending = [f for f in self._pipes.values() if not f.done()]
-            while pending:
-                now = loop.time()
-                timeout = min(hard_stop, self._last_output + DRAIN_IDLE_S) - now
-                if timeout <= 0:
-                    break
-                _, pending = await asyncio.wait(pending, timeout=timeout)
-        finally:
-            self._close_pipes()
-        self._out.close()
-        self._err.close()
-
-    def _close_pipes(self) -> None:
-        loop = asyncio.get_running_loop()
-        for fd in self._pipes:
-            loop.remove_reader(fd)
-            os.close(fd)
-        self._pipes = {}
-
     def _abandon(self) -> None:
         """wait() was cancelled: kill everything now, reap, and release our resources."""
         self._stop_monitoring()
@@ -797,67 +622,27 @@ class Execution:
             asyncio.get_running_loop().remove_reader(self._pidfd)
             os.close(self._pidfd)
             self._pidfd = -1
-        self._close_pipes()
+        self._output.close()
         if self._mounts is not None:
             self._mounts.kill()
             self._mounts = None
         if self._tmp:
             shutil.rmtree(self._tmp, ignore_errors=True)
 
-    # -------------------------------------------------------------- behaviours
+    def _sweep_all(self) -> None:
+        self._sweep(whole=True)
 
-    async def _run_behaviours(self, success: bool) -> list[str]:
-        """Run on_success/on_failure behaviours, then on_exit ones; return the problems."""
-        wanted = "on_success" if success else "on_failure"
-        behaviours = self.spec.behaviours
-        chosen = [b for b in behaviours if b.get("when") in (wanted, "on_failure|success")]
-        chosen += [b for b in behaviours if b.get("when") == "on_exit"]
-        problems: list[str] = []
-        for behaviour in chosen:
-            do = behaviour.get("do")
-            if do == "run":
-                problem = await asyncio.to_thread(self._run_command, str(behaviour.get("arg", "")))
-                if problem:
-                    problems.append(problem)
-            elif do in ("cleanup", "cleanup_all") and self._mounts is not None:
-                # Never through a mount into the bucket (issue 18).
-                problems += await self._mounts.cleanup(self._unique, self.spec.cwd)
-            elif do in ("cleanup", "cleanup_all"):
-                if self._unique and os.path.exists(self._unique):
-                    try:
-                        await asyncio.to_thread(remove_unique_dir, self._unique, self.spec.cwd)
-                    except OSError as exc:
-                        problems.append(f"cleanup of {self._unique} failed: {exc}")
-            elif do == "remove":
-                self._remove_requested = True
-            elif do not in ("nothing", "copy_to_manager"):
-                problems.append(f"unknown behaviour {do!r}")
-        return problems
-
-    def _run_command(self, cmd: str) -> str:
-        """Run a `run` behaviour; return "" or a description of its failure with its output."""
-        env = {k: v for k, v in self._env.items() if k != EXECUTION_ID_VAR}
-        capture = StreamCapture()
-        try:
-            proc = subprocess.Popen(
-                [self.spec.shell, "-c", command_line(cmd)],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                cwd=self.actual_cwd or self.spec.cwd,
-                env=env,
-                close_fds=True,
-                start_new_session=True,
-            )
-        except (OSError, ValueError, subprocess.SubprocessError) as exc:
-            return f"behaviour run {cmd!r} failed to start: {exc}"
-        with proc:
-            while chunk := proc.stdout.read1(_READ_SIZE):
-                capture.feed(chunk)
-            code = proc.wait()
-        if code == 0:
-            return ""
-        return f"behaviour run {cmd!r} failed with exit code {code}: {capture.text()}"
+    def _sweep(self, *, whole: bool) -> None:
+        """Hand the removal of the unique directory (``whole``) or its ``tmp/`` to the
+        sweeper, journalled first so that a keeper finishes it if the runner dies."""
+        assert self.sweeper is not None
+        if self.journal is not None:
+            self.journal.sweeping(self.spec.key, whole)
+        if whole:
+            self.sweeper.remove(self._unique, self.spec.cwd)
+            self._tmp = ""  # goes with it
+        else:
+            self.sweeper.remove_tmp(self._tmp)
 
 
 def _start_failure(exc: BaseException, argv: list[str], env: dict[str, str]) -> str:

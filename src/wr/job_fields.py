@@ -1,15 +1,17 @@
-"""Which fields a job has, where each is kept, and the order records list them in.
+"""Where a job keeps its fields, and the values many jobs share.
 
-A manager holds a million queued jobs, and most of a job's 58 fields hold their defaults
+A manager holds a million queued jobs, and most of a job's 59 fields hold their defaults
 while it waits: nobody asked for containers, behaviours or mounts, and it has not run yet.
 So `wr.jobs.Job` keeps the fields most jobs set (`HOT_FIELDS`) in its own slots and the rest
 in two small parts made only when one of their fields first gets a value other than its
 default: `Rare` (the rarely used requests) and `Ran` (what happened when it ran). Every
 default is falsy, so "is there anything to keep?" is one truth test. A queued job went from
-496 to 232 bytes.
+496 to 232 bytes. Which field goes where, its default and its place in a record are the
+table's (`wr.job_table`); this module builds the parts from it.
 
-Also here: the values many jobs share (`NO_OTHER`, `shared_names`), because a million copies
-of an empty dict or of the same dependency list are tens of megabytes.
+Also here: the values many jobs share (`NO_OTHER`, `shared_names`, `compact_rare`),
+because a million copies of an empty dict or of the same dependency list are tens of
+megabytes.
 """
 
 from __future__ import annotations
@@ -20,73 +22,40 @@ from typing import Any
 
 import orjson
 
-HOT_FIELDS = (
-    "key", "cmd", "cwd", "cwd_matters", "rep_grp", "req_grp", "ram", "time", "cores", "disk",
-    "priority", "retries", "limit_grps", "dep_grps", "deps", "user_ram", "user_time", "state",
-    "until_buried", "attempts", "sched_group", "added", "seq",
+from wr.job_table import (
+    BY_NAME,
+    FIELD_NAMES,
+    HOT_FIELDS,
+    NAME_LIST,
+    NO_OTHER,
+    RAN_FIELDS,
+    RARE_FIELDS,
+    RECORD_LAYOUTS,
+    RECORD_TAG,
+    V1_NAMES,
+    V1_TAG,
 )
-"""The fields every job keeps in its own slots, in record order."""
-RARE_FIELDS = (
-    "change_home", "disk_set", "other", "override", "no_retry_over_walltime", "modules",
-    "cmd_deps", "behaviours", "mounts", "monitor_docker", "with_docker", "with_singularity",
-    "container_mounts", "env", "group", "bsub_mode", "reserve_timeout", "user_disk",
-    "kill_called", "recovered", "delay", "bsub_id",
-)
-"""The requests few jobs make, and flags few jobs ever raise. (``bsub_id``: the LSF job id
-`wr.lsf` gives jobs in bsub mode; 0 for every other job.)"""
-RAN_FIELDS = (
-    "exited", "exitcode", "fail_reason", "pid", "host", "host_id", "host_ip", "started",
-    "ended", "peak_ram", "peak_disk", "cpu_time", "actual_cwd", "reserved_by",
-)
-"""What running a job told us; a job that never ran has none of it."""
-FIELD_NAMES = (*HOT_FIELDS, *RARE_FIELDS, *RAN_FIELDS)
-"""Every field of a job, in the order of ``Job.__init__`` and of records."""
 
-RECORD_TAG = "j3"
-"""Marks the positional record layout of ``Job.to_record`` (fields in `FIELD_NAMES` order).
-A record may stop early, and the missing fields take their defaults: ``Job.record_bytes``
-leaves out the parts a job lacks, and a new field is appended at the end of its part
-(older records, being shorter, get its default; a field appended to the rare part moves
-the results part, so it needs a new tag). A removed or reordered one needs a new tag, with
-the old layout still read."""
+__all__ = [
+    "FIELD_NAMES", "FIELD_SET", "HOT_FIELDS", "J2_NAMES", "J2_TAG", "NO_OTHER",
+    "RAN_DEFAULTS", "RAN_FIELDS", "RARE_DEFAULTS", "RARE_FIELDS", "RECORD_TAG", "V1_NAMES",
+    "V1_TAG", "Ran", "Rare", "compact_rare", "delegate_parts", "encode_ran", "encode_rare",
+    "get_hot", "get_ran", "get_rare", "record_index", "shared_names",
+]
+
 J2_TAG = "j2"
-J2_NAMES = tuple(name for name in FIELD_NAMES if name != "bsub_id")
+J2_NAMES = RECORD_LAYOUTS[J2_TAG]
 """The layout before ``bsub_id`` was added to the rare part (issue 15), still read."""
-V1_TAG = "j1"
-V1_NAMES = (
-    "key", "cmd", "cwd", "cwd_matters", "change_home", "rep_grp", "req_grp", "ram", "time",
-    "cores", "disk", "disk_set", "other", "override", "priority", "retries",
-    "no_retry_over_walltime", "limit_grps", "modules", "dep_grps", "deps", "cmd_deps",
-    "behaviours", "mounts", "monitor_docker", "with_docker", "with_singularity",
-    "container_mounts", "env", "group", "bsub_mode", "reserve_timeout", "user_ram",
-    "user_time", "user_disk", "state", "until_buried", "attempts", "exited", "exitcode",
-    "fail_reason", "pid", "host", "host_id", "host_ip", "started", "ended", "peak_ram",
-    "peak_disk", "cpu_time", "actual_cwd", "reserved_by", "kill_called", "recovered",
-    "delay", "sched_group", "added", "seq",
-)
-"""The field order of the first record layout (tag ``j1``), which is still read."""
 FIELD_SET = frozenset(FIELD_NAMES)
 
 
 def record_index(name: str, tag: str = RECORD_TAG) -> int:
     """Where field ``name`` sits in a positional record with ``tag`` (0 is the tag)."""
-    names = {RECORD_TAG: FIELD_NAMES, J2_TAG: J2_NAMES, V1_TAG: V1_NAMES}[tag]
-    return names.index(name) + 1
+    return RECORD_LAYOUTS[tag].index(name) + 1
 
 
 # -- values many jobs share -----------------------------------------------------------------
 
-class _ReadOnlyDict(dict):  # type: ignore[type-arg]
-    """An empty dict that refuses changes, so one can stand for every job's empty ``other``;
-    code that wants to change a job's ``other`` assigns a new dict."""
-
-    def _refuse(self, *args: Any, **kwargs: Any) -> None:
-        raise TypeError("this shared empty dict cannot be changed; assign a new one")
-
-    __setitem__ = __delitem__ = update = setdefault = pop = popitem = clear = _refuse
-
-
-NO_OTHER: dict[str, str] = _ReadOnlyDict()
 _TUPLES: dict[tuple[str, ...], tuple[str, ...]] = {(): ()}
 
 
@@ -105,9 +74,8 @@ def shared_names(items: list[str] | tuple[str, ...]) -> tuple[str, ...]:
 
 # -- the two parts ------------------------------------------------------------------------
 
-RARE_DEFAULTS = (False, False, NO_OTHER, 0, 0.0, (), (), (), (), "", "", "", "", (), "", "",
-                 0, 0, False, False, 0.0, 0)
-RAN_DEFAULTS = (False, 0, "", 0, "", "", "", None, None, 0, 0, 0.0, "", "")
+RARE_DEFAULTS = tuple(BY_NAME[name].default for name in RARE_FIELDS)
+RAN_DEFAULTS = tuple(BY_NAME[name].default for name in RAN_FIELDS)
 
 
 class Rare:
@@ -143,11 +111,10 @@ def encode_ran(part: Ran | None) -> bytes:
 
 
 _RARE_PARTS: dict[bytes, Rare] = {}
-
-
-def rare_part(*values: Any) -> Rare | None:
-    """A part holding these `RARE_FIELDS` values, or None when all are defaults."""
-    return Rare(*values) if any(values) else None
+_RARE_NAME_LISTS = tuple(n for n in RARE_FIELDS if BY_NAME[n].type == NAME_LIST)
+"""The rare fields that are lists of names (modules, env, ...): shared tuples."""
+_RARE_OBJECT_LISTS = tuple(n for n in RARE_FIELDS if BY_NAME[n].type.startswith("list[dict"))
+"""The rare fields that are lists of objects (behaviours, mounts): tuples."""
 
 
 def compact_rare(part: Rare) -> Rare:
@@ -156,11 +123,10 @@ def compact_rare(part: Rare) -> Rare:
     `_shared_rare`)."""
     if part.shared:
         return part
-    part.modules = shared_names(part.modules)
-    part.cmd_deps = shared_names(part.cmd_deps)
-    part.env = shared_names(part.env)
-    part.behaviours = tuple(part.behaviours)
-    part.mounts = tuple(part.mounts)
+    for name in _RARE_NAME_LISTS:
+        setattr(part, name, shared_names(getattr(part, name)))
+    for name in _RARE_OBJECT_LISTS:
+        setattr(part, name, tuple(getattr(part, name)))
     if not part.other:
         part.other = NO_OTHER
     if part.bsub_id:  # unique to its job: sharing it would only fill the table (issue 15)

@@ -19,6 +19,10 @@ each a JSON object with one of these tags:
 ``{"x": key, "code": exit_code, "sig": signal}``
     the command exited (read from the kernel *before* the runner reaps it, so the exit is
     journalled even if the runner dies in the next instant).
+``{"c": key, "all": whole}``
+    the command is over and the runner is removing its unique directory (``whole``, a
+    cleanup behaviour) or only its ``tmp/`` in the background (wr.workdirs.Sweeper); it
+    reports the end only once that is done.
 ``{"e": end}``
     the full end report (with the start, for a short job) as it will be sent to the manager.
 
@@ -80,6 +84,9 @@ class Journal:
     def exited(self, key: str, code: int, sig: int) -> None:
         self._put({"x": key, "code": code, "sig": sig})
 
+    def sweeping(self, key: str, whole: bool) -> None:
+        self._put({"c": key, "all": whole})
+
     def ended(self, end: dict[str, Any]) -> None:
         self._put({"e": end})
 
@@ -114,6 +121,9 @@ class Started:
     sig: int = 0
     end: dict[str, Any] | None = None
     """The end report the runner made of it, if it got that far."""
+    removing: str = ""
+    """What of its unique directory the runner was removing when the journal ends: "all",
+    "tmp", or "" (nothing)."""
 
 
 @dataclass(slots=True)
@@ -168,6 +178,10 @@ def _apply(state: JournalState, rec: dict[str, Any]) -> None:
         if started is not None:
             started.code = int(rec.get("code", 0))
             started.sig = int(rec.get("sig", 0))
+    elif "c" in rec:
+        started = state.started.get(str(rec["c"]))
+        if started is not None:
+            started.removing = "all" if rec.get("all") else "tmp"
     elif "e" in rec and isinstance(rec["e"], dict):
         end = rec["e"]
         started = state.started.get(str(end.get("key")))

@@ -174,6 +174,8 @@ def settle(state: JournalState, orphans: dict[int, Orphan], why: str, *,
     host, ip = socket.gethostname(), host_ip()
     known = {s.pid for s in state.started.values() if s.pid}
     for started in state.started.values():
+        if started.removing:
+            _finish_removal(started)
         if started.end is not None:
             ends.append(started.end)
             continue
@@ -372,6 +374,20 @@ def _signal_name(number: int) -> str:
         return signal.Signals(number).name
     except ValueError:
         return f"signal {number}"
+
+
+def _finish_removal(started: Started) -> None:
+    """Remove what the runner was removing when it died (wr.workdirs.Sweeper): the unique
+    directory of a command that asked for its cleanup, or the ``tmp/`` every command loses
+    at its end."""
+    if not started.unique:
+        return
+    if started.removing == "all":
+        _remove_dir(started)
+        return
+    from wr.workdirs import remove_tmp
+
+    remove_tmp(os.path.join(started.unique, "tmp"))
 
 
 def _remove_dir(started: Started) -> None:

@@ -4,6 +4,12 @@ A modification is a set of job properties, named and written as in a POST of new
 job is turned back into such an object, the changes are laid over it, and the result goes
 through exactly the validation a new job gets, so ``mod`` can never make a job that ``add``
 would refuse. If cmd, cwd (with cwd_matters) or mounts change, the key changes too.
+
+Which keys may change (`wr.job_table.Key.mod`) and how a job gives each back
+(`wr.job_table.Key.back`) are the table's. A job's ``other`` requests (cloud, scheduler
+queue, ...) are not given back (a ``cloud_script`` keeps a file's content, not its path):
+the entries of the keys a modification names are replaced, and the others kept as they
+were.
 """
 
 from __future__ import annotations
@@ -12,48 +18,34 @@ from collections.abc import Mapping
 from typing import Any
 
 from wr.errors import BadRequest
-from wr.jobs import Job, format_duration
+from wr.job_kinds import json_form
+from wr.job_table import FIELDS, KEY_FIELD, KEYS, Kind
+from wr.jobs import Job
 from wr.submission import JobDefaults, job_from_object
 
-#: Properties ``wr mod`` may change (wr's mod flags; not dep_grps, rep-group-less, rerun).
-MODIFIABLE = frozenset({
-    "cmd", "cwd", "cwd_matters", "change_home", "rep_grp", "req_grp", "memory", "time",
-    "cpus", "disk", "override", "priority", "retries", "no_retry_over_walltime", "deps",
-    "cmd_deps", "limit_grps", "env", "on_failure", "on_success", "on_exit", "mounts",
-    "modules", "monitor_docker", "with_docker", "with_singularity", "container_mounts", "group",
-    "cloud_os", "cloud_username", "cloud_flavor", "cloud_script", "cloud_config_files",
-    "cloud_ram", "cloud_shared", "queue", "queues_avoid", "misc", "reserve_timeout",
-})
-_CLOUD = frozenset({"cloud_os", "cloud_username", "cloud_flavor", "cloud_script",
-                    "cloud_config_files", "cloud_ram", "cloud_shared", "queue",
-                    "queues_avoid", "misc", "reserve_timeout"})
+MODIFIABLE = frozenset(k.name for k in KEYS if k.mod)
+"""Properties ``wr mod`` may change (wr's mod flags; not dep_grps, bsub_mode)."""
+_BEHAVIOURS = frozenset(k.name for k in KEYS if k.kind is Kind.BEHAVIOURS)
+_OTHER = {k.name: k.other for k in KEYS if k.other}
+_CARRIED = (*(f.name for f in FIELDS if f.internal and f.name not in ("key", "sched_group")),
+            "added")
+"""What happened to a job so far, which its modified version keeps: the internal fields
+but its key (which follows from its new values) and its scheduler group (the queue's,
+from its new requirements), and when it was added."""
 
 
 def job_to_object(job: Job) -> dict[str, Any]:
-    """The POST job object that would create this job (cloud settings aside)."""
-    obj: dict[str, Any] = {
-        "cmd": job.cmd, "cwd": job.cwd, "cwd_matters": job.cwd_matters,
-        "change_home": job.change_home, "rep_grp": job.rep_grp, "req_grp": job.req_grp,
-        "memory": f"{job.user_ram}M", "time": format_duration(job.user_time),
-        "cpus": job.cores, "override": job.override, "priority": job.priority,
-        "retries": job.retries, "limit_grps": list(job.limit_grps),
-        "dep_grps": list(job.dep_grps), "deps": list(job.deps), "env": list(job.env),
-        "modules": list(job.modules), "mounts": list(job.mounts),
-        "monitor_docker": job.monitor_docker, "with_docker": job.with_docker,
-        "with_singularity": job.with_singularity, "container_mounts": job.container_mounts,
-        "group": job.group,
-        "bsub_mode": job.bsub_mode,
-    }
-    if job.user_disk or job.disk_set:
-        obj["disk"] = job.user_disk
-    if job.no_retry_over_walltime:
-        obj["no_retry_over_walltime"] = format_duration(job.no_retry_over_walltime)
-    if job.cmd_deps:
-        obj["cmd_deps"] = [{"Essence": {"JobKey": k}} for k in job.cmd_deps]
-    for when in ("on_failure", "on_success", "on_exit"):
-        items = [{b["do"]: b["arg"]} for b in job.behaviours if b["when"] == when]
-        if items:
-            obj[when] = items
+    """The POST job object that would create this job (``other`` requests aside)."""
+    obj: dict[str, Any] = {}
+    for key in KEYS:
+        back = key.back
+        if back is None:
+            if key.other:
+                continue
+            back = KEY_FIELD[key.name].name
+        value = getattr(job, back) if isinstance(back, str) else back(job)
+        if value is not None:
+            obj[key.name] = json_form(key.kind, value)
     return obj
 
 
@@ -76,18 +68,18 @@ def modified(job: Job, changes: Mapping[str, Any], now: float) -> Job:
     """
     obj = job_to_object(job)
     for name, value in changes.items():
-        if name in ("on_failure", "on_success", "on_exit") and value in ("", [], None):
+        if name in _BEHAVIOURS and value in ("", [], None):
             obj[name] = [{"nothing": True}]
         elif value is None or value == "":
             obj.pop(name, None)
         else:
             obj[name] = value
     new = job_from_object(obj, JobDefaults(), now=now)
-    if not (set(changes) & _CLOUD):
-        new.other = dict(job.other)
-    for field in ("state", "attempts", "exited", "exitcode", "fail_reason", "pid", "host",
-                  "host_id", "host_ip", "started", "ended", "peak_ram", "peak_disk",
-                  "cpu_time", "actual_cwd", "delay", "added", "seq", "bsub_id"):
+    changed = {_OTHER[name] for name in changes if name in _OTHER}
+    kept = {entry: text for entry, text in job.other.items() if entry not in changed}
+    if kept:
+        new.other = {**kept, **new.other}
+    for field in _CARRIED:
         setattr(new, field, getattr(job, field))
     used = (job.retries + 1) - job.until_buried
     new.until_buried = max(new.retries + 1 - used, 1 if job.until_buried > 0 else 0)

@@ -97,10 +97,11 @@ def spawn(argv: list[str], cwd: str, env: dict[str, str], out: int, err: int,
 
     posix_spawn has no working-directory action before Python 3.13, so we change ours for
     the moment of the spawn; a runner runs one command at a time and uses absolute paths.
-    Descriptors Python opens are close-on-exec (PEP 446); any others we were given (8 us to
-    find) are closed in the command, so only the three given reach it, as with Popen's
-    close_fds. ``via``: a path to execute instead of the shell found in PATH (a runner's
-    link to it, whose name marks its commands: wr.keeper).
+    Descriptors Python opens are close-on-exec (PEP 446); any others this process was given
+    are made close-on-exec at its first spawn (`_close_inherited_on_exec`), so only the
+    three given reach the command, as with Popen's close_fds. ``via``: a path to execute
+    instead of the shell found in PATH (a runner's link to it, whose name marks its
+    commands: wr.keeper).
     """
     global _devnull
     shell = via or _find_shell(argv[0], env.get("PATH"))
@@ -113,7 +114,7 @@ def spawn(argv: list[str], cwd: str, env: dict[str, str], out: int, err: int,
             return 0  # we lack standard streams of our own: Popen knows how to shuffle
         actions = [(os.POSIX_SPAWN_DUP2, _devnull, 0), (os.POSIX_SPAWN_DUP2, out, 1),
                    (os.POSIX_SPAWN_DUP2, err, 2)]
-        actions += [(os.POSIX_SPAWN_CLOSE, fd) for fd in _inheritable_fds()]
+        _close_inherited_on_exec()
         here = os.getcwd()
         os.chdir(cwd)
     except OSError:
@@ -128,16 +129,27 @@ def spawn(argv: list[str], cwd: str, env: dict[str, str], out: int, err: int,
             os.chdir(here)
 
 
-def _inheritable_fds() -> list[int]:
-    """Our descriptors above 2 that are not close-on-exec."""
-    found = []
+_inherited_closed_for = 0
+"""The pid whose inherited descriptors were made close-on-exec (0: none yet)."""
+
+
+def _close_inherited_on_exec() -> None:
+    """Make every descriptor above 2 that is not close-on-exec so, once per process.
+
+    Only descriptors a process was given (by its parent) can be inheritable: Python opens
+    its own close-on-exec (PEP 446), and wr never makes one inheritable. Finding them took
+    a listing of /proc/self/fd and a system call per descriptor at every spawn, a fifth of
+    a runner's CPU between two commands of milliseconds (issue 17); once is enough."""
+    global _inherited_closed_for
+    if _inherited_closed_for == os.getpid():
+        return
     for name in os.listdir("/proc/self/fd"):
         fd = int(name)
         if fd > 2:
             with contextlib.suppress(OSError):  # the listing's own, closed by now
                 if os.get_inheritable(fd):
-                    found.append(fd)
-    return found
+                    os.set_inheritable(fd, False)
+    _inherited_closed_for = os.getpid()
 
 
 def killpg(pgid: int) -> None:

@@ -2,7 +2,9 @@
 
 Rules (h11-style; keep them true when you change anything):
 
-1. Everything that affects a job's state lives in this module. Other modules report facts
+1. Everything that affects a job's state lives in this module (and its parts: intake of jobs
+   in bulk, `wr.queue_intake`; limit groups, `wr.queue_limits`; what a job asks for,
+   `wr.requirements`; the records passed in and out, `wr.queue_records`). Other modules report facts
    (a runner started a job, a runner fell silent, a user asked for a kill) by calling a
    command; they never assign ``job.state``.
 2. No I/O, no clock, no threads. Time is an argument (``now``) of every command that needs it,
@@ -34,12 +36,9 @@ restored from an older database can be removed. Who waits for whom is kept by
 from __future__ import annotations
 
 import heapq
-import math
 import random
 from collections import Counter, defaultdict
 from collections.abc import Callable, Collection, Iterable, Mapping
-from dataclasses import dataclass, field
-from typing import NamedTuple
 
 from wr.cycles import PendingJobs
 from wr.dependencies import Dependencies
@@ -54,7 +53,21 @@ from wr.jobs import (
     limit_plan,
 )
 from wr.learning import Recommendation
-from wr.windows import FOREVER, Window, window_of, windows_in
+from wr.queue_intake import Intake
+from wr.queue_limits import LimitBook
+from wr.queue_records import (
+    Changed,
+    EndReport,
+    LimitChanged,
+    Marked,
+    QueueError,
+    Replaced,
+    Staged,
+)
+from wr.requirements import adjust_requirements
+
+__all__ = ["TRANSITIONS", "Changed", "EndReport", "LimitChanged", "Marked", "Queue",
+           "QueueError", "Replaced", "Staged"]
 
 S = State
 
@@ -81,81 +94,7 @@ TRANSITIONS: frozenset[tuple[State | None, State]] = frozenset(
 _FOREVER = float("inf")
 
 
-class Changed(NamedTuple):
-    """A job moved from ``old`` (None: it is new to the queue) to ``new``.
-
-    Events are named tuples: a restart or a big add makes a million of them."""
-
-    job: Job
-    old: State | None
-    new: State
-
-
-class LimitChanged(NamedTuple):
-    """A limit group's count limit was set (None: removed) by a job's ``name:N`` entry."""
-
-    name: str
-    limit: int | None
-
-
-class Marked(NamedTuple):
-    """A job's record changed without a change of state (a kill was asked for): store it,
-    or a restart would forget it."""
-
-    job: Job
-
-
-class Replaced(NamedTuple):
-    """A job was replaced by a modified version (``old_key`` may equal ``job.key``);
-    ``old_rep_grp`` is the rep group it had, by which it stays findable."""
-
-    old_key: str
-    job: Job
-    old_rep_grp: str = ""
-
-
-@dataclass(slots=True)
-class EndReport:
-    """What a runner says happened to a job it ran (see wr.execute.ExecResult)."""
-
-    outcome: str  # archive | release | bury | interrupted
-    exitcode: int = 0
-    fail_reason: str = ""
-    peak_ram: int = 0
-    peak_disk: int = 0
-    cpu_time: float = 0.0
-    ended: float = 0.0
-    actual_cwd: str = ""
-    remove: bool = False
-
-    @classmethod
-    def from_wire(cls, r: dict) -> EndReport:
-        """An end report as a runner sends it (wr.manager.runner_ws); KeyError, TypeError or
-        ValueError if it is malformed."""
-        return cls(
-            outcome=r["outcome"], exitcode=int(r.get("exitcode", 0)),
-            fail_reason=str(r.get("fail_reason", "")),
-            peak_ram=int(r.get("peak_ram", 0)), peak_disk=int(r.get("peak_disk", 0)),
-            cpu_time=float(r.get("cpu_time", 0.0)), ended=float(r.get("ended", 0.0)),
-            actual_cwd=str(r.get("actual_cwd", "")), remove=bool(r.get("remove")),
-        )
-
-
-@dataclass(slots=True)
-class Staged:
-    """New jobs worked out by `Queue.stage`, for `Queue.add` to make ready in bulk."""
-
-    jobs: dict[str, Job] = field(default_factory=dict)
-    """The jobs worked out (requirements adjusted, scheduler group set), by key."""
-    recommendations: dict[str, Recommendation] = field(default_factory=dict)
-    """What was learned of each req_grp when they were worked out."""
-
-
-class QueueError(Exception):
-    """A command that does not apply to the job in its current state (wr's "bad job")."""
-
-
-class Queue:
+class Queue(Intake):
     """The in-memory queue of incomplete jobs. See the module docstring."""
 
     def __init__(
@@ -190,18 +129,15 @@ class Queue:
         self._rep_grps: dict[str, dict[str, None]] = defaultdict(dict)
         self._removing: Collection[str] = ()
         """The jobs `delete` is removing together: none is made ready on the way out."""
-        self.limits: dict[str, int] = {}
-        self.limit_counts: Counter[str] = Counter()
+        self.book = LimitBook()
+        self.limits = self.book.limits
+        self.limit_counts = self.book.counts
         self.bsub_ids = 0
         """The last LSF job id given to a job in bsub mode (wr.lsf); the manager keeps it
         in the store, so ids never repeat, even across restarts (issue 15)."""
         self.counts: Counter[State] = Counter()
         self.ready_by_group: Counter[str] = Counter()
         self.run_by_group: Counter[str] = Counter()
-        self._window_groups: dict[str, tuple[Window, ...]] = {}
-        """Scheduler groups whose jobs have time windows (issue 15), for `window_check`."""
-        self._shut: set[str] = set()
-        """Those of them whose windows were closed when `window_check` last looked."""
 
     # -- outbox -----------------------------------------------------------------------------
 
@@ -233,27 +169,6 @@ class Queue:
             self._enter(job, now)
         return [self.jobs[job.key] for job in jobs]
 
-    def stage(self, jobs: Iterable[Job]) -> Staged:
-        """Work out, before new (prepared) jobs are stored, where in the queue `add` will
-        put those that depend on nothing and that nothing can depend on (no deps, dep groups
-        or cmd_deps), the jobs of nearly every big add: their requirements and scheduler
-        group. Changes nothing the queue shows; the manager does this while the
-        store writes the jobs, so that making them queued afterwards is a few bulk
-        updates instead of 100,000 moves (a third of a big add's time)."""
-        staged = Staged()
-        recommend = self.recommend
-        for job in jobs:
-            key = job.key
-            if (job.deps or job.dep_grps or job.cmd_deps or not job.seq
-                    or key in staged.jobs or key in self.jobs):
-                continue
-            if recommend is not None and job.req_grp not in staged.recommendations:
-                staged.recommendations[job.req_grp] = recommend(job.req_grp)
-            self._adjust_requirements(job)
-            job.sched_group = self.group_of(job)
-            staged.jobs[key] = job
-        return staged
-
     def check_add(self, jobs: Iterable[Job]) -> PendingJobs | None:
         """Before new jobs are stored: raise `wr.cycles.DependencyCycle` if queuing them
         would close a dependency cycle; else count them in later checks until
@@ -272,94 +187,6 @@ class Queue:
         """Raise `wr.cycles.DependencyCycle` if `replace` of each key of ``versions`` with
         its value would close a dependency cycle."""
         self.deps.check_replacements(versions, self.jobs)
-
-    def _add_staged(self, jobs: list[Job], staged: Staged, now: float) -> list[Job]:
-        """`add` for the jobs `stage` worked out (in bulk, each straight to ready), if what it
-        worked out still holds; returns the other jobs, for `add` to queue one by one."""
-        recommend = self.recommend
-        if recommend is not None and any(recommend(name) != rec for name, rec
-                                         in staged.recommendations.items()):
-            return jobs  # something was learned meanwhile: work it out again
-        held, queued = staged.jobs, self.jobs
-        taken: dict[str, Job] = {}
-        others = []
-        for job in jobs:
-            key = job.key
-            if held.get(key) is job and key not in queued and key not in taken:
-                taken[key] = job
-            else:
-                others.append(job)
-        if not taken:
-            return jobs
-        by_group: dict[str, list[tuple[int, int, str]]] = defaultdict(list)
-        ready_entry, rep_grps = self._ready_entry, self._rep_grps
-        for key, job in taken.items():
-            if not job.added:
-                job.added = now
-            rep_grps[job.rep_grp][key] = None
-            entry = ready_entry[key] = (-job.priority, job.seq, key)
-            by_group[job.sched_group].append(entry)
-        queued.update(taken)
-        for group, new in by_group.items():
-            self._note_windows(group, taken[new[0][2]])
-            heap = self._ready[group]
-            if len(heap) <= len(new):  # cheaper to rebuild than to push each
-                heap.extend(new)
-                heapq.heapify(heap)
-            else:
-                for entry in new:
-                    heapq.heappush(heap, entry)
-            self.ready_by_group[group] += len(new)
-        self._enter_ready(taken.values())  # the moves `_make_ready` would make, in bulk
-        return others
-
-    def restore(self, jobs: Iterable[Job], now: float, grace: float | None = None) -> None:
-        """Put back jobs read from the store after a manager restart.
-
-        Jobs held by a runner stay held (their runners may still report): running ones with
-        a fresh keep-alive deadline, reserved ones for ``grace`` seconds (default ``ttr``)
-        before they go back to ready, so a runner that started one just before a crash can
-        still claim it. Buried stay buried; delayed become ready; the rest wait on their
-        dependencies again.
-        """
-        fresh = []
-        for job in jobs:
-            if job.key in self.jobs:
-                continue
-            self._insert(job, now)
-            fresh.append(job)
-        self._link_fresh(fresh, now)
-        for job in fresh:
-            old = job.state
-            if old == S.RESERVED and job.reserved_by:
-                job.recovered = True
-                self._track_limits(job, +1)
-                self._move(job, S.RESERVED, from_state=None)
-                self._set_release(job, now + (self.ttr if grace is None else grace))
-            elif old in (S.RUNNING, S.LOST):
-                job.recovered = True
-                self._track_limits(job, +1)
-                self._move(job, S.RUNNING if old == S.RUNNING else S.LOST, from_state=None)
-                self._set_release(job, now + self.ttr)
-            elif old == S.BURIED:
-                self._move(job, S.BURIED, from_state=None)
-            else:
-                job.reserved_by = ""
-                self._enter(job, now)
-
-    def revive(self, job: Job) -> None:
-        """A completed job an add brings back (a live dependency of one of its jobs, spec
-        §4.8) runs afresh: its results are forgotten and it gets a new place in line, then
-        `add` queues it (a completed job has no fail reason to forget)."""
-        job.until_buried = job.retries + 1
-        job.exited = False
-        job.exitcode = 0
-        job.pid = 0
-        job.started = None
-        job.ended = None
-        job.reserved_by = ""
-        job.seq = 0
-        self.prepare(job)
 
     def prepare(self, job: Job, limits: dict[str, int | None] | None = None) -> None:
         """Give a job its place in line (and, in bsub mode, its LSF job id) and take its
@@ -429,7 +256,7 @@ class Queue:
                 return None
             heapq.heappop(heap)
             del self._ready_entry[key]
-            self._track_limits(job, +1)
+            self.book.track(job, +1)
             job.reserved_by = runner
             job.exited = False
             job.pid = 0
@@ -489,7 +316,7 @@ class Queue:
             raise QueueError(f"job {key} was never started, so it cannot be complete")
         if report.outcome not in ("archive", "release", "bury", "interrupted"):
             raise QueueError(f"unknown outcome {report.outcome!r}")
-        self._track_limits(job, -1)
+        self.book.track(job, -1)
         self._release_at.pop(key, None)
         job.reserved_by = ""
         job.exited = report.outcome != "interrupted"
@@ -540,7 +367,7 @@ class Queue:
     def release_unstarted(self, key: str, runner: str, now: float) -> Job:
         """A runner gave back a job it reserved but did not start (it is going away)."""
         job = self._owned(key, runner, (S.RESERVED,))
-        self._track_limits(job, -1)
+        self.book.track(job, -1)
         self._release_at.pop(key, None)
         job.reserved_by = ""
         job.exitcode = 0
@@ -593,7 +420,7 @@ class Queue:
                 # disconnection does.
                 self._set_release(job, now + max(self.ttr, 1.0))
             elif job.state == S.RESERVED:
-                self._track_limits(job, -1)
+                self.book.track(job, -1)
                 job.reserved_by = ""
                 self._make_ready(job)
             elif job.state == S.RUNNING:
@@ -628,24 +455,9 @@ class Queue:
     def window_check(self, now: float) -> tuple[list[str], float]:
         """For the manager's clock (issue 15): the scheduler groups with ready jobs whose
         time windows have opened since the last check (their waiting runners should look
-        again, and runners be wanted), and when the next closed one opens (inf: none will).
-        Groups without ready jobs are forgotten until a job of theirs is ready again."""
-        opened: list[str] = []
-        soonest = FOREVER
-        for group, windows in list(self._window_groups.items()):
-            if self.ready_by_group[group] <= 0:
-                del self._window_groups[group]
-                self._shut.discard(group)
-                continue
-            closed = [w for w in windows if not w.allows(now)]
-            if closed:
-                self._shut.add(group)
-                # It cannot open before its last closed window does.
-                soonest = min(soonest, max(w.next_open(now) for w in closed))
-            elif group in self._shut:
-                self._shut.discard(group)
-                opened.append(group)
-        return opened, soonest
+        again, and runners be wanted), and when the next closed one opens (inf: none
+        will)."""
+        return self.book.window_check(now, self.ready_by_group)
 
     def confirm_dead(self, key: str, now: float, why: str = "") -> Job:
         """A lost job's process is known to be gone: retry it later or bury it. ``why``:
@@ -653,7 +465,7 @@ class Queue:
         job = self.jobs.get(key)
         if job is None or job.state != S.LOST:
             raise QueueError(f"job {key} is not lost")
-        self._track_limits(job, -1)
+        self.book.track(job, -1)
         self._release_at.pop(key, None)
         job.reserved_by = ""
         job.exited = True
@@ -750,12 +562,6 @@ class Queue:
             self.limits[name] = limit
         self._outbox.append(LimitChanged(name, limit))
 
-    def regroup_ready(self) -> None:
-        """Recompute requirements and scheduler groups of every ready job (after learning
-        something new about a req_grp)."""
-        for key in list(self._ready_entry):
-            self._make_ready(self.jobs[key])
-
     def replace(self, old_key: str, new: Job, now: float) -> Job:
         """Swap a queued, not running job for a modified version of it (``wr mod``).
 
@@ -817,9 +623,6 @@ class Queue:
     def unresolved(self, key: str) -> frozenset[str]:
         return frozenset(self.deps.unresolved.get(key, ()))
 
-    def running_in_group(self, group: str) -> int:
-        return self.run_by_group[group]
-
     # -- internals --------------------------------------------------------------------------
 
     def _owned(self, key: str, runner: str, states: Iterable[State]) -> Job:
@@ -840,7 +643,7 @@ class Queue:
         self._adjust_requirements(job, why)
         group = self.group_of(job)
         if job.limit_grps:
-            self._note_windows(group, job)
+            self.book.note_windows(group, job)
         if from_state == "current" and job.state == S.READY:
             if group != job.sched_group:
                 self.ready_by_group[job.sched_group] -= 1
@@ -853,25 +656,8 @@ class Queue:
         heapq.heappush(self._ready[group], entry)
 
     def _adjust_requirements(self, job: Job, why: str | None = None) -> None:
-        """Learned values and failure bumps (spec §4.7), unless override is 2. ``why``: the
-        FailReason the job is about to be given (None: the one it has)."""
-        if self.recommend is not None:
-            rec = self.recommend(job.req_grp)
-            if rec.ram_mb > 0 or rec.time_s > 0 or rec.disk_gb > 0:  # else nothing to pick
-                override = job.override
-                job.ram = _pick(job.user_ram, rec.ram_mb, job.ram, override)
-                job.time = float(_pick(job.user_time, rec.time_s, job.time, override))
-                job.disk = _pick(job.user_disk, rec.disk_gb, job.disk, override)
-        ran = job.results
-        reason = ran.fail_reason if why is None else why
-        if not reason or job.override == 2:
-            return
-        if reason == FailReason.RAM and ran.peak_ram:
-            factor = 2 if ran.peak_ram <= 8192 else 1.3
-            bumped = max(ran.peak_ram * factor, ran.peak_ram + 1000)
-            job.ram = max(job.ram, math.ceil(bumped / 100) * 100)
-        elif reason == FailReason.TIME and ran.started and ran.ended:
-            job.time = max(job.time, (ran.ended - ran.started) + 3600)
+        """Learned values and failure bumps (spec §4.7; `wr.requirements`)."""
+        adjust_requirements(job, self.recommend, why)
 
     def _move(self, job: Job, new: State, from_state: State | None | str = "current",
               group: str | None = None, why: str | None = None) -> None:
@@ -937,38 +723,5 @@ class Queue:
         heapq.heappush(self._run, (at, job.key))
 
     def limits_allow(self, names: Iterable[str], now: float) -> bool:
-        """Whether a job of these limit groups may start at ``now``: every count group has
-        room and every time window is open."""
-        for name in names:
-            limit = self.limits.get(name)
-            if limit is not None and self.limit_counts[name] >= limit:
-                return False
-            window = window_of(name)
-            if window is not None and not window.allows(now):
-                return False
-        return True
-
-    def _track_limits(self, job: Job, delta: int) -> None:
-        for name in job.limit_grps:
-            if window_of(name) is not None:
-                continue  # a time window is not a count (spec §6)
-            self.limit_counts[name] += delta
-            if self.limit_counts[name] <= 0:
-                del self.limit_counts[name]
-
-    def _note_windows(self, group: str, job: Job) -> None:
-        if group not in self._window_groups:
-            windows = windows_in(job.limit_grps)
-            if windows:
-                self._window_groups[group] = windows
-
-
-def _pick(user: float, learned: float, current: float, override: int) -> int | float:
-    """Choose a requirement given the user's value, a learned one and ``override``."""
-    if learned <= 0:
-        return current
-    if user <= 0 or override == 0:
-        return learned
-    if override == 1:
-        return max(user, learned)
-    return user
+        """Whether a job of these limit groups may start at ``now`` (`LimitBook.allow`)."""
+        return self.book.allow(names, now)

@@ -41,11 +41,15 @@ import socket
 import sys
 import time
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from wr.journal import Journal
 from wr.runner_link import RECONNECT_FOR, Link, ManagerGone, host_ip
+from wr.workdirs import Sweeper
+
+if TYPE_CHECKING:
+    from wr.exec_spec import ExecResult, ExecSpec
 
 log = logging.getLogger("wr.runner")
 
@@ -102,6 +106,9 @@ class Runner:
         self.reports_since = 0.0
         self.sending: list[asyncio.Future[None]] = []
         """Reports on their way, sent without asking for jobs."""
+        self.sweeper = Sweeper()
+        """Removes the directories of jobs that are over while the next ones run; ends are
+        reported only once it has caught up (issue 17)."""
         link.on_push = self._push
 
     def _push(self, msg: dict[str, Any]) -> None:
@@ -180,6 +187,7 @@ class Runner:
         await self._settle()
         ends, self.reports = self.reports, []
         if ends:
+            await self.sweeper.settled()  # no job is said to be over before its directory is
             msg = _end_message(ends)
         elif reserve is None:
             return False
@@ -217,6 +225,7 @@ class Runner:
             self.sending.append(asyncio.ensure_future(self._report(msg)))
 
     async def _report(self, msg: dict[str, Any]) -> None:
+        await self.sweeper.settled()
         try:
             _log_refused(await self.link.request(msg, patience=RECONNECT_FOR))
         except RuntimeError as exc:
@@ -240,26 +249,11 @@ class Runner:
     async def _execute(self, job: dict[str, Any]) -> tuple[dict[str, Any], bool]:
         """Run one job: its end report (with its start, unless that was reported already)
         and whether it was over within START_REPORT_DELAY."""
-        from wr.container_options import ContainerRequest
-        from wr.execute import ExecSetupError, ExecSpec, Execution
+        from wr.execute import ExecSetupError, Execution
 
         key = job["key"]
-        spec = ExecSpec(
-            key=key, cmd=job["cmd"], cwd=job["cwd"], cwd_matters=job["cwd_matters"],
-            change_home=job["change_home"], env_override=list(job["env_override"]),
-            base_env=self.env, expected_ram_mb=int(job["expected_ram_mb"]),
-            expected_time_s=float(job["expected_time_s"]),
-            retries_left=int(job["retries_left"]),
-            no_retry_over_walltime_s=float(job["no_retry_over_walltime_s"]),
-            modules=list(job["modules"]), behaviours=list(job["behaviours"]),
-            shell=job.get("shell") or "bash", mounts=list(job.get("mounts") or ()),
-            bsub=job.get("bsub"),
-            container=ContainerRequest.from_job(job, self.container_runtime),
-            group=job.get("group") or "",
-        )
-        if self.journal is not None:
-            spec.shell_via = self._shell_link(spec.shell)
-        execution = Execution(spec, self.journal)
+        spec = self._spec(job)
+        execution = Execution(spec, self.journal, self.sweeper)
         try:
             pid = await execution.start()
         except ExecSetupError as exc:
@@ -297,16 +291,32 @@ class Runner:
             self.current_key = ""
             if toucher is not None:
                 toucher.cancel()
-        end = {"key": key, "report": {
-            "outcome": result.outcome, "exitcode": result.exitcode,
-            "fail_reason": result.fail_reason, "peak_ram": result.peak_ram_mb,
-            "peak_disk": result.peak_disk_mb, "cpu_time": result.cpu_time,
-            "ended": result.ended, "actual_cwd": result.actual_cwd,
-            "remove": result.remove_requested,
-        }, "stdout": result.stdout, "stderr": result.stderr}
+        end = _end_report(key, result)
         if announced is None:
             end["start"] = start
         return end, announced is None
+
+    def _spec(self, job: dict[str, Any]) -> ExecSpec:
+        """What running a job the manager sent takes (wr.manager.runner_ws)."""
+        from wr.container_options import ContainerRequest
+        from wr.exec_spec import ExecSpec
+
+        spec = ExecSpec(
+            key=job["key"], cmd=job["cmd"], cwd=job["cwd"], cwd_matters=job["cwd_matters"],
+            change_home=job["change_home"], env_override=list(job["env_override"]),
+            base_env=self.env, expected_ram_mb=int(job["expected_ram_mb"]),
+            expected_time_s=float(job["expected_time_s"]),
+            retries_left=int(job["retries_left"]),
+            no_retry_over_walltime_s=float(job["no_retry_over_walltime_s"]),
+            modules=list(job["modules"]), behaviours=list(job["behaviours"]),
+            shell=job.get("shell") or "bash", mounts=list(job.get("mounts") or ()),
+            bsub=job.get("bsub"),
+            container=ContainerRequest.from_job(job, self.container_runtime),
+            group=job.get("group") or "",
+        )
+        if self.journal is not None:
+            spec.shell_via = self._shell_link(spec.shell)
+        return spec
 
     def _shell_link(self, shell: str) -> str:
         """The link to run ``shell`` through, so that the keeper can tell our commands by
@@ -359,6 +369,17 @@ class Runner:
             if reply.get("kill"):
                 execution.kill("user")
                 return
+
+
+def _end_report(key: str, result: ExecResult) -> dict[str, Any]:
+    """A job's end, in the form the manager takes it."""
+    return {"key": key, "report": {
+        "outcome": result.outcome, "exitcode": result.exitcode,
+        "fail_reason": result.fail_reason, "peak_ram": result.peak_ram_mb,
+        "peak_disk": result.peak_disk_mb, "cpu_time": result.cpu_time,
+        "ended": result.ended, "actual_cwd": result.actual_cwd,
+        "remove": result.remove_requested,
+    }, "stdout": result.stdout, "stderr": result.stderr}
 
 
 def _end_message(ends: list[dict[str, Any]]) -> dict[str, Any]:
@@ -424,6 +445,7 @@ async def _amain(args: argparse.Namespace, runner_id: str, keeper_pid: int) -> i
     except ManagerGone as exc:
         why = f"the manager could not be reached ({exc})"
     finally:
+        runner.sweeper.close()
         await link.close()
         if journal is not None:
             # Kept when ends were never stored: the keeper then tries to report them.
@@ -434,9 +456,40 @@ async def _amain(args: argparse.Namespace, runner_id: str, keeper_pid: int) -> i
     return 0 if told else 1
 
 
+def stand_by(args: argparse.Namespace) -> bool:
+    """Import what a runner will need, then wait for its orders on stdin: the group to run
+    (and the id to run as, if given). False at end of input (nobody needs us any more).
+
+    Starting Python and importing a runner's modules takes 100–300 ms of CPU, most of the
+    time between adding a job to an idle manager and its start (issue 17)."""
+    import importlib
+    import json
+
+    for module in ("uvloop", "websockets.asyncio.client", "wr.config",
+                   "wr.container_options", "wr.execute", "wr.keeper", "wr.security"):
+        importlib.import_module(module)
+    line = sys.stdin.readline()
+    if not line.strip():
+        return False
+    try:
+        orders = json.loads(line)
+        args.group = str(orders["group"])
+        args.id = str(orders.get("id") or args.id)
+    except (ValueError, KeyError, TypeError) as exc:
+        log.error("a standby runner was given %r, not {\"group\": ..., \"id\": ...}: %s",
+                  line.strip(), exc)
+        return False
+    # Our stdin was only for the orders; what we start gets /dev/null (wr.procs.spawn).
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="wr runner", description=__doc__.split("\n")[0])
-    parser.add_argument("--group", required=True, help="scheduler group to take jobs from")
+    parser.add_argument("--group", default="", help="scheduler group to take jobs from "
+                        "(required unless --standby)")
     parser.add_argument("--server", required=True, help="manager host:port")
     parser.add_argument("--domain", default="localhost", help="TLS name of the manager")
     parser.add_argument("--idle", type=float, default=2.0,
@@ -452,12 +505,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--id", default="",
                         help="this runner's id (default: made up), given by a scheduler that "
                              "wants to know which runner it started")
+    parser.add_argument("--standby", action="store_true",
+                        help="load everything a runner needs, then wait for one line on "
+                             'stdin, {"group": ..., "id": ...}, and run as that runner (a '
+                             "local scheduler keeps runners ready like this, so that jobs "
+                             "added to an idle manager start at once); exit at end of input")
     parser.add_argument("--no-keeper", action="store_true",
                         help="run without a keeper process (nobody then reports for this "
                              "runner if it is killed: for tests and debugging)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="%(levelname)s: %(message)s")
+    if args.standby and not stand_by(args):
+        return 0
+    if not args.group:
+        parser.error("--group is required (unless --standby)")
     os.environ.pop("WR_DAEMON", None)
     runner_id = (args.id or uuid.uuid4().hex) + (f"@{args.ref}" if args.ref else "")
     keeper_pid = 0

@@ -23,13 +23,14 @@ from __future__ import annotations
 import operator
 import posixpath
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import orjson
 
 from wr.errors import BadRequest
-from wr.jobs import NO_RARE, NOT_RUN, UNSET_TIME, Job, behaviours_to_text
+from wr.job_table import FIELDS, STATUS_ORDER, Part
+from wr.jobs import NO_RARE, NOT_RUN, UNSET_TIME, Job, behaviours_to_text, compiled
 
 STATE_FILTERS = (
     "delayed", "ready", "reserved", "running", "lost", "buried", "dependent", "complete",
@@ -136,8 +137,12 @@ _TEMPLATES: dict[tuple[Any, ...], _Template] = {}
 (and, for jobs sharing one, their part of rare requests): a 100,000-job add answers with
 100,000 copies of a handful."""
 _KEY, _CMD = "\x00wr key\x00", "\x00wr cmd\x00"  # no key or command holds a NUL
-_UNRUN_SHOWN = operator.attrgetter("dep_grps", "deps", "state", "cwd", "ram", "time", "disk",
-                                   "cores", "attempts", "limit_grps")
+_UNRUN_SHOWN = operator.attrgetter(*(
+    f.name for f in FIELDS
+    if f.part is Part.HOT and f.shown is not None and f.name not in ("key", "cmd", "rep_grp")))
+"""The hot fields a status object shows, but for key, command and rep group (which the
+caller may override): with its rep group and its part of rare requests, what a template
+stands for."""
 
 
 def _unrun_template(job: Job, rep_grp: str | None, rare: Any) -> _Template | None:
@@ -158,56 +163,58 @@ def _unrun_template(job: Job, rep_grp: str | None, rare: Any) -> _Template | Non
     return template
 
 
-def _status(job: Job, now: float, std: tuple[str, str] | None, env: list[str] | None,
-            similar: int, rep_grp: str | None, state: str | None, rare: Any, ran: Any
-            ) -> dict[str, Any]:
-    shown_state = state if state is not None else job.state.value
-    stdout, stderr = std if std is not None else ("", "")
-    deps = [*job.deps, *job.cmd_deps]
-    limit_groups = job.effective_limit_groups() if job.limit_grps else None
-    return {
-        "Key": job.key,
-        "RepGroup": job.rep_grp if rep_grp is None else rep_grp,
-        "DepGroups": list(job.dep_grps) or None,
-        "Dependencies": deps or None,
-        "Cmd": job.cmd,
-        "State": shown_state,
-        "Cwd": display_cwd(job),
-        "CwdBase": job.cwd,
-        "HomeChanged": rare.change_home,
-        "Behaviours": behaviours_to_text(rare.behaviours),
-        "Mounts": mounts_to_text(rare.mounts),
-        "MonitorDocker": rare.monitor_docker,
-        "WithDocker": rare.with_docker,
-        "WithSingularity": rare.with_singularity,
-        "ContainerMounts": rare.container_mounts,
-        "ExpectedRAM": job.ram,
-        "ExpectedTime": _number(job.time),
-        "RequestedDisk": job.disk,
-        "OtherRequests": sorted(f"{k}:{v}" for k, v in rare.other.items()) or None,
-        "Cores": _number(job.cores),
-        "PeakRAM": ran.peak_ram,
-        "PeakDisk": ran.peak_disk,
-        "Exited": ran.exited,
-        "Exitcode": ran.exitcode,
-        "FailReason": ran.fail_reason,
-        "Pid": ran.pid,
-        "Host": ran.host,
-        "HostID": ran.host_id,
-        "HostIP": ran.host_ip,
-        "Walltime": _number(walltime(job, now)),
-        "CPUtime": _number(ran.cpu_time),
-        "Started": _unix(ran.started),
-        "Ended": _unix(ran.ended),
-        "StdErr": stderr,
-        "StdOut": stdout,
-        "Env": env,
-        "Attempts": job.attempts,
-        "Similar": similar,
-        "LimitGroups": limit_groups or None,
-        "Modules": list(rare.modules) or None,
-        "IsPushUpdate": False,
-    }
+_CONVERSIONS = {
+    "": "{v}",
+    "number": "_number({v})",
+    "unix": "_unix({v})",
+    "list_or_null": "list({v}) or None",
+    "limit_groups": "(job.effective_limit_groups() or None) if {v} else None",
+    "dependencies": "[*{v}, *rare.cmd_deps] or None",
+    "behaviours": "behaviours_to_text({v})",
+    "mounts": "mounts_to_text({v})",
+    "other": 'sorted(f"{{k}}:{{x}}" for k, x in {v}.items()) or None',
+    "state": "{v}.value if state is None else state",
+    "rep_grp": "{v} if rep_grp is None else rep_grp",
+    "display_cwd": "display_cwd(job)",
+}
+"""How a `wr.job_table.Shown` conversion shows a field's value ``{v}``."""
+_EXTRAS = {
+    "Walltime": "_number(walltime(job, now))",
+    "StdErr": 'std[1] if std is not None else ""',
+    "StdOut": 'std[0] if std is not None else ""',
+    "Env": "env",
+    "Similar": "similar",
+    "IsPushUpdate": "False",
+}
+"""The properties of `wr.job_table.STATUS_EXTRAS`, which no one field gives."""
+
+
+def _write_status() -> str:
+    """The source of `_status`, written from the table: one line per property of
+    `STATUS_ORDER`, from the field that shows it (`wr.job_table.Shown`) or `_EXTRAS`. A
+    dict display is a third of the time of filling a dict in a loop, and the status objects
+    of a million jobs are made for one GET. Print ``wr.status.STATUS_SOURCE`` to read it."""
+    holder = {Part.HOT: "job", Part.RARE: "rare", Part.RAN: "ran"}
+    shown = {f.shown.name: _CONVERSIONS[f.shown.convert].format(v=f"{holder[f.part]}.{f.name}")
+             for f in FIELDS if f.shown is not None}
+    lines = ["def _status(job, now, std, env, similar, rep_grp, state, rare, ran):",
+             "    return {"]
+    lines += [f'        "{name}": {shown.get(name) or _EXTRAS[name]},' for name in STATUS_ORDER]
+    lines.append("    }")
+    return "\n".join(lines) + "\n"
+
+
+STATUS_SOURCE = _write_status()
+"""`_status` as `_write_status` writes it."""
+
+
+def _make_status() -> Callable[..., dict[str, Any]]:
+    made: Callable[..., dict[str, Any]] = compiled(STATUS_SOURCE, "<wr.status._status>", {
+        "_number": _number, "_unix": _unix, "walltime": walltime, "display_cwd": display_cwd,
+        "mounts_to_text": mounts_to_text, "behaviours_to_text": behaviours_to_text})
+    made.__doc__ = ("The status object of a job, given its parts (``rare``, ``ran``): "
+                    "see `job_status`.")
+    return made
 
 
 def _number(value: float) -> float | int:
@@ -288,6 +295,9 @@ def display_env(job: Job, base: Mapping[str, str]) -> list[str]:
         else:
             env[i] = item
     return env
+
+
+_status = _make_status()
 
 
 # -- filtering and grouping ---------------------------------------------------------------

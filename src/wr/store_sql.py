@@ -314,10 +314,6 @@ def write_std(conn: sqlite3.Connection, key: str, stdout: str, stderr: str) -> N
     conn.execute("INSERT OR REPLACE INTO std VALUES (?, ?, ?)", (key, stdout, stderr))
 
 
-def write_sample(conn: sqlite3.Connection, req_grp: str, kind: str, value: int) -> None:
-    conn.execute("INSERT INTO samples VALUES (?, ?, ?)", (req_grp, kind, value))
-
-
 def write_delete(conn: sqlite3.Connection, rows: list[tuple[str]]) -> None:
     conn.executemany("DELETE FROM live WHERE key = ?", rows)
     conn.executemany("DELETE FROM std WHERE key = ?", rows)
@@ -421,7 +417,3 @@ def read_samples(conn: sqlite3.Connection) -> dict[tuple[str, str], list[int]]:
     for req_grp, kind, value in conn.execute(sql):
         out.setdefault((req_grp, kind), []).append(value)
     return out
-
-
-def read_complete_count(conn: sqlite3.Connection) -> int:
-    return conn.execute("SELECT count(*) FROM complete").fetchone()[0]

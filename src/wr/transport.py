@@ -17,8 +17,9 @@ from contextlib import contextmanager
 from urllib.parse import urlencode, urlsplit
 
 _STALE = (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError,
-          ConnectionAbortedError)
-"""What a keep-alive connection the server already closed fails with."""
+          ConnectionAbortedError, ssl.SSLEOFError, ssl.SSLZeroReturnError)
+"""What a keep-alive connection the server already closed fails with (over TLS, a close
+without its close-notify is an SSLEOFError)."""
 
 TransportError = (OSError, http.client.HTTPException)
 """Failures to reach the server or to read its answer (timeouts are OSErrors)."""

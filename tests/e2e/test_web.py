@@ -8,7 +8,6 @@ a person would see.
 from __future__ import annotations
 
 import socket
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -229,7 +228,8 @@ def test_page_recovers_after_a_manager_restart(make_manager: Any, page: Any) -> 
     m.stop()
     expect(page.locator("#conn")).to_have_text("disconnected")
     expect(page.locator("#banner")).to_contain_text("Connection to the manager lost")
-    time.sleep(2)  # a few failed attempts: the back-off grows
+    # A few failed attempts: the back-off grows.
+    expect(page.locator("#banner")).to_contain_text("(attempt 3)", timeout=30_000)
     (m.dir / "client.token").write_text(token)
     (m.dir / "client.token").chmod(0o600)
     m.start()

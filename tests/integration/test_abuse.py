@@ -300,7 +300,7 @@ def test_slow_and_silent_clients_neither_delay_others_nor_stay_forever(
                     s.sendall(payload[i:i + 1])
                 except OSError:
                     dribble_closed.add(n)
-            time.sleep(0.2)
+            time.sleep(0.2)  # a byte every 0.2 s: the slow client's pace is the attack
 
     thread = threading.Thread(target=dribble, daemon=True)
     thread.start()

@@ -17,44 +17,11 @@ import orjson
 import pytest
 
 from tests.conftest import ManagerHandle, wait_for
+from tests.integration.event_stream import HAPPY_PATH, blocks, client, events
 
 pytestmark = pytest.mark.integration
 
-HAPPY_PATH = [(None, "ready"), ("ready", "reserved"), ("reserved", "running"),
-              ("running", "complete")]
-
-
 # -- helpers ----------------------------------------------------------------------------------
-
-def client(mgr: ManagerHandle) -> httpx.Client:
-    return mgr.http(timeout=httpx.Timeout(30, read=20))
-
-
-def blocks(response: httpx.Response) -> Iterator[dict[str, Any]]:
-    """The stream's blocks as {field: value}; comments under ":" (a list)."""
-    block: dict[str, Any] = {}
-    for line in response.iter_lines():
-        if line == "":
-            if block:
-                yield block
-            block = {}
-            continue
-        if line.startswith(":"):
-            block.setdefault(":", []).append(line[1:].strip())
-            continue
-        name, _, value = line.partition(":")
-        value = value[1:] if value.startswith(" ") else value
-        block[name] = f"{block[name]}\n{value}" if name == "data" and name in block else value
-    if block:
-        yield block
-
-
-def events(response: httpx.Response) -> Iterator[tuple[str, dict[str, Any]]]:
-    """(id, data) of each job change; other blocks are skipped."""
-    for block in blocks(response):
-        if "data" in block and block.get("event", "message") == "message":
-            yield block["id"], orjson.loads(block["data"])
-
 
 def add(api: httpx.Client, cmds: list[str], rep_grp: str, **query: Any) -> None:
     body = [{"cmd": c} for c in cmds]

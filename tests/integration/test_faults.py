@@ -104,8 +104,9 @@ def _batch(record: Path, tag: str, n: int) -> bytes:
 def test_a_full_disk_refuses_what_it_cannot_store_and_heals(small_disk: ManagerHandle,
                                                             tmp_path: Path) -> None:
     """Steps: on a 24 MiB tmpfs, add batches of jobs that append their name to a file and
-    run at once; fill the disk and keep adding until the API answers 503; free the space;
-    add one more batch; wait for every accepted job; restart the manager.
+    run at once; fill the disk and keep adding until the API answers 503; wait for the
+    jobs that were running then to end; free the space; add one more batch; wait for every
+    accepted job; restart the manager.
     Expected: the 503 says why; GETs keep working while the disk is full; after the space
     returns, adds succeed again without a restart; every batch answered 201 ends complete
     with each job run exactly once, and no job of a refused batch exists, before or after
@@ -131,8 +132,14 @@ def test_a_full_disk_refuses_what_it_cannot_store_and_heals(small_disk: ManagerH
 
         for i in range(3):
             assert add(f"before{i}", 6).status_code == 201
-        wait_for(lambda: len(api.get("/rest/v1/jobs/", params={"state": "running"}).json())
-                 >= 3, what="jobs to run")
+
+        def running_keys() -> set[str]:
+            """Jobs running (not just reserved: the "running" filter takes both)."""
+            return {j["Key"] for j in api.get("/rest/v1/jobs/", params={"state": "running"})
+                    .json() if j["State"] == "running"}
+
+        running = wait_for(lambda: len(keys := running_keys()) >= 3 and keys,
+                           what="jobs to run")
         _empty_wal(m.dir / "db")
         filler = _fill(m.dir)
         deadline = time.monotonic() + 60
@@ -149,7 +156,10 @@ def test_a_full_disk_refuses_what_it_cannot_store_and_heals(small_disk: ManagerH
             # nor did its jobs' "name:N" limit settings take effect
             assert api.get(f"/rest/v1/limits/{tag}-lim").json()["limit"] == -1, tag
         assert api.get("/rest/v1/limits/before0-lim").json()["limit"] == 7
-        time.sleep(4)  # jobs keep ending (and failing to be stored) meanwhile
+        # The jobs that were running when the disk filled end meanwhile; their ends cannot
+        # be stored, so they are kept.
+        wait_for(lambda: not running & running_keys(), timeout=60,
+                 what="the jobs running when the disk filled to end")
         filler.unlink()
         assert wait_for(lambda: add("after").status_code == 201, timeout=30,
                         what="an add to succeed once space returned")

@@ -13,15 +13,8 @@ from typing import Any
 import pytest
 
 from tests.conftest import ManagerHandle, wait_for
-from tests.integration.test_events import HAPPY_PATH, client, events
-from tests.integration.test_runner_reports import (
-    GROUP,
-    HELD,
-    FakeRunner,
-    _add,
-    _hogged,
-    _states,
-)
+from tests.integration.event_stream import HAPPY_PATH, client, events
+from tests.integration.fake_runner import GROUP, HELD, FakeRunner, add_jobs, hogged, job_states
 
 pytestmark = pytest.mark.integration
 
@@ -38,12 +31,12 @@ def test_a_long_job_is_seen_running_with_its_start(manager: ManagerHandle) -> No
     start on its own); it completes with the same Started, Ended after it and a walltime
     of about 2 s."""
     with client(manager) as api:
-        [key] = _add(api, [{"cmd": "sleep 2 # long", "cpus": 1}], "long")
-        running = wait_for(lambda: (j := _states(api, key)[0])["State"] == "running" and j,
+        [key] = add_jobs(api, [{"cmd": "sleep 2 # long", "cpus": 1}], "long")
+        running = wait_for(lambda: (j := job_states(api, key)[0])["State"] == "running" and j,
                            what="the job to be seen running")
         assert running["Started"] and running["Pid"] > 0 and running["Host"]
         assert running["Attempts"] == 1
-        done = wait_for(lambda: (j := _states(api, key)[0])["State"] == "complete" and j,
+        done = wait_for(lambda: (j := job_states(api, key)[0])["State"] == "complete" and j,
                         what="the job to complete")
         assert done["Started"] == running["Started"] and done["Pid"] == running["Pid"]
         assert done["Ended"] >= done["Started"]
@@ -63,7 +56,7 @@ def test_short_jobs_go_through_running_and_run_exactly_once(manager: ManagerHand
     paths: dict[str, list[tuple[str | None, str]]] = {}
     with client(manager) as api:
         with api.stream("GET", "/rest/v1/events/", params={"rep_grp": "short"}) as r:
-            _add(api, body, "short")
+            add_jobs(api, body, "short")
             done = 0
             for _, e in events(r):
                 paths.setdefault(e["Key"], []).append((e["From"], e["To"]))
@@ -89,22 +82,22 @@ def test_a_runner_reserves_several_jobs_and_ends_them_together(make_manager: Any
     Expected: 3 jobs are reserved at once (the best first); they complete with the
     starts reported; the repeat is refused as a whole; in the mixed one only the repeat is
     refused and the 4th completes."""
-    with _hogged(make_manager) as (m, api, _):
-        keys = _add(api, [{"cmd": f"echo {n}", **HELD} for n in "abcd"], "batch")
+    with hogged(make_manager) as (m, api, _):
+        keys = add_jobs(api, [{"cmd": f"echo {n}", **HELD} for n in "abcd"], "batch")
 
         async def scenario() -> None:
             async with FakeRunner(m, "runner-b", GROUP) as r:
                 got = await r.ask("reserve", timeout=5, many=3)
                 held = [got["job"]["key"], *(j["key"] for j in got["more"])]
                 assert held == keys[:3]
-                assert all(_states(api, k)[0]["State"] == "reserved" for k in held)
+                assert all(job_states(api, k)[0]["State"] == "reserved" for k in held)
                 at = time.time() - 1
                 ends = [_ended(k, at) for k in held]
                 reply = await r.ask("end", ends=ends, reserve=None)
                 assert "error" not in reply and "refused" not in reply
                 assert reply["job"] is None
                 for k in held:
-                    job = _states(api, k)[0]
+                    job = job_states(api, k)[0]
                     assert job["State"] == "complete"
                     assert job["Started"] == pytest.approx(at) and job["Pid"] == 4242
                 assert "error" in await r.ask("end", ends=ends, reserve=None)
@@ -113,7 +106,7 @@ def test_a_runner_reserves_several_jobs_and_ends_them_together(make_manager: Any
                 reply = await r.ask("end", ends=[_ended(keys[3], at), ends[0]], reserve=None)
                 assert "error" not in reply
                 assert list(reply["refused"]) == [keys[0]]
-                assert _states(api, keys[3])[0]["State"] == "complete"
+                assert job_states(api, keys[3])[0]["State"] == "complete"
 
         asyncio.run(scenario())
         complete = api.get("/rest/v1/jobs/batch", params={"state": "complete"}).json()
@@ -126,8 +119,8 @@ def test_a_fair_share_of_ready_jobs(make_manager: Any) -> None:
     then the other.
     Expected: the first gets 2, half of what is ready, and the other 1, half of what is
     left."""
-    with _hogged(make_manager) as (m, api, _):
-        keys = _add(api, [{"cmd": f"echo {n}", **HELD} for n in "abcd"], "fair")
+    with hogged(make_manager) as (m, api, _):
+        keys = add_jobs(api, [{"cmd": f"echo {n}", **HELD} for n in "abcd"], "fair")
 
         async def scenario() -> None:
             async with FakeRunner(m, "runner-x", GROUP) as x, \
@@ -140,7 +133,7 @@ def test_a_fair_share_of_ready_jobs(make_manager: Any) -> None:
 
         asyncio.run(scenario())
         # Their connections closed before they started anything: all 4 are ready again.
-        wait_for(lambda: all(_states(api, k)[0]["State"] == "ready" for k in keys),
+        wait_for(lambda: all(job_states(api, k)[0]["State"] == "ready" for k in keys),
                  what="the reservations to be given back")
     m.stop()
 
@@ -151,8 +144,8 @@ def test_a_dropped_connection_keeps_the_runners_reservations(make_manager: Any) 
     reconnects and reports the job's start with its end.
     Expected: S gets nothing (R may have started the job, since a short job's start is
     only reported with its end); the job completes once, with R's start."""
-    with _hogged(make_manager) as (m, api, _):
-        [key] = _add(api, [{"cmd": "echo dropped", **HELD}], "dropped")
+    with hogged(make_manager) as (m, api, _):
+        [key] = add_jobs(api, [{"cmd": "echo dropped", **HELD}], "dropped")
         at = time.time() - 0.5
 
         async def scenario() -> None:
@@ -161,13 +154,13 @@ def test_a_dropped_connection_keeps_the_runners_reservations(make_manager: Any) 
                 assert got["job"]["key"] == key
             async with FakeRunner(m, "runner-s", GROUP) as s:
                 assert (await s.ask("reserve", timeout=1))["job"] is None
-            assert _states(api, key)[0]["State"] == "reserved"
+            assert job_states(api, key)[0]["State"] == "reserved"
             async with FakeRunner(m, "runner-r", GROUP) as r:
                 reply = await r.ask("end", ends=[_ended(key, at, pid=4343)], reserve=None)
                 assert "error" not in reply and "refused" not in reply
 
         asyncio.run(scenario())
-        job = _states(api, key)[0]
+        job = job_states(api, key)[0]
         assert (job["State"], job["Attempts"], job["Pid"]) == ("complete", 1, 4343)
         assert job["Started"] == int(at)
     m.stop()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from pathlib import Path
 from typing import Any
 
@@ -148,7 +147,7 @@ def test_short_jobs_a_runner_ran_but_never_reported_are_not_run_again(
         manager: ManagerHandle, tmp_path: Path) -> None:
     """Steps: 60 jobs of `echo KEY >> F` (they end in milliseconds, so a runner runs them
     in batches and reports them together); freeze the worker after a few lines appear,
-    give the commands it started time to end, then SIGKILL it (every worker: there may be
+    wait for the commands it started to end, then SIGKILL it (every worker: there may be
     two).
     Expected: every job completes exactly once (60 distinct lines, none twice), and none
     shows more than one attempt: the keeper reported the ones the worker ran."""
@@ -161,7 +160,7 @@ def test_short_jobs_a_runner_ran_but_never_reported_are_not_run_again(
         workers = wait_for(manager.runner_pids, what="a runner")
         for worker in workers:
             os.kill(worker, signal.SIGSTOP)
-        time.sleep(0.2)  # the command in flight, if any, ends (it takes a millisecond)
+        wait_for(lambda: _commands_ended(workers), what="the commands in flight to end")
         for worker in workers:
             os.kill(worker, signal.SIGKILL)
         wait_for(lambda: c.counts("short")["complete"] == 60, timeout=120,
@@ -261,10 +260,27 @@ def test_short_jobs_of_a_runner_killed_with_its_keeper_run_once(
         keepers = manager.runner_pids("wr-keeper")
         for worker in workers:
             os.kill(worker, signal.SIGSTOP)
-        time.sleep(0.2)  # the command in flight, if any, ends (it takes a millisecond)
+        wait_for(lambda: _commands_ended(workers), what="the commands in flight to end")
         for pid in [*keepers, *workers]:
             os.kill(pid, signal.SIGKILL)
         wait_for(lambda: c.counts("short2")["complete"] == 60, timeout=120,
                  what="every job to complete")
     lines = record.read_text().splitlines()
     assert sorted(lines, key=int) == [str(n) for n in range(60)]
+
+
+def _commands_ended(workers: list[int]) -> bool:
+    """Whether every command the (frozen) workers started has exited: a frozen worker
+    cannot reap them, so they stay as zombies."""
+    for worker in workers:
+        try:
+            children = psutil.Process(worker).children()
+        except psutil.NoSuchProcess:
+            continue
+        for child in children:
+            try:
+                if child.status() != psutil.STATUS_ZOMBIE:
+                    return False
+            except psutil.NoSuchProcess:
+                pass
+    return True

@@ -27,9 +27,12 @@ pytestmark = pytest.mark.integration
 SMALL = GroupRequirements(ram_mb=100, time_s=1800.0, cores=1, disk_gb=0)
 
 STAND_IN = ("import os, sys, time, pathlib; "
+            "'--standby' in sys.argv and not sys.stdin.readline().strip() and sys.exit(); "
             "pathlib.Path(sys.argv[1], str(os.getpid())).touch(); "
             "time.sleep(float(sys.argv[2]))")
-"""A runner stand-in: ``python -c STAND_IN <dir> <seconds>`` (extra arguments ignored)."""
+"""A runner stand-in: ``python -c STAND_IN <dir> <seconds>`` (extra arguments ignored). With
+``--standby`` (a local scheduler's spare) it first waits for its orders on stdin, and exits
+unmarked at the end of its input, as wr.runner does."""
 
 
 def stand_in(marks: Path, seconds: float) -> RunnerCommand:
@@ -84,11 +87,13 @@ class SchedulerContract:
         self.run(tmp_path, scenario)
 
     def test_asking_again_starts_no_more_than_wanted(self, tmp_path) -> None:
-        """Steps: want 1 runner three times. Expected: one runner."""
+        """Steps: want 1 runner twice at once, and once more when one is counted.
+        Expected: one runner."""
         async def scenario(s: Scheduler, marks: Path) -> None:
-            for _ in range(3):
+            for _ in range(2):
                 s.want("g", SMALL, 1, 0, stand_in(marks, 1))
-                await asyncio.sleep(0.1)
+            await until(lambda: s.runners("g") == 1, what="a runner counted")
+            s.want("g", SMALL, 1, 0, stand_in(marks, 1))
             await until(lambda: list(marks.iterdir()), what="a runner")
             await until(lambda: s.runners() == 0, what="the runner to end")
             assert len(list(marks.iterdir())) == 1
@@ -98,6 +103,8 @@ class SchedulerContract:
     def test_wanting_none_starts_none(self, tmp_path) -> None:
         async def scenario(s: Scheduler, marks: Path) -> None:
             s.want("g", SMALL, 0, 0, stand_in(marks, 1))
+            # No condition to wait for: nothing must happen. Give a runner that was wrongly
+            # started time to show up (a stand-in marks itself within a second).
             await asyncio.sleep(1.5)
             assert s.runners() == 0 and not list(marks.iterdir())
 
@@ -131,3 +138,33 @@ class SchedulerContract:
 class TestLocalScheduler(SchedulerContract):
     async def new_scheduler(self, tmp_path: Path) -> Scheduler:
         return LocalScheduler(max_cores=2, max_ram=4096)
+
+    def test_spares_become_runners_and_end_with_the_scheduler(self, tmp_path) -> None:
+        """Steps: standby (the manager's start); wait for the spares; want one runner;
+        shut down. Expected: 2 spares, not counted as runners and marking nothing until
+        wanted; the runner wanted is one of them (no new process); after the shutdown
+        every spare process is gone, the unused one without ever having run (issue 17)."""
+        async def scenario(s: Scheduler, marks: Path) -> None:
+            command = stand_in(marks, 60)
+            s.standby(command)
+            spares = await until(lambda: len(s.runner_pids()) == 2 and s.runner_pids(),
+                                 what="2 spares")
+            await asyncio.sleep(0.5)
+            assert s.runners() == 0 and not list(marks.iterdir())
+            s.want("g", SMALL, 1, 0, command)
+            mark = await until(lambda: list(marks.iterdir()), what="a runner")
+            assert int(mark[0].name) in spares
+            assert s.runners("g") == 1 and s.runners() == 1
+            await s.shutdown(grace=0)
+            await until(lambda: not any(_alive(pid) for pid in spares), timeout=15,
+                        what="the spares to end")
+            assert len(list(marks.iterdir())) == 1
+
+        self.run(tmp_path, scenario)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False

@@ -55,7 +55,9 @@ def _crash_and_restart(m: ManagerHandle) -> None:
     wait_for(lambda: not psutil.pid_exists(m.pid)
              or psutil.Process(m.pid).status() == psutil.STATUS_ZOMBIE,
              what="the manager to die")
-    time.sleep(0.5)  # runners notice and start reconnecting meanwhile
+    # Down for a while, as after a real crash: runners meet a refused connection and back
+    # off (nothing to wait for: their attempts are not visible from here).
+    time.sleep(0.5)
     m.start()
 
 
@@ -83,7 +85,7 @@ def test_kills_of_runners_and_manager_run_each_job_exactly_once(
     kills = 0
     deadline = time.monotonic() + 300
     while kills < RUNNER_KILLS and time.monotonic() < deadline:
-        time.sleep(rng.uniform(0.05, 0.6))
+        time.sleep(rng.uniform(0.05, 0.6))  # kills at random moments: the soak's schedule
         if _kill_a_worker(m, rng):
             kills += 1
             if crash_at and kills == crash_at[0]:

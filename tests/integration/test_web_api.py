@@ -6,8 +6,10 @@ neither see nor disturb each other's jobs.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import socket
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -191,11 +193,15 @@ def test_snapshot_then_live_counts(mgr: ManagerHandle, api: httpx.Client, tag: s
 def test_a_quiet_page_stays_connected(mgr: ManagerHandle, api: httpx.Client,
                                       tag: str) -> None:
     """A page that has heard nothing for longer than clienttimeout (2 s here) is still
-    connected and gets the next change."""
+    connected and gets the next change. The proof that clienttimeout has passed: a
+    connection opened after the page last heard anything, which says nothing, is closed
+    for it."""
     with live(mgr) as ws:
         w = Watcher(ws)
         w.read(timeout=30)
-        time.sleep(3.5)
+        with (socket.create_connection(("localhost", mgr.web_port), timeout=30) as silent,
+              contextlib.suppress(ConnectionResetError)):  # closed either way
+            assert silent.recv(1) == b""
         add(api, [{"cmd": f"true # {tag}"}], rep_grp=tag)
         w.until(lambda: w.counts(tag).get("complete") == 1, timeout=30, what="the change")
 

@@ -8,6 +8,7 @@ import re
 import stat
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
@@ -69,6 +70,15 @@ def alive(pid: int) -> bool:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
+
+
+async def until(condition: Callable[[], object], what: str, timeout: float = 10.0) -> None:
+    """Poll ``condition`` on the event loop until it is true; fail after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(0.02)
 
 
 async def read_pids(path: Path, count: int, timeout: float = 5.0) -> list[int]:
@@ -370,7 +380,8 @@ def test_stop_kill_is_interrupted_and_leaves_no_directory(tmp_path: Path) -> Non
         spec = make_spec(tmp_path, "echo $$; touch out; sleep 100")
         execution = Execution(spec)
         await execution.start()
-        await asyncio.sleep(0.1)
+        await until(lambda: os.path.exists(os.path.join(execution.actual_cwd, "out")),
+                    "the command to write in its directory")
         execution.kill("stop")
         return await execution.wait()
 
@@ -389,7 +400,7 @@ def test_signal_kill_releases(tmp_path: Path, expected_time: float, reason: str)
     async def go() -> ExecResult:
         execution = Execution(make_spec(tmp_path, "sleep 100", expected_time_s=expected_time))
         await execution.start()
-        await asyncio.sleep(0.15)
+        await asyncio.sleep(0.15)  # past 0.05 s: the time it ran is what the test is about
         execution.kill("signal")
         return await execution.wait()
 
@@ -475,7 +486,7 @@ def test_cancelled_wait_kills_the_command(tmp_path: Path) -> None:
         execution = Execution(make_spec(tmp_path, "sleep 100"))
         pid = await execution.start()
         waiter = asyncio.ensure_future(execution.wait())
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0)  # the waiter runs until it waits for the command's exit
         waiter.cancel()
         with pytest.raises(asyncio.CancelledError):
             await waiter
@@ -508,3 +519,97 @@ def test_a_command_that_ends_at_once_is_never_sampled(tmp_path: Path, monkeypatc
     assert samples == []
     assert execute(make_spec(tmp_path, "sleep 0.3", monitor_interval=1.0)).outcome == "archive"
     assert samples == [1]
+
+
+def execute_swept(spec: ExecSpec) -> tuple[ExecResult, list[str]]:
+    """Run through a runner's Sweeper (wr.workdirs): the result, and what the base held
+    once the sweeper had settled (as a runner waits for it before reporting)."""
+    from wr.workdirs import Sweeper
+
+    async def go() -> tuple[ExecResult, list[str]]:
+        sweeper = Sweeper()
+        execution = Execution(spec, sweeper=sweeper)
+        await execution.start()
+        result = await execution.wait()
+        await sweeper.settled()
+        sweeper.close()
+        return result, sorted(os.listdir(spec.cwd))
+
+    return asyncio.run(go())
+
+
+def test_a_sweeper_removes_what_a_cleanup_would_have(tmp_path: Path) -> None:
+    """Steps: a job that succeeds and one that fails, both with wr add's default cleanup,
+    and one without cleanup, run through a sweeper (issue 17). Expected: the same results
+    as without one; once the sweeper settles, the cleaned-up jobs left nothing and the
+    other kept its cwd/ (with its output) but not its tmp/. The failed job's cleanup is
+    done before wait() returns, where a cleanup problem would be reported."""
+    cleanup = [{"when": "on_exit", "do": "cleanup"}]
+    ok, left = execute_swept(make_spec(tmp_path / "a", "echo x > f; echo y > $TMPDIR/g",
+                                       behaviours=cleanup))
+    assert ok.outcome == "archive" and left == []
+
+    class Watching(Execution):
+        async def wait(self) -> ExecResult:
+            result = await super().wait()
+            self.gone_at_wait = not os.path.exists(os.path.dirname(result.actual_cwd))
+            return result
+
+    async def failing() -> bool:
+        from wr.workdirs import Sweeper
+
+        sweeper = Sweeper()
+        execution = Watching(make_spec(tmp_path / "b", "exit 3", behaviours=cleanup),
+                             sweeper=sweeper)
+        await execution.start()
+        result = await execution.wait()
+        await sweeper.settled()
+        assert result.outcome == "release" and result.exitcode == 3
+        return execution.gone_at_wait
+
+    assert asyncio.run(failing())
+    kept, left = execute_swept(make_spec(tmp_path / "c", "echo x > f; echo y > $TMPDIR/g"))
+    assert kept.outcome == "archive" and left == ["wr_cwd"]
+    assert os.listdir(os.path.dirname(kept.actual_cwd)) == ["cwd"]
+    assert os.listdir(kept.actual_cwd) == ["f"]
+
+
+def test_a_run_behaviour_after_a_cleanup_is_not_left_a_directory(tmp_path: Path) -> None:
+    """A cleanup followed by a run behaviour is done before it, sweeper or not, so the
+    run sees what it always saw (the directory gone)."""
+    behaviours = [{"when": "on_exit", "do": "cleanup"},
+                  {"when": "on_exit", "do": "run", "arg": "ls"}]
+    plain = execute(make_spec(tmp_path / "a", "true", behaviours=behaviours))
+    swept, left = execute_swept(make_spec(tmp_path / "b", "true", behaviours=behaviours))
+    assert (plain.outcome, plain.exitcode) == (swept.outcome, swept.exitcode)
+    assert left == [] and os.listdir(tmp_path / "a") == []
+
+
+def test_descriptors_the_runner_inherited_never_reach_a_command(tmp_path: Path) -> None:
+    """Steps: in a fresh process that was given inheritable descriptors (as a runner may
+    be, by whatever started it), run two commands that list their descriptors. Expected:
+    each sees only 0-2 (and ls's own): the inherited ones are made close-on-exec at the
+    first spawn (issue 17: no longer looked for at every spawn)."""
+    import subprocess
+    import textwrap
+
+    script = textwrap.dedent(f"""
+        import asyncio, os, sys
+        sys.path.insert(0, {str(Path(__file__).resolve().parents[2] / "src")!r})
+        from tests.unit.test_execute import make_spec
+        from wr.execute import Execution
+        from pathlib import Path
+        keep = [os.pipe()[0] for _ in range(3)]
+        for fd in keep:
+            os.set_inheritable(fd, True)
+        async def go():
+            for _ in range(2):
+                ex = Execution(make_spec(Path({str(tmp_path)!r}), "ls /proc/self/fd"))
+                await ex.start()
+                print((await ex.wait()).stdout.split())
+        asyncio.run(go())
+    """)
+    root = str(Path(__file__).resolve().parents[2])
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          cwd=root, timeout=60, check=True)
+    assert done.stdout.splitlines() == ["['0', '1', '2', '3']"] * 2

@@ -55,6 +55,15 @@ def closed(peer: socket.socket) -> bool:
         return True
 
 
+async def until(condition: Any, timeout: float = 10.0) -> None:
+    """Let the loop run until ``condition()`` holds, for at most ``timeout`` seconds (the
+    caller's assertions then say what did not happen)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition() and loop.time() < deadline:
+        await asyncio.sleep(0.005)
+
+
 async def scenario() -> dict[str, Any]:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)  # no handshake ever completes here
     gate = Gate(3, context, handshake_timeout=600)
@@ -79,7 +88,7 @@ async def scenario() -> dict[str, Any]:
         gate.idle(t["B"])                             # ... until answered and idle again
         out["open"] = gate.open
         connect("D")                                  # over the cap: C, in its handshake
-        await asyncio.sleep(0.05)
+        await until(lambda: closed(peers["C"]) or closed(peers["D"]))
         out["after D"] = {n: closed(peers[n]) for n in "CD"}
         assert gate.up(protocols["D"], t["D"])
         connect("E")                                  # no handshake to shed: oldest fresh
@@ -92,7 +101,7 @@ async def scenario() -> dict[str, Any]:
         assert gate.up(protocols["F"], t["F"])
         gate.busy(t["F"])
         connect("G")                                  # all busy: the newcomer is refused
-        await asyncio.sleep(0.05)
+        await until(lambda: closed(peers["G"]))
         out["after G"] = (closed(peers["G"]), gate.refused, gate.shed, gate.open)
         out["up after shed"] = gate.up(protocols["C"], t["G"])  # C's handshake "finished"
         gate.closed(t["D"])
@@ -101,7 +110,8 @@ async def scenario() -> dict[str, Any]:
         gate.close()
         for peer in peers.values():
             peer.close()
-        await asyncio.sleep(0.05)
+        # The handshakes the gate cancelled end before the loop closes.
+        await until(lambda: len(asyncio.all_tasks()) == 1)
     return out
 
 

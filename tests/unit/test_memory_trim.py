@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 from wr.manager.memory import MemoryTrimmer, find_malloc_trim
 
@@ -17,15 +18,18 @@ def test_one_trim_after_a_burst_of_big_requests_and_none_for_small_ones() -> Non
     calls: list[int] = []
 
     async def scenario() -> MemoryTrimmer:
-        trimmer = MemoryTrimmer(lambda pad: calls.append(pad) or 1, delay=0.05, threshold=10)
+        # A delay long enough that a loaded machine's hiccups do not split the burst.
+        trimmer = MemoryTrimmer(lambda pad: calls.append(pad) or 1, delay=0.25, threshold=10)
         trimmer.note(9)  # too small to bother
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0.5)  # nothing must happen: twice the delay, and no trim
         assert calls == []
         for _ in range(3):  # a burst: one trim, after the last
             trimmer.note(100)
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(0.01)  # requests closer together than the delay
         assert calls == []
-        await asyncio.sleep(0.15)
+        deadline = time.monotonic() + 10
+        while not calls and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
         return trimmer
 
     trimmer = asyncio.run(scenario())
@@ -40,7 +44,7 @@ def test_closing_cancels_a_pending_trim() -> None:
         trimmer = MemoryTrimmer(lambda pad: calls.append(pad) or 1, delay=0.05, threshold=1)
         trimmer.note(5)
         trimmer.close()
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0.1)  # nothing must happen: twice the delay, and no trim
 
     asyncio.run(scenario())
     assert calls == []

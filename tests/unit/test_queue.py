@@ -155,7 +155,6 @@ def test_reserve_only_from_the_given_scheduler_group():
     assert q.reserve("a", "r1", 0) is None
     assert q.reserve("b", "r1", 0).key == "b1"
     assert q.run_by_group == Counter({"a": 2, "b": 1})
-    assert q.running_in_group("a") == 2
     assert_consistent(q)
 
 
@@ -798,13 +797,14 @@ def test_learned_time():
     assert job.time == 95.0
 
 
-def test_regroup_ready_applies_what_was_learned_since():
+def test_what_was_learned_since_applies_when_a_job_is_next_made_ready():
     learned = {"blast": Recommendation()}
     q = make_queue(recommend=lambda g: learned[g], group_of=lambda j: f"{j.ram}")
     q.add([new_job("a", req_grp="blast", ram=1000, user_ram=1000)], 0)
     assert q.ready_by_group == Counter({"1000": 1})
     learned["blast"] = Recommendation(ram_mb=300)
-    q.regroup_ready()
+    assert q.reserve("1000", "r1", 1).key == "a"  # a queued job keeps what it was given
+    q.release_unstarted("a", "r1", 1)
     assert q.get("a").ram == 300
     assert {g: n for g, n in q.ready_by_group.items() if n} == {"300": 1}
     assert q.reserve("1000", "r1", 1) is None

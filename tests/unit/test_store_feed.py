@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -29,6 +31,30 @@ def store(tmp_path: Path):
     s.close()
 
 
+def writing(path: Path) -> bool:
+    """Whether the store's writer has begun a transaction (it holds the write lock)."""
+    conn = sqlite3.connect(path, timeout=0, isolation_level=None)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+    except sqlite3.OperationalError as exc:
+        if "locked" in str(exc):
+            return True
+        raise
+    else:
+        conn.execute("ROLLBACK")
+        return False
+    finally:
+        conn.close()
+
+
+async def until(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(0.01)
+
+
 def live_keys(path: Path) -> set[str]:
     with sqlite3.connect(path) as conn:
         return {row[0] for row in conn.execute("SELECT key FROM live")}
@@ -40,7 +66,7 @@ def test_parts_put_while_the_writer_writes_are_stored_together(store: Store) -> 
     async def main() -> None:
         feed, stored = store.add_feed()
         feed.put(parts[0], frozenset())
-        await asyncio.sleep(0.2)  # the writer has the first part and waits for more
+        await until(lambda: writing(store.path), "the writer to begin with the first part")
         assert not stored.done()
         assert live_keys(store.path) == set()  # one transaction: nothing is visible yet
         feed.put(parts[1], frozenset())
@@ -60,7 +86,7 @@ def test_an_aborted_feed_stores_nothing_and_logs_no_error(
     async def main() -> None:
         feed, stored = store.add_feed()
         feed.put(first, frozenset())
-        await asyncio.sleep(0.05)
+        await until(lambda: writing(store.path), "the writer to begin with the first part")
         feed.abort()
         with pytest.raises(AddAborted):
             await stored

@@ -32,8 +32,9 @@ def parse(chunks: list[str]) -> list[dict[str, Any]]:
 
 
 async def run(hub: EventHub, feed: Any, after: int | None = None) -> list[dict[str, Any]]:
-    """Subscribe as the endpoint does, publish with ``feed(hub)`` while the generator
-    runs, and collect what it sends until the hub closes."""
+    """Subscribe as the endpoint does, publish with ``feed(hub, settled)`` while the
+    generator runs, and collect what it sends until the hub closes. ``settled()`` waits
+    until the stream has dealt with every change published so far."""
     stream = EventStream(SimpleNamespace(events=hub), "t", epoch="e")  # type: ignore[arg-type]
     backlog, sub = hub.subscribe(after)
     position = hub.last_id if after is None else after
@@ -44,21 +45,35 @@ async def run(hub: EventHub, feed: Any, after: int | None = None) -> list[dict[s
         async for chunk in gen:
             chunks.append(chunk)
 
+    async def settled() -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 5
+        while not caught_up(parse(chunks), hub.last_id):
+            if loop.time() > deadline:
+                raise AssertionError(f"the stream sent {parse(chunks)}, not up to "
+                                     f"{hub.last_id}")
+            await asyncio.sleep(0.001)
+
     reader = asyncio.ensure_future(read())
-    await asyncio.sleep(0)
-    await feed(hub)
-    await asyncio.sleep(0.01)
+    await asyncio.sleep(0)  # the reader starts: it waits for the first change
+    await feed(hub, settled)
+    await settled()
     hub.close()
     await asyncio.wait_for(reader, 5)
     return parse(chunks)
 
 
+def caught_up(got: list[dict[str, Any]], last_id: int) -> bool:
+    """Whether the last thing sent is change ``last_id``, or a resync up to it."""
+    return bool(got) and last_id in (got[-1].get("id"), got[-1].get("LastId"))
+
+
 def test_a_stream_that_overflows_its_queue_misses_nothing() -> None:
     """The hub drops a subscriber whose queue overflows (here: 10 changes at once into a
     queue of 4); the stream picks up from the replay window, every change once."""
-    async def feed(hub: EventHub) -> None:
+    async def feed(hub: EventHub, settled: Any) -> None:
         hub.publish(changes(1, 10))
-        await asyncio.sleep(0.01)
+        await settled()
         hub.publish(changes(11, 3))
 
     got = asyncio.run(run(EventHub(history=100, queue_size=4), feed))
@@ -70,9 +85,9 @@ def test_a_stream_that_overflows_its_queue_misses_nothing() -> None:
 def test_a_stream_that_falls_out_of_the_window_is_told_to_resync() -> None:
     """When even the window no longer holds what was missed, a resync event comes, with the
     position from which the stream goes on."""
-    async def feed(hub: EventHub) -> None:
+    async def feed(hub: EventHub, settled: Any) -> None:
         hub.publish(changes(1, 10))
-        await asyncio.sleep(0.01)
+        await settled()
         hub.publish(changes(11, 2))
 
     got = asyncio.run(run(EventHub(history=5, queue_size=4), feed))
@@ -88,7 +103,7 @@ def test_resuming_replays_exactly_what_came_after() -> None:
     hub = EventHub()
     hub.publish(changes(1, 5))
 
-    async def feed(hub: EventHub) -> None:
+    async def feed(hub: EventHub, settled: Any) -> None:
         hub.publish(changes(6, 2))
 
     got = asyncio.run(run(hub, feed, after=3))

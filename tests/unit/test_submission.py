@@ -363,6 +363,27 @@ def test_cloud_script_is_read_once_per_request(tmp_path):
     assert [j.other["cloud_script"] for j in jobs] == ["a"] * 3
 
 
+def test_a_query_default_is_used_only_by_jobs_that_do_not_give_their_own(tmp_path):
+    """A query's cloud script that cannot be read, or a priority out of range, fails the
+    jobs that would take it, not those that give their own (a request's jobs share what
+    they take from the query, wr.job_shape)."""
+    script = tmp_path / "s"
+    script.write_text("mine")
+    query = {"cloud_script": str(tmp_path / "missing"), "priority": "300"}
+    body = orjson.dumps([{"cmd": f"c{i}", "cloud_script": str(script), "priority": i}
+                         for i in range(3)])
+    jobs, _ = jobs_from_request(body, query, now=0)
+    assert [(j.other["cloud_script"], j.priority) for j in jobs] == [("mine", i)
+                                                                    for i in range(3)]
+    for obj, says in (({"cloud_script": str(script)}, "priority value (300) is not in"),
+                      ({"priority": 1}, f"path [{tmp_path / 'missing'}] could not be read")):
+        body = orjson.dumps([{"cmd": "c", "cloud_script": str(script), "priority": 2},
+                             {"cmd": "d", **obj}])
+        with pytest.raises(BadRequest) as info:
+            jobs_from_request(body, query, now=0)
+        assert info.value.message.startswith(PROBLEM + says)
+
+
 @pytest.mark.parametrize(
     ("make", "reason"),
     [

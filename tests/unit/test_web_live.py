@@ -173,7 +173,7 @@ def test_bursts_are_coalesced() -> None:
             if step >= 100:
                 run_all(m, float(step))
             m.publish()
-            await asyncio.sleep(0.005)
+            await asyncio.sleep(0.005)  # the pace of the burst is what the test is about
         await settle(ws, m)
         assert m.events.last_id >= 3000  # 1,000 jobs: added, reserved, running, done
         assert len(ws.messages) < 60

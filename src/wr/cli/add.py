@@ -31,14 +31,15 @@ from typing import Any
 
 import click
 
-from wr.cli.options import Checked, deployment_option, info, load
+from wr.cli.job_flags import add_defaults, job_options, mounts_option, simple_mounts
+from wr.cli.options import deployment_option, info, load
+
+__all__ = ["BATCH", "add", "mounts_option", "parse_lines", "read_input", "simple_mounts"]
 
 BATCH = 100_000
 """Jobs per POST: each is one atomic step on the manager (of about 2 s for this many)."""
 PROGRESS_MIN = 10_000
 """Inputs at least this long show a progress bar (when stderr is a terminal)."""
-ON_EXIT_DEFAULT = '[{"cleanup":true}]'
-"""wr's default --on_exit: delete the unique working directory after every run."""
 RELATIVE_CHECK_LIMIT = 10_000
 """Commands looked at for relative paths (the check costs a few µs a line)."""
 SYNC_POLL_START = 0.5
@@ -46,18 +47,9 @@ SYNC_POLL_START = 0.5
 SYNC_POLL_MAX = 60.0
 """--sync: the longest wait between polls."""
 
-_OVERRIDES = {"0": 0, "no": 0, "n": 0, "1": 1, "higher": 1, "h": 1, "2": 2, "always": 2,
-              "a": 2}
-
 
 def warn(message: str) -> None:
     click.echo(f"warning: {message}", err=True)
-
-
-# -- parameter types ------------------------------------------------------------------------
-
-MEMORY = Checked("memory", "parse_memory", "'{value}' was not specified correctly: {exc}")
-DURATION = Checked("duration", "parse_duration", "'{value}' was not specified correctly: {exc}")
 
 
 # -- reading the input ------------------------------------------------------------------------
@@ -177,50 +169,7 @@ def lacks(obj: dict[str, Any], name: str) -> bool:
     return value is None or value == "" or value == []
 
 
-# -- flags -> defaults ------------------------------------------------------------------------
-
-def _split(text: str) -> list[str]:
-    return [p for p in text.split(",") if p] if text else []
-
-
-def _check_json(flag: str, text: str) -> str:
-    import orjson
-
-    try:
-        orjson.loads(text)
-    except orjson.JSONDecodeError as exc:
-        raise click.ClickException(f"bad {flag}: {exc}") from None
-    return text
-
-
-def simple_mounts(text: str) -> str:
-    """``--mounts`` ([c|u][r|w]:[profile@]bucket[/path],...) as mount JSON: one mount with a
-    target per entry, as wr builds it."""
-    import orjson
-
-    from wr.mounts.config import MountConfigError, parse_simple
-
-    try:
-        return orjson.dumps(parse_simple(text)).decode()
-    except MountConfigError as exc:
-        raise click.ClickException(exc.message) from None
-
-
-def mounts_option(mount_json: str | None, mounts: str | None) -> str | None:
-    """The mount JSON the -j/--mount_json or --mounts flags give (None if neither)."""
-    if mount_json and mounts:
-        raise click.ClickException("--mounts and --mount_json are mutually exclusive")
-    if mount_json:
-        import orjson
-
-        try:
-            orjson.loads(mount_json)
-        except orjson.JSONDecodeError as exc:
-            raise click.ClickException(f"had a problem with the provided mount JSON "
-                                       f"({mount_json}): {exc}") from None
-        return mount_json
-    return simple_mounts(mounts) if mounts else None
-
+# -- where the manager is ------------------------------------------------------------------
 
 def _is_local(url: str) -> bool:
     """Whether the manager at ``url`` runs on this machine (wr then defaults cwd to the
@@ -301,73 +250,7 @@ def check_relative_paths(objects: list[dict[str, Any]], default_cwd: str,
 @click.option("-f", "--file", "file_", default="-", show_default=True,
               help="file of commands, one per line: a command, a JSON object with cmd, or "
                    "command TAB JSON; - reads stdin")
-@click.option("-i", "--rep_grp", default="manually_added", show_default=True,
-              help="report group of the commands, to ask about them later")
-@click.option("-g", "--req_grp", default="",
-              help="group of commands with similar resource needs, whose past usage sets "
-                   "memory and time (default: the first word of the command)")
-@click.option("-m", "--memory", type=MEMORY, default="1G", show_default=True,
-              help="peak memory each command needs, with a unit (500M, 2G)")
-@click.option("-t", "--time", "time_", type=DURATION, default="1h", show_default=True,
-              help="longest time each command should take (30m, 1h30m)")
-@click.option("--cpus", type=click.FloatRange(min=0), default=1.0, show_default=True,
-              help="CPU cores each command needs (may be fractional)")
-@click.option("--disk", type=click.IntRange(min=0), default=None,
-              help="GB of disk space each command needs (default 0)")
-@click.option("-o", "--override", default="no", show_default=True,
-              help="do your memory/time values beat learned ones? 0|no|n, 1|higher|h (if "
-                   "higher), 2|always|a")
-@click.option("-p", "--priority", type=click.IntRange(0, 255), default=0, show_default=True,
-              help="0-255: higher-priority commands start first")
-@click.option("-r", "--retries", type=click.IntRange(0, 255), default=3, show_default=True,
-              help="0-255: automatic retries of a failed command before it is buried")
-@click.option("-n", "--no_retry_over_walltime", type=DURATION, default="",
-              help="do not retry a command that failed after running longer than this")
-@click.option("-c", "--cwd", default="",
-              help="base working directory (default: the current directory); commands run "
-                   "in a new unique directory below it unless --cwd_matters")
-@click.option("--cwd_matters", is_flag=True,
-              help="run the commands in --cwd itself (it then is part of their identity)")
-@click.option("--change_home", is_flag=True,
-              help="without --cwd_matters, set $HOME to the unique working directory")
-@click.option("-e", "--dep_grps", default="",
-              help="comma-separated dependency groups the commands belong to")
-@click.option("-d", "--deps", default="",
-              help="comma-separated dependency groups the commands wait for (live: "
-                   "re-run when one is added to again)")
-@click.option("--cmd_deps", default="",
-              help="commands the commands wait for: cmd1,cwd1,cmd2,cwd2,... (cwd empty "
-                   "unless it mattered)")
-@click.option("-l", "--limit_grps", default="",
-              help="comma-separated limit groups; name:N also sets that group's limit to N")
-@click.option("--modules", default="",
-              help="comma-separated environment modules to load before running")
-@click.option("--env", default="",
-              help="comma-separated NAME=VALUE environment variables to set for the commands")
-@click.option("--on_failure", default="",
-              help='JSON behaviours after a command fails, e.g. [{"run":"cmd"}]')
-@click.option("--on_success", default="",
-              help='JSON behaviours after a command succeeds, e.g. [{"cleanup":true}]')
-@click.option("--on_exit", default=ON_EXIT_DEFAULT, show_default=True,
-              help="JSON behaviours after a command ends either way (the default deletes "
-                   "the unique working directory)")
-@click.option("-j", "--mount_json", default=None,
-              help="S3 buckets to mount while the commands run, in JSON (see 'wr mount -h')")
-@click.option("--mounts", default=None,
-              help="S3 buckets to mount at the commands' working directory while they run, "
-                   "as [c|u][r|w]:[profile@]bucket[/path],... (see 'wr mount -h')")
-@click.option("--monitor_docker", default="",
-              help="docker container (--name or --cidfile path, or ? for the first one "
-                   "started) whose memory and CPU to add to the command's")
-@click.option("--with_docker", default="",
-              help="run the commands in a docker container of this image (pulled if "
-                   "missing), in their working directory, with --env's variables")
-@click.option("--with_singularity", default="",
-              help="run the commands in a singularity container of this image (local path "
-                   "or remote URI)")
-@click.option("--container_mounts", default="",
-              help="comma-separated /outside[:/inside][:ro] mounts for the container")
-@click.option("--group", default="", help="unix group to run the commands as")
+@job_options("add")
 @click.option("--bsub", is_flag=True,
               help="LSF emulation: the commands run with bsub, bjobs and bkill that add, "
                    "list and kill wr jobs of this deployment (see 'wr lsf -h')")
@@ -382,19 +265,9 @@ def check_relative_paths(objects: list[dict[str, Any]], default_cwd: str,
                    "exit with its exit code")
 @click.option("--timeout", type=click.IntRange(1), default=120, show_default=True,
               help="seconds to wait for the manager to answer")
-@click.option("--reserve_timeout", type=click.IntRange(min=0), default=None, hidden=True,
-              help="seconds a runner waits for more work before it exits")
 @deployment_option
-def add(file_: str, rep_grp: str, req_grp: str, memory: str, time_: str, cpus: float,
-        disk: int | None, override: str, priority: int, retries: int,
-        no_retry_over_walltime: str, cwd: str, cwd_matters: bool, change_home: bool,
-        dep_grps: str, deps: str, cmd_deps: str, limit_grps: str, modules: str, env: str,
-        on_failure: str, on_success: str, on_exit: str, mount_json: str | None,
-        mounts: str | None, monitor_docker: str, with_docker: str, with_singularity: str,
-        container_mounts: str, group: str, bsub: bool, rerun: bool,
-        disable_relative_check: bool,
-        simple: bool, sync: bool, timeout: int, reserve_timeout: int | None,
-        deployment: str | None) -> None:
+def add(file_: str, bsub: bool, rerun: bool, disable_relative_check: bool, simple: bool,
+        sync: bool, timeout: int, deployment: str | None, **flags: Any) -> None:
     """Add commands to the queue.
 
     Give the commands on stdin or with -f, one per line. A line is either a command
@@ -408,20 +281,8 @@ def add(file_: str, rep_grp: str, req_grp: str, memory: str, time_: str, cpus: f
     Commands already in the queue, or already completed (unless --rerun), are duplicates
     and are not added again. A bad line is reported with its number and nothing is added.
     """
-    if override not in _OVERRIDES:
-        raise click.ClickException("invalid override value")
-    if with_docker and with_singularity:
-        raise click.ClickException("--with_docker and --with_singularity are mutually "
-                                   "exclusive")
-    dep_pairs = _split(cmd_deps)
-    if len(dep_pairs) % 2:
-        raise click.ClickException("--cmd_deps must have an even number of comma-separated "
-                                   "entries")
-    for flag, value in (("--on_failure", on_failure), ("--on_success", on_success),
-                        ("--on_exit", on_exit)):
-        if value:
-            _check_json(flag, value)
-    mount_text = mounts_option(mount_json, mounts)
+    query, extra = add_defaults(flags)
+    cwd, cwd_matters = flags["cwd"], flags["cwd_matters"]
     config = load(deployment)
 
     # A big input makes hundreds of thousands of objects that all live to the end: let the
@@ -454,21 +315,11 @@ def add(file_: str, rep_grp: str, req_grp: str, memory: str, time_: str, cpus: f
             if any(lacks(obj, "cwd") for obj in objects):
                 warn("command working directories defaulting to /tmp since the manager is "
                      "running remotely")
-        query = {
-            "rep_grp": rep_grp or "manually_added", "req_grp": req_grp, "memory": memory,
-            "time": time_, "cpus": repr(cpus),
-            "disk": disk, "override": _OVERRIDES[override], "priority": priority,
-            "retries": retries, "no_retry_over_walltime": no_retry_over_walltime,
-            "cwd": default_cwd, "cwd_matters": _flag(cwd_matters),
-            "change_home": _flag(change_home), "dep_grps": dep_grps, "deps": deps,
-            "limit_grps": limit_grps, "env": env, "on_failure": on_failure,
-            "on_success": on_success, "on_exit": on_exit, "mounts": mount_text,
-            "monitor_docker": monitor_docker, "with_docker": with_docker,
-            "with_singularity": with_singularity, "container_mounts": container_mounts,
-            "bsub_mode": config.deployment if bsub else None, "rerun": _flag(rerun),
-        }
-        query = {k: str(v) for k, v in query.items() if v is not None and v != ""}
-        extra = _per_job_defaults(dep_pairs, modules, group, reserve_timeout)
+        query["cwd"] = default_cwd
+        if bsub:
+            query["bsub_mode"] = config.deployment
+        if rerun:
+            query["rerun"] = "true"
         _apply(objects, extra)
 
         def check() -> None:
@@ -480,8 +331,8 @@ def add(file_: str, rep_grp: str, req_grp: str, memory: str, time_: str, cpus: f
             check()
         if not disable_relative_check:
             check_relative_paths(objects, default_cwd, cwd_matters)
-        defaulted = (query["rep_grp"] if any(lacks(obj, "rep_grp") for obj in objects)
-                     else None)
+        defaulted = (query.get("rep_grp", "manually_added")
+                     if any(lacks(obj, "rep_grp") for obj in objects) else None)
         added, existed, keys = _send(client, objects, query, want_keys=simple or sync,
                                      size=size, progress_bar=show_progress, locate=check)
 
@@ -496,27 +347,6 @@ def add(file_: str, rep_grp: str, req_grp: str, memory: str, time_: str, cpus: f
         return
     suffix = f" using default identifier '{defaulted}'" if defaulted is not None else ""
     info(f"Added {added} new commands ({existed} were duplicates) to the queue{suffix}")
-
-
-def _flag(value: bool) -> str | None:
-    return "true" if value else None
-
-
-def _per_job_defaults(dep_pairs: list[str], modules: str, group: str,
-                      reserve_timeout: int | None) -> dict[str, Any]:
-    """Flag defaults the REST API has no query parameter for: set on each job object that
-    lacks them."""
-    extra: dict[str, Any] = {}
-    if dep_pairs:
-        extra["cmd_deps"] = [{"Essence": {"Cmd": dep_pairs[i], "Cwd": dep_pairs[i + 1]}}
-                             for i in range(0, len(dep_pairs), 2)]
-    if modules:
-        extra["modules"] = _split(modules)
-    if group:
-        extra["group"] = group
-    if reserve_timeout is not None:
-        extra["reserve_timeout"] = reserve_timeout
-    return extra
 
 
 def _apply(objects: list[dict[str, Any]], extra: dict[str, Any]) -> None:

@@ -180,14 +180,47 @@ def _actual_cwd(job: Mapping[str, Any]) -> str:
 
 def _details(job: Mapping[str, Any], now: float, tz: tzinfo | None, show_extra: bool,
              show_env: bool) -> str:
-    state = job["State"]
-    ran_in_own_dir = bool(job.get("Cwd"))
     out = [f"\n# {job['Cmd']}\nCwd: {_actual_cwd(job)}\n"]
+    _how_it_runs(job, out)
+    groups = ""
+    if job.get("DepGroups"):
+        groups += f"Dependency groups: {', '.join(job['DepGroups'])}; "
+    if job.get("Dependencies"):
+        groups += f"Dependencies: {', '.join(job['Dependencies'])}; "
+    if job.get("LimitGroups"):
+        groups += f"Limit groups: {', '.join(job['LimitGroups'])}; "
+    out.append(f"Id: {job['RepGroup']} ({job['Key']}); Requirements group: "
+               f"{job.get('ReqGroup', '')}; {groups}Priority: {job.get('Priority', 0)}; "
+               f"Attempts: {job['Attempts']}\n")
+    out.append(f"Expected requirements: {{ memory: {job['ExpectedRAM']}MB; time: "
+               f"{go_duration(job['ExpectedTime'])}; cpus: {go_float(job['Cores'])} disk: "
+               f"{job['RequestedDisk']}GB }}\n")
+    status = _status_line(job, now, tz)
+    if status:
+        out.append(status)
+    if job.get("FailReason"):
+        out.append(f"Previous problem: {job['FailReason']}\n")
+    _stats(job, out, show_extra)
+    if show_extra and show_env:
+        out.append(f"Env: [{' '.join(job.get('Env') or [])}]\n")
+    similar = int(job.get("Similar") or 0)
+    if similar > 0:
+        problem = " and problem" if job.get("FailReason") else ""
+        code = ""
+        if job.get("Exited") and job["Exitcode"] != 0:
+            code = ", exit code" if problem else " and exit code"
+        out.append(f"+ {similar} other commands with the same status{code}{problem}\n")
+    return "".join(out)
+
+
+def _how_it_runs(job: Mapping[str, Any], out: list[str]) -> None:
+    """The lines on what the command runs with: modules, mounts, home, container,
+    behaviours and other requests."""
     if job.get("Modules"):
         out.append(f"Modules: {', '.join(job['Modules'])}; ")
     if job.get("Mounts"):
         out.append(f"Mounts: {job['Mounts']}\n")
-    if ran_in_own_dir and job.get("HomeChanged"):
+    if job.get("Cwd") and job.get("HomeChanged"):  # it ran in a directory of its own
         out.append("Changed home: true\n")
     if job.get("WithDocker"):
         out.append(f"Cmd running inside docker container running image: {job['WithDocker']}\n")
@@ -205,44 +238,41 @@ def _details(job: Mapping[str, Any], now: float, tz: tzinfo | None, show_extra: 
         out.append(f"Behaviours: {job['Behaviours']}\n")
     if job.get("OtherRequests"):
         out.append(f"Resource requirements: {', '.join(job['OtherRequests'])}\n")
-    groups = ""
-    if job.get("DepGroups"):
-        groups += f"Dependency groups: {', '.join(job['DepGroups'])}; "
-    if job.get("Dependencies"):
-        groups += f"Dependencies: {', '.join(job['Dependencies'])}; "
-    if job.get("LimitGroups"):
-        groups += f"Limit groups: {', '.join(job['LimitGroups'])}; "
-    out.append(f"Id: {job['RepGroup']} ({job['Key']}); Requirements group: "
-               f"{job.get('ReqGroup', '')}; {groups}Priority: {job.get('Priority', 0)}; "
-               f"Attempts: {job['Attempts']}\n")
-    out.append(f"Expected requirements: {{ memory: {job['ExpectedRAM']}MB; time: "
-               f"{go_duration(job['ExpectedTime'])}; cpus: {go_float(job['Cores'])} disk: "
-               f"{job['RequestedDisk']}GB }}\n")
+
+
+def _status_line(job: Mapping[str, Any], now: float, tz: tzinfo | None) -> str:
+    """wr's "Status:" line for the job's state ("" for a state wr has none for)."""
+    state = job["State"]
     started, ended = job["Started"], job["Ended"]
     if state == "delayed":
         ready_at = job.get("ReadyAt")
         wait = go_duration(_go_round(ready_at - now)) if ready_at is not None else "?"
-        out.append("Status: delayed following a problem, prior to retrying; will become "
-                   f"ready in {wait} (attempted at {go_time(started, tz)})\n")
-    elif state == "ready" and job.get("WaitingFor"):
-        out.append(f"Status: ready, but waiting for {job['WaitingFor']}\n")
-    elif state == "ready":
-        out.append("Status: ready to be picked up by a `wr runner`\n")
-    elif state == "dependent":
-        out.append("Status: dependent on other jobs\n")
-    elif state == "buried":
-        out.append("Status: buried - you need to fix the problem and then `wr retry` "
-                   f"(attempted at {go_time(started, tz)})\n")
-    elif state in ("reserved", "running"):
-        out.append(f"Status: running (started {go_time(started, tz)})\n")
-    elif state == "lost":
-        out.append(f"Status: lost contact (started {go_time(started, tz)}; lost "
-                   f"{go_time(ended, tz)})\n")
-    elif state == "complete":
-        out.append(f"Status: complete (started {go_time(started, tz)}; ended "
-                   f"{go_time(ended, tz)})\n")
-    if job.get("FailReason"):
-        out.append(f"Previous problem: {job['FailReason']}\n")
+        return ("Status: delayed following a problem, prior to retrying; will become "
+                f"ready in {wait} (attempted at {go_time(started, tz)})\n")
+    if state == "ready" and job.get("WaitingFor"):
+        return f"Status: ready, but waiting for {job['WaitingFor']}\n"
+    if state == "ready":
+        return "Status: ready to be picked up by a `wr runner`\n"
+    if state == "dependent":
+        return "Status: dependent on other jobs\n"
+    if state == "buried":
+        return ("Status: buried - you need to fix the problem and then `wr retry` "
+                f"(attempted at {go_time(started, tz)})\n")
+    if state in ("reserved", "running"):
+        return f"Status: running (started {go_time(started, tz)})\n"
+    if state == "lost":
+        return (f"Status: lost contact (started {go_time(started, tz)}; lost "
+                f"{go_time(ended, tz)})\n")
+    if state == "complete":
+        return (f"Status: complete (started {go_time(started, tz)}; ended "
+                f"{go_time(ended, tz)})\n")
+    return ""
+
+
+def _stats(job: Mapping[str, Any], out: list[str], show_extra: bool) -> None:
+    """The lines on how the last run went: its figures, its host, and (``show_extra``) the
+    output of a failed one."""
+    state = job["State"]
     host_id = f", ID: {job['HostID']}" if job.get("HostID") else ""
     host = f"Host: {job['Host']} (IP: {job['HostIP']}{host_id}); Pid: {job['Pid']}\n"
     if job.get("Exited"):
@@ -262,16 +292,6 @@ def _details(job: Mapping[str, Any], now: float, tz: tzinfo | None, show_extra: 
         out.append(f"Stats: {{ Wall time: {go_duration(job['Walltime'])} }}\n{host}")
     elif show_extra and job.get("StdErr"):
         out.append(f"Details: {job['StdErr']}\n")
-    if show_extra and show_env:
-        out.append(f"Env: [{' '.join(job.get('Env') or [])}]\n")
-    similar = int(job.get("Similar") or 0)
-    if similar > 0:
-        problem = " and problem" if job.get("FailReason") else ""
-        code = ""
-        if job.get("Exited") and job["Exitcode"] != 0:
-            code = ", exit code" if problem else " and exit code"
-        out.append(f"+ {similar} other commands with the same status{code}{problem}\n")
-    return "".join(out)
 
 
 def _go_round(seconds: float) -> float:

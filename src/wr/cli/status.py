@@ -94,26 +94,8 @@ def status(file_: str | None, identifier: str | None, search: bool, internal: bo
     fmt = FORMATS.get(output)
     if fmt is None:
         raise click.ClickException("invalid -o format specified")
-    chosen = [flag for flag, value in (("-f", file_), ("-i", identifier), ("-l", cmdline))
-              if value]
-    if len(chosen) > 1:
-        raise click.ClickException("-f, -i and -l are mutually exclusive; only specify one "
-                                   "of them")
-    if (search or internal) and not identifier:
-        raise click.UsageError("-z and -y only apply to -i")
-    if search and internal:
-        raise click.UsageError("-z and -y are mutually exclusive")
-    if internal and not _KEY.fullmatch(identifier or ""):
-        raise click.UsageError(f"-y needs an internal job id (32 hex digits), not "
-                               f"'{identifier}'")
-    filters = [s for s, on in (("buried", buried), ("running", running), (state, state))
-               if on]
-    if len(filters) > 1:
-        raise click.UsageError("-b, -r and -s are mutually exclusive; only specify one")
-    if filters and (file_ or cmdline or internal):
-        raise click.UsageError("state filters (-b, -r, -s) are only supported in default "
-                               "or report group (-i) mode")
-    state_filter = filters[0] if filters else None
+    state_filter = _check_selection(file_, identifier, cmdline, search, internal,
+                                    buried, running, state)
     if fmt not in ("details", "json"):
         limit, env = 0, False
 
@@ -136,6 +118,33 @@ def status(file_: str | None, identifier: str | None, search: bool, internal: bo
         raise click.ClickException(exc.message) from exc
     click.echo(text, nl=False)
     sys.exit(code)
+
+
+def _check_selection(file_: str | None, identifier: str | None, cmdline: str | None,
+                     search: bool, internal: bool, buried: bool, running: bool,
+                     state: str | None) -> str | None:
+    """Refuse selections that cannot go together; returns the state filter (-b, -r or -s)
+    or None."""
+    chosen = [flag for flag, value in (("-f", file_), ("-i", identifier), ("-l", cmdline))
+              if value]
+    if len(chosen) > 1:
+        raise click.ClickException("-f, -i and -l are mutually exclusive; only specify one "
+                                   "of them")
+    if (search or internal) and not identifier:
+        raise click.UsageError("-z and -y only apply to -i")
+    if search and internal:
+        raise click.UsageError("-z and -y are mutually exclusive")
+    if internal and not _KEY.fullmatch(identifier or ""):
+        raise click.UsageError(f"-y needs an internal job id (32 hex digits), not "
+                               f"'{identifier}'")
+    filters = [s for s, on in (("buried", buried), ("running", running), (state, state))
+               if on]
+    if len(filters) > 1:
+        raise click.UsageError("-b, -r and -s are mutually exclusive; only specify one")
+    if filters and (file_ or cmdline or internal):
+        raise click.UsageError("state filters (-b, -r, -s) are only supported in default "
+                               "or report group (-i) mode")
+    return filters[0] if filters else None
 
 
 def _report(client: Any, fmt: str, *, keys: list[str] | None, identifier: str | None,

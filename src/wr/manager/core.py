@@ -37,7 +37,7 @@ from wr.manager.scheduling import Scheduling
 from wr.manager.state import Warning_, gather, quietly
 from wr.queue import Changed, LimitChanged, Marked, Queue, Replaced
 from wr.sched_groups import SchedGroups
-from wr.schedulers.base import Scheduler
+from wr.schedulers.base import GroupRequirements, Scheduler
 from wr.store import Store
 from wr.windows import waiting_for
 
@@ -123,6 +123,8 @@ class Manager(Adding, RunnerDesk, Scheduling, Clock):
         self._tasks.append(asyncio.ensure_future(self._ticker()))
         self._beat = time.time()
         self._tasks.append(asyncio.ensure_future(self._heartbeat()))
+        # Runners started ahead of need, so the first job added starts at once (issue 17).
+        self.scheduler.standby(self._runner_command("", GroupRequirements(0, 0.0, 0, 0)))
         self._request_schedule()
 
     async def shutdown(self, grace: float = 15.0) -> None:

@@ -23,7 +23,6 @@ from starlette.responses import Response
 from wr import __version__
 from wr.errors import (
     BadRequest,
-    NotFound,
     PayloadTooLarge,
     StorageUnavailable,
     Unauthorized,
@@ -326,8 +325,6 @@ async def error_handler(request: Request, exc: Exception) -> Response:
     """One place turns errors into answers (STYLE.md)."""
     if isinstance(exc, WrError):
         return text_error(exc.message, exc.status)
-    if isinstance(exc, NotFound):
-        return text_error(str(exc), 404)
     if isinstance(exc, ClientDisconnect):
         # The client went away mid-request (or stalled and was cut off): nobody to answer,
         # nothing to log as an error.

@@ -20,7 +20,7 @@ import signal
 import socket
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -29,6 +29,11 @@ from wr.config import Config, info_path
 from wr.errors import ConfigError, WrError
 from wr.manager.logs import setup_logging
 from wr.security import ensure_certificates, load_or_create_token, write_private
+
+if TYPE_CHECKING:
+    from wr.manager.core import Manager
+    from wr.schedulers.base import Scheduler
+    from wr.store import Store
 
 log = logging.getLogger("wr.manager")
 
@@ -108,13 +113,7 @@ def serve(config: Config, *, scheduler: str = "local", max_cores: int = 0, max_r
 
 async def _main(config: Config, scheduler_name: str, max_cores: int, max_ram: int,
                 announce: Callable[[dict[str, Any]], None] | None) -> int:
-    import uvicorn
-
-    from wr.manager.app import build_app
     from wr.manager.core import Manager
-    from wr.schedulers.base import Scheduler
-    from wr.schedulers.local import LocalScheduler
-    from wr.store import Store
 
     # A manager holds many long-lived job records: let the collector run less often, from
     # the start (loading a million records, or a 100k-job POST, spends most of its time in
@@ -126,6 +125,53 @@ async def _main(config: Config, scheduler_name: str, max_cores: int, max_ram: in
     if ensure_certificates(config.ca_file, config.cert_file, config.key_file,
                            config.cert_domain):
         log.info("created a new key and certificate for TLS")
+    store = _open_store(config)
+    host = "127.0.0.1" if config.manager_host in ("localhost", "127.0.0.1") else "0.0.0.0"
+    manager_sock = _bind(host, config.manager_port)
+    web_sock = _bind(host, config.manager_web)
+    manager_port = manager_sock.getsockname()[1]
+    web_port = web_sock.getsockname()[1]
+    scheduler = _scheduler(config, scheduler_name, max_cores, max_ram)
+    manager = Manager(config, store=store, scheduler=scheduler,
+                      manager_port=manager_port, web_port=web_port)
+    await scheduler.start()
+    await manager.start()
+    # Keep the collector off the long-lived records start-up loaded (see _main's start).
+    gc.freeze()
+    serving = await _serve(config, manager, token, [manager_sock, web_sock])
+    if serving is None:
+        return 1
+    gate, server, served = serving
+
+    stop = asyncio.Event()
+    reason = {"why": ""}
+    manager.on_drained = lambda: (reason.update(why="following a drain"), stop.set())
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, lambda s=sig: (reason.update(why=signal.Signals(s).name),
+                                                    stop.set()))
+    _started(config, manager_port, web_port, scheduler.name, announce)
+    await stop.wait()
+    log.info("wr manager stopping (received %s)", reason["why"])
+    try:
+        await manager.shutdown(grace=15.0)
+    finally:
+        gate.close()
+        server.should_exit = True
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(served, 10)
+        store.close()
+        with contextlib.suppress(FileNotFoundError):
+            info_path(config).unlink()
+    _stopped(config, manager_port, reason["why"])
+    return 0
+
+
+def _open_store(config: Config) -> Store:
+    """The deployment's database, open (production keeps a backup; development starts
+    afresh each time)."""
+    from wr.store import Store
+
     backup = config.db_bk_file if config.deployment == "production" else None
     if config.deployment == "development":
         for path in (config.db_file, config.db_bk_file):
@@ -134,36 +180,37 @@ async def _main(config: Config, scheduler_name: str, max_cores: int, max_ram: in
     store = Store(config.db_file, backup, backup_interval=config.backup_interval)
     for message in store.open():
         log.info("%s", message)
+    return store
 
-    host = "127.0.0.1" if config.manager_host in ("localhost", "127.0.0.1") else "0.0.0.0"
-    manager_sock = _bind(host, config.manager_port)
-    web_sock = _bind(host, config.manager_web)
-    manager_port = manager_sock.getsockname()[1]
-    web_port = web_sock.getsockname()[1]
 
-    scheduler: Scheduler
-    if scheduler_name == "local":
-        scheduler = LocalScheduler(max_cores=max_cores, max_ram=max_ram)
-    elif scheduler_name == "slurm":
+def _scheduler(config: Config, name: str, max_cores: int, max_ram: int) -> Scheduler:
+    """The scheduler ``wr manager start -s`` named (not started yet)."""
+    if name == "local":
+        from wr.schedulers.local import LocalScheduler
+
+        return LocalScheduler(max_cores=max_cores, max_ram=max_ram)
+    if name == "slurm":
         from wr.schedulers.slurm import SlurmScheduler
 
-        scheduler = SlurmScheduler(
+        return SlurmScheduler(
             manager_dir=config.manager_dir, deployment=config.deployment,
             partition=config.slurm_partition, account=config.slurm_account,
             options=config.slurm_options)
-    elif scheduler_name == "external":
+    if name == "external":
         from wr.schedulers.external import ExternalScheduler
 
-        scheduler = ExternalScheduler()
-    else:
-        raise ConfigError(f"scheduler '{scheduler_name}' is not available; use local, slurm "
-                          "or external")
-    manager = Manager(config, store=store, scheduler=scheduler,
-                      manager_port=manager_port, web_port=web_port)
-    await scheduler.start()
-    await manager.start()
-    # Keep the collector off the long-lived records start-up loaded (see _main's start).
-    gc.freeze()
+        return ExternalScheduler()
+    raise ConfigError(f"scheduler '{name}' is not available; use local, slurm or external")
+
+
+async def _serve(config: Config, manager: Manager, token: str,
+                 sockets: list[socket.socket]) -> tuple[Any, Any, asyncio.Future[Any]] | None:
+    """Serve the app on ``sockets`` through the gate; returns the gate, the uvicorn server
+    and its serving task, or None if the server ended before it started."""
+    import uvicorn
+
+    from wr.manager.app import build_app
+
     app = build_app(manager, token, max_body=config.max_body_size)
     gate, http, ws = _gate(config)
     ws = _runner_wire(ws, manager, token)
@@ -180,49 +227,40 @@ async def _main(config: Config, scheduler_name: str, max_cores: int, max_ram: in
         await asyncio.sleep(0.01)
     if serving.done():
         serving.result()
-        return 1
-    gate.serve([manager_sock, web_sock], functools.partial(
+        return None
+    gate.serve(sockets, functools.partial(
         uv_config.http_protocol_class, config=uv_config, server_state=server.server_state,
         app_state=server.lifespan.state))
+    return gate, server, serving
 
-    stop = asyncio.Event()
-    reason = {"why": ""}
-    manager.on_drained = lambda: (reason.update(why="following a drain"), stop.set())
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, lambda s=sig: (reason.update(why=signal.Signals(s).name),
-                                                    stop.set()))
+
+def _started(config: Config, manager_port: int, web_port: int, scheduler: str,
+             announce: Callable[[dict[str, Any]], None] | None) -> None:
+    """Say the manager is ready: ``manager.info`` (what ``wr manager start`` waits for),
+    the log, and ``announce``."""
     info = {
         "pid": os.getpid(), "port": manager_port, "web_port": web_port,
         "host": config.cert_domain, "started": time.time(), "version": __version__,
-        "scheduler": scheduler.name,
+        "scheduler": scheduler,
     }
     write_private(info_path(config), orjson.dumps(info), 0o600)
     log.info("wr manager started on %s:%d, pid %d", config.cert_domain, manager_port,
              os.getpid())
     if announce is not None:
         announce(info)
-    await stop.wait()
-    log.info("wr manager stopping (received %s)", reason["why"])
-    try:
-        await manager.shutdown(grace=15.0)
-    finally:
-        gate.close()
-        server.should_exit = True
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(serving, 10)
-        store.close()
-        with contextlib.suppress(FileNotFoundError):
-            info_path(config).unlink()
-    if reason["why"] == "following a drain":
+
+
+def _stopped(config: Config, manager_port: int, why: str) -> None:
+    """The last words of a manager that stopped cleanly; after a drain its token goes too
+    (no runner is left to report with it)."""
+    if why == "following a drain":
         with contextlib.suppress(FileNotFoundError):
             config.token_file.unlink()
         log.info("wr manager on %s:%d gracefully stopped following a drain",
                  config.cert_domain, manager_port)
     else:
         log.info("wr manager on %s:%d gracefully stopped (received %s)", config.cert_domain,
-                 manager_port, reason["why"])
-    return 0
+                 manager_port, why)
 
 
 def _runner_wire(ws: type[Any], manager: Any, token: str) -> type[Any]:

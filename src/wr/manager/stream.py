@@ -159,70 +159,98 @@ class EventStream:
                       position: int, wanted: EventFilter, keepalive: float, first: str
                       ) -> AsyncIterator[str]:
         """``position``: the id of the last change this stream has dealt with (sent or left
-        out); ``sent``: the last id the client was given."""
-        epoch = self.epoch
-        sent = position
-
-        def render(head: str, events: list[Event]) -> Iterator[str]:
-            nonlocal sent, position
-            for start in range(0, max(len(events), 1), BATCH):
-                parts = [head]
-                head = ""
-                for event in events[start:start + BATCH]:
-                    position = event.id
-                    if wanted(event):
-                        sent = event.id
-                        parts.append(f"id: {epoch}-{event.id}\ndata: "
-                                     f"{orjson.dumps(event.as_dict()).decode()}\n\n")
-                chunk = "".join(parts)
-                if chunk:
-                    yield chunk
-
+        out)."""
+        cursor = _Cursor(self.epoch, wanted, position)
         try:
-            for chunk in render(first, backlog):
+            for chunk in cursor.render(first, backlog):
                 yield chunk
             del backlog
             while True:
                 try:
                     event = await asyncio.wait_for(sub.queue.get(), keepalive)
                 except TimeoutError:
-                    moved = f"id: {epoch}-{position}\n" if position > sent else ""
-                    sent = position
-                    yield f": keep-alive\n{moved}\n"
+                    yield cursor.keepalive()
                     continue
-                # Ids from the hub are consecutive; a break (or the end of a subscription
-                # the hub dropped because it fell behind) means changes were lost from the
-                # queue: pick up again after the last one dealt with, from the window.
-                batch: list[Event] = []
-                stopping = broken = False
-                while True:
-                    if event is None:
-                        stopping, broken = not sub.dropped, sub.dropped
-                        break
-                    if event.id != position + len(batch) + 1:
-                        broken = True
-                        break
-                    batch.append(event)
-                    if len(batch) >= BATCH or sub.queue.empty():
-                        break
-                    event = sub.queue.get_nowait()
-                for chunk in render("", batch):
+                batch, stopping, broken = _take(sub, event, cursor.position)
+                for chunk in cursor.render("", batch):
                     yield chunk
                 if stopping:
                     return
                 if broken:
-                    sub.close()
-                    head = ""
-                    try:
-                        missed, sub = hub.subscribe(position)
-                    except Gap as exc:
-                        sub, head = self._resync(hub, "", f"this stream fell behind: {exc}")
-                        sent = position = hub.last_id
-                        missed = []
-                    for chunk in render(head, missed):
+                    sub, head, missed = self._catch_up(hub, sub, cursor)
+                    for chunk in cursor.render(head, missed):
                         yield chunk
         finally:
             sub.close()
+
+    def _catch_up(self, hub: EventHub, sub: Subscription,
+                  cursor: _Cursor) -> tuple[Subscription, str, list[Event]]:
+        """Changes were lost from ``sub``'s queue: resubscribe after the last one dealt
+        with, from the window. Returns the new subscription, a resync block if the window
+        no longer holds them ("" if it does), and the changes missed."""
+        sub.close()
+        try:
+            missed, sub = hub.subscribe(cursor.position)
+        except Gap as exc:
+            sub, head = self._resync(hub, "", f"this stream fell behind: {exc}")
+            cursor.sent = cursor.position = hub.last_id
+            return sub, head, []
+        return sub, "", missed
+
+
+class _Cursor:
+    """Where one stream is: ``position``, the id of the last change it has dealt with
+    (sent or left out), and ``sent``, the last id the client was given."""
+
+    __slots__ = ("epoch", "wanted", "position", "sent")
+
+    def __init__(self, epoch: str, wanted: EventFilter, position: int) -> None:
+        self.epoch = epoch
+        self.wanted = wanted
+        self.position = position
+        self.sent = position
+
+    def render(self, head: str, events: list[Event]) -> Iterator[str]:
+        """``head`` and the wanted ``events`` as SSE blocks, BATCH events a chunk (``head``
+        alone if there are none); moves the cursor past each event as it goes."""
+        epoch = self.epoch
+        for start in range(0, max(len(events), 1), BATCH):
+            parts = [head]
+            head = ""
+            for event in events[start:start + BATCH]:
+                self.position = event.id
+                if self.wanted(event):
+                    self.sent = event.id
+                    parts.append(f"id: {epoch}-{event.id}\ndata: "
+                                 f"{orjson.dumps(event.as_dict()).decode()}\n\n")
+            chunk = "".join(parts)
+            if chunk:
+                yield chunk
+
+    def keepalive(self) -> str:
+        """A keep-alive block, carrying the position if changes were left out since the
+        last id sent (so a quiet filtered stream's resume point keeps up)."""
+        moved = f"id: {self.epoch}-{self.position}\n" if self.position > self.sent else ""
+        self.sent = self.position
+        return f": keep-alive\n{moved}\n"
+
+
+def _take(sub: Subscription, event: Event | None,
+          position: int) -> tuple[list[Event], bool, bool]:
+    """``event`` and the consecutive changes waiting behind it in ``sub``'s queue, at most
+    BATCH; with whether the hub has closed (stopping) and whether changes were lost
+    (broken). Ids from the hub are consecutive; a break (or the end of a subscription the
+    hub dropped because it fell behind) means changes were lost from the queue."""
+    batch: list[Event] = []
+    while True:
+        if event is None:
+            return batch, not sub.dropped, sub.dropped
+        if event.id != position + len(batch) + 1:
+            return batch, False, True
+        batch.append(event)
+        if len(batch) >= BATCH or sub.queue.empty():
+            return batch, False, False
+        event = sub.queue.get_nowait()
 
 
 class _EventStreamResponse(StreamingResponse):

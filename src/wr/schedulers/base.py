@@ -124,6 +124,12 @@ class Scheduler(abc.ABC):
         the runner's batch job (``runner_ref(runner_id)``) why it ended."""
         return RunnerGone() if await self.process_gone(pid, host) else None
 
+    def standby(self, command: RunnerCommand) -> None:
+        """The command runners of any group start with (its ``--group`` is not used),
+        given when the manager starts: a scheduler that can keep runners started ahead of
+        need (LocalScheduler) does so with it. The default does nothing."""
+        return None
+
     def runner_pids(self) -> set[int]:
         """Pids of the runner processes that are the manager's own children (none for a
         scheduler that starts runners elsewhere)."""

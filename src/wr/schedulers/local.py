@@ -5,12 +5,22 @@ Accounting is by *requested* resources, as in wr: a group whose jobs ask for 2 c
 really use. Groups are visited in priority order, bigger requests first, and a group that
 does not fit does not block smaller ones behind it (bin packing). Jobs asking for 0 cores are
 allowed up to twice the core count at once, as wr does.
+
+A runner is a Python process that takes 100–300 ms of CPU to start and load its modules,
+which was most of the time between adding a job to an idle manager and its start (issue 17).
+So the scheduler keeps up to `SPARES` runners started ahead of need (``wr.runner
+--standby``: loaded, waiting on stdin for a group to run), and hands a wanted runner's
+group to one of them before starting a new process. Spares are not runners until then:
+they take no cores or memory in the accounting, and cost some 30 MB each. They are made
+when the manager starts and again whenever a runner has exited (so not while a burst of
+jobs needs every core), and end when the manager stops (end of their stdin).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import math
 import os
 import signal
@@ -27,6 +37,9 @@ from wr.schedulers.base import (
     Scheduler,
     local_process_gone,
 )
+
+SPARES = 2
+"""Most runners kept started ahead of need (no more than the cores given)."""
 
 
 @dataclass(slots=True)
@@ -49,12 +62,18 @@ class LocalScheduler(Scheduler):
 
     name = "local"
 
-    def __init__(self, max_cores: int = 0, max_ram: int = 0) -> None:
+    def __init__(self, max_cores: int = 0, max_ram: int = 0, spares: int = SPARES) -> None:
         super().__init__()
         cpus = os.cpu_count() or 1
         total_mb = psutil.virtual_memory().total // (1 << 20)
         self.max_cores = max_cores if 0 < max_cores <= cpus else cpus
         self.max_ram = max_ram if 0 < max_ram <= total_mb else total_mb
+        self.spares = max(0, min(spares, self.max_cores))
+        """How many runners to keep started ahead of need."""
+        self._spares: list[asyncio.subprocess.Process] = []
+        self._spares_starting = 0
+        self._spare_command: RunnerCommand | None = None
+        """What spares are started with: a runner's command without its group."""
         self.host = socket.gethostname()
         self._groups: dict[str, _Group] = {}
         self._used_cores = 0.0
@@ -98,7 +117,63 @@ class LocalScheduler(Scheduler):
         return local_process_gone(pid, host, self.host)
 
     def runner_pids(self) -> set[int]:
-        return {proc.pid for proc in self._all}
+        return {proc.pid for proc in self._all} | {proc.pid for proc in self._spares}
+
+    def standby(self, command: RunnerCommand) -> None:
+        """Keep spare runners started with ``command`` (whose group is not used)."""
+        template = _without_group(command)
+        if template != self._spare_command:
+            self._spare_command = template
+            for proc in self._spares:  # made with other settings
+                _dismiss(proc)
+            self._spares.clear()
+        self._top_up()
+
+    def _top_up(self) -> None:
+        if self._closing or self._spare_command is None:
+            return
+        self._spares = [p for p in self._spares if p.returncode is None]
+        while len(self._spares) + self._spares_starting < self.spares:
+            self._spares_starting += 1
+            task = asyncio.ensure_future(self._start_spare(self._spare_command))
+            task.add_done_callback(_log_failure)
+
+    async def _start_spare(self, command: RunnerCommand) -> None:
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *command.argv, "--standby", env={**os.environ, **command.env},
+                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.DEVNULL, start_new_session=True, close_fds=True,
+                cwd="/")
+        except OSError as exc:
+            self.warn(f"could not start a spare runner: {exc}")
+            return
+        finally:
+            self._spares_starting -= 1
+        if self._closing or command != self._spare_command:
+            _dismiss(proc)
+            return
+        self._spares.append(proc)
+
+    def _take_spare(self, command: RunnerCommand, name: str, runner_id: str
+                    ) -> asyncio.subprocess.Process | None:
+        """A spare started with ``command``'s settings, now told to run ``name`` as
+        ``runner_id``; None if there is none."""
+        if _without_group(command) != self._spare_command:
+            return None
+        while self._spares:
+            proc = self._spares.pop(0)
+            if proc.returncode is not None or proc.stdin is None:
+                continue
+            orders = json.dumps({"group": name, "id": runner_id}) + "\n"
+            try:
+                proc.stdin.write(orders.encode())
+                proc.stdin.close()
+            except (OSError, RuntimeError):
+                _dismiss(proc)
+                continue
+            return proc
+        return None
 
     def reap_strays(self) -> list[int]:
         """Reap children of the manager that are not runners: it is a child subreaper, so
@@ -151,13 +226,17 @@ class LocalScheduler(Scheduler):
     async def _run(self, name: str, g: _Group) -> None:
         env = {**os.environ, **g.command.env}
         runner_id = uuid.uuid4().hex
-        proc = None
+        if self._spare_command is None:
+            self._spare_command = _without_group(g.command)  # spares from now on
+        proc = self._take_spare(g.command, name, runner_id)
         try:
-            proc = await asyncio.create_subprocess_exec(
-                *g.command.argv, "--id", runner_id, env=env, stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
-                start_new_session=True, close_fds=True, cwd="/",
-            )
+            if proc is None:
+                proc = await asyncio.create_subprocess_exec(
+                    *g.command.argv, "--id", runner_id, env=env,
+                    stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
+                    stderr=asyncio.subprocess.DEVNULL, start_new_session=True, close_fds=True,
+                    cwd="/",
+                )
         except OSError as exc:
             g.starting -= 1
             self._account(g.req, -1)
@@ -181,11 +260,16 @@ class LocalScheduler(Scheduler):
                 del self._groups[name]
             if not self._closing:
                 # A runner left: the manager recounts what each group wants (our counts may
-                # be stale) and calls want(), which starts whatever now fits.
+                # be stale) and calls want(), which starts whatever now fits; then spares
+                # are made good (not sooner: while a burst runs they would take its CPU).
                 self.on_change()
+                self._top_up()
 
     async def shutdown(self, grace: float) -> None:
         self._closing = True
+        spares, self._spares = self._spares, []
+        for proc in spares:
+            _dismiss(proc)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + grace
         while self._all and loop.time() < deadline:
@@ -200,6 +284,28 @@ class LocalScheduler(Scheduler):
         with contextlib.suppress(Exception):
             await asyncio.wait_for(
                 asyncio.gather(*(p.wait() for p in list(self._all))), timeout=2)
+        for proc in spares:  # told to go long ago (end of their stdin)
+            try:
+                await asyncio.wait_for(proc.wait(), timeout=2)
+            except TimeoutError:
+                _kill_group(proc.pid, signal.SIGKILL)
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(proc.wait(), timeout=2)
+
+
+def _without_group(command: RunnerCommand) -> RunnerCommand:
+    """``command`` without its ``--group`` (how spares are started and matched)."""
+    argv = list(command.argv)
+    if "--group" in argv:
+        i = argv.index("--group")
+        del argv[i:i + 2]
+    return RunnerCommand(argv=argv, env=dict(command.env))
+
+
+def _dismiss(proc: asyncio.subprocess.Process) -> None:
+    """Tell a spare it is not needed: it exits at the end of its stdin."""
+    with contextlib.suppress(OSError, RuntimeError, AttributeError):
+        proc.stdin.close()
 
 
 def _kill_group(pid: int, sig: int) -> None:
