@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 
 from tests.unit.test_manager import jobs, run, running, stored
 from wr.jobs import State
@@ -155,25 +156,34 @@ def _beats(m: Manager, t0: float, seconds: float) -> None:
     m._catch_up(t0 + seconds)
 
 
-def test_a_touching_runner_is_not_lost_while_the_desk_is_behind(tmp_path: Path) -> None:
-    """Steps: a job runs (ttr 60 s); a request has waited in the desk's inbox since the
-    job's last keep-alive; the clock looks 70 s later (the manager was that far behind).
-    The loop kept turning (its heartbeat on time): only the desk was behind. Then, as a
-    control, the same with nothing waiting.
-    Expected: with the backlog the job stays running (the time the desk was behind does
-    not count against its runner); without it the job is lost."""
+@pytest.mark.parametrize("where", ["inbox", "storing", "outbox"])
+def test_a_touching_runner_is_not_lost_while_the_desk_is_behind(tmp_path: Path,
+                                                                where: str) -> None:
+    """Steps: a job runs (ttr 60 s); a request read at the job's last keep-alive is still
+    unanswered: waiting to be served (inbox), on its way to the store (its runner waits
+    for the answer to its start before it touches), or answered but not sent (outbox);
+    the clock looks 70 s later. The loop kept turning (its heartbeat on time): only the
+    desk was behind. Then, as a control, the same with nothing waiting.
+    Expected: with the backlog the job stays running (the time the manager was behind
+    does not count against its runner); without it the job is lost."""
 
     async def body(m: Manager) -> None:
         job = await running(m)
         link, _ = _runner(m, "r2", job.sched_group)
         t0 = time.time()
         m.queue.touch(job.key, "r1", t0)
-        m._inbox.append(RunnerRequest(link, {"op": "reserve"}, lambda req: None, t0))
+        req = RunnerRequest(link, {"op": "started"}, lambda req: None, t0)
+        if where == "storing":
+            m._storing[id(req)] = t0
+        else:
+            getattr(m, f"_{where}").append(req)
         _beats(m, t0, 70)
         assert m.queue.tick(t0 + 70) == []
         assert m.queue.get(job.key).state == State.RUNNING
 
         m._inbox.clear()
+        m._outbox.clear()
+        m._storing.clear()
         m.queue.touch(job.key, "r1", t0)
         _beats(m, t0, 70)
         assert [j.key for j in m.queue.tick(t0 + 70)] == [job.key]

@@ -109,10 +109,12 @@ class Clock(ManagerState):
         * held up by a huge request, its loop read nothing a runner sent: the heartbeat
           notices such a stall when the loop is free again (the clock checks before each
           tick);
-        * its desk had requests waiting longer than `STALL_SLACK` (issue 16): a runner's
-          report may be among them, so the whole time since the last look does not count.
-          Keep-alives themselves never wait (they are answered as they are read), nor do
-          the jobs a waiting report names (`RunnerDesk.heard`); this covers the rest.
+        * a runner request read more than `STALL_SLACK` ago is not answered yet (waiting
+          to be served, stored or sent; `desk_lag`, issue 16): a runner's report may be
+          among them, or a runner may wait for the answer to its start before it touches,
+          so the whole time since the last look does not count. Keep-alives themselves
+          never wait (they are answered as they are read), nor do the jobs a waiting
+          report names (`RunnerDesk.heard`); this covers the rest.
 
         Moving every deadline costs a pass over the running jobs, so the heartbeat lets
         what it owes build up to a second, and the clock (``settle``) settles it before it

@@ -22,9 +22,9 @@ of the event loop, each at most `SLICE` seconds of work:
 
 Between two turns the loop reads its sockets, so however long the inbox, a keep-alive is
 heard within a turn. A report read counts as a keep-alive of the running jobs it names at
-once (`RunnerDesk.heard`), and the clock does not count the time the oldest request has been
-waiting against anyone's keep-alive (`desk_lag`, `Clock._catch_up`): a runner is never
-blamed for the manager being behind.
+once (`RunnerDesk.heard`), and the clock does not count the time the oldest request not yet
+answered (served, stored and sent) has been waiting against anyone's keep-alive (`desk_lag`,
+`Clock._catch_up`): a runner is never blamed for the manager being behind.
 
 The guarantees are those of the one-request methods (`RunnerDesk.ended` and the others, which
 the manager's own recovery of a dead runner and the tests use): nothing is answered before it
@@ -106,6 +106,9 @@ class RunnerBatches(ManagerState):
     def _init_batches(self) -> None:
         self._inbox: deque[RunnerRequest] = deque()
         self._outbox: deque[RunnerRequest] = deque()
+        self._storing: dict[int, float] = {}
+        """Slices applied and on their way to the store, by id: when the oldest request of
+        each was read (its runners wait for their answers until it is stored)."""
         self._turn_due = False
 
     # -- what RunnerDesk provides (one request's queue commands) --------------------------
@@ -138,9 +141,18 @@ class RunnerBatches(ManagerState):
         self._turn_soon()
 
     def desk_lag(self, now: float) -> float:
-        """Seconds the oldest request still to be served has waited since it was read
-        (0: none waits). The clock does not count this time against keep-alives."""
-        return max(0.0, now - self._inbox[0].arrived) if self._inbox else 0.0
+        """Seconds the oldest request not yet answered has waited since it was read (0:
+        none waits): in the inbox, on its way to the store, or answered but not yet sent.
+        The clock does not count this time against keep-alives: a runner waiting for the
+        answer to its ``started`` cannot be blamed for not touching yet (issue 16: with
+        5,000 runners reserving 16 jobs each, the store, not the inbox, held the backlog,
+        and 1,000 such jobs were marked lost)."""
+        oldest = min(self._storing.values(), default=now)
+        if self._inbox:
+            oldest = min(oldest, self._inbox[0].arrived)
+        if self._outbox:
+            oldest = min(oldest, self._outbox[0].arrived)
+        return max(0.0, now - oldest)
 
     def _turn_soon(self) -> None:
         if not self._turn_due:
@@ -188,6 +200,7 @@ class RunnerBatches(ManagerState):
             # writes of a failed commit included.
             futures.append(self.store.durable())
         stored = asyncio.gather(*futures, return_exceptions=True)
+        self._storing[id(batch)] = min(req.arrived for req in batch)
         stored.add_done_callback(functools.partial(self._stored, batch))
 
     def _serve(self, req: RunnerRequest, now: float, loop_now: float,
@@ -248,6 +261,7 @@ class RunnerBatches(ManagerState):
     def _stored(self, batch: list[RunnerRequest], stored: asyncio.Future[Any]) -> None:
         """A slice's writes have settled: queue its answers (or, if they could not be
         stored, give back its reservations and tell each runner to ask again)."""
+        self._storing.pop(id(batch), None)
         results = [] if stored.cancelled() else stored.result()
         failure = next((r for r in results if isinstance(r, BaseException)), None)
         if stored.cancelled() or failure is not None:
