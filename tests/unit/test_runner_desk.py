@@ -20,6 +20,7 @@ import pytest
 
 from tests.unit.test_manager import jobs, run, running, stored
 from wr.jobs import State
+from wr.manager import runner_batches
 from wr.manager.clock import BEAT
 from wr.manager.core import Manager
 from wr.manager.runner_batches import RunnerRequest
@@ -209,5 +210,26 @@ def test_an_end_read_behind_a_backlog_counts_as_a_keep_alive(tmp_path: Path) -> 
         await _until(lambda: answers, "the end's answer")
         assert "error" not in answers[0]
         assert job.key not in await stored(m)
+
+    run(tmp_path, body)
+
+
+def test_a_crowd_asking_for_many_at_once_shares_a_wave(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Steps: with a wave of 8 jobs, four runners each ask for 16 of 100 ready jobs at once.
+    Expected: each is handed at most its share of the wave among the requests waiting
+    behind it when it is served (8 // 4, 8 // 3, 8 // 2, 8 // 1), not 16 each."""
+    monkeypatch.setattr(runner_batches, "WAVE", 8)
+
+    async def body(m: Manager) -> None:
+        added = (await m.add_parts([jobs(*(f"echo {i}" for i in range(100)))])).queued
+        endpoint = RunnerEndpoint(m, "token")
+        runners = [_runner(m, f"r{i}", added[0].sched_group) for i in range(4)]
+        for link, _ in runners:
+            endpoint.received(link, orjson.dumps({"id": 1, "op": "reserve", "timeout": 0,
+                                                  "many": 16}))
+        await _until(lambda: all(answers for _, answers in runners), "four answers")
+        got = [1 + len(answers[0].get("more", ())) for _, answers in runners]
+        assert got == [2, 2, 4, 8]
 
     run(tmp_path, body)
