@@ -369,7 +369,9 @@ class Simulators:
     def results(self) -> list[dict[str, Any]]:
         out = []
         for p, proc in enumerate(self.procs):
-            proc.wait(timeout=120)
+            # Each runner's last report, sent after the window, may wait behind a backlog
+            # of batched reservations (5,000 runners x 16 jobs on a loaded machine).
+            proc.wait(timeout=300)
             path = self.dir / f"{p}.json"
             if proc.returncode or not path.exists():
                 raise RuntimeError(f"a simulator ended without results ({proc.returncode})")
@@ -500,7 +502,7 @@ def _py_spy(pid: int, duration: float, n: int) -> subprocess.Popen[bytes] | None
     out = RESULTS / f"runners_sim_{n}.txt"
     return subprocess.Popen([str(exe), "record", "-p", str(pid), "-d", f"{int(duration)}",
                              "-r", "200", "-f", "raw", "-o", str(out), "--nonblocking",
-                             "--threads"],
+                             "--threads", "--idle"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 

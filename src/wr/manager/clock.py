@@ -39,6 +39,8 @@ class Clock(ManagerState):
     _tick_wakeup: asyncio.Event | None
     _tick_at: float
     _beat: float
+    _owed = 0.0
+    """Seconds of deadlines the heartbeat found should move on, not moved yet."""
 
     async def _ticker(self) -> None:
         """Wake when the queue's next deadline passes (or once a second, to re-schedule)."""
@@ -97,20 +99,39 @@ class Clock(ManagerState):
     async def _heartbeat(self) -> None:
         while True:
             await asyncio.sleep(BEAT)
-            self._catch_up(time.time())
+            self._catch_up(time.time(), settle=False)
 
-    def _catch_up(self, now: float) -> None:
-        """Postpone keep-alive deadlines by any stretch the loop could not listen: held up
-        by a huge request, nothing a runner sent could be heard, so that time does not count
-        against it (issue 6: a slow runner under load is not marked lost). The heartbeat
-        notices a stall when the loop is free again; the clock checks before each tick."""
-        gap = now - self._beat - BEAT
+    def _catch_up(self, now: float, *, settle: bool = True) -> None:
+        """Postpone keep-alive deadlines by any stretch the manager could not listen, or
+        was behind in serving what it heard, so that time does not count against runners
+        (issue 6: a slow runner under load is not marked lost):
+
+        * held up by a huge request, its loop read nothing a runner sent: the heartbeat
+          notices such a stall when the loop is free again (the clock checks before each
+          tick);
+        * a runner request read more than `STALL_SLACK` ago is not answered yet (waiting
+          to be served, stored or sent; `desk_lag`, issue 16): a runner's report may be
+          among them, or a runner may wait for the answer to its start before it touches,
+          so the whole time since the last look does not count. Keep-alives themselves
+          never wait (they are answered as they are read), nor do the jobs a waiting
+          report names (`RunnerDesk.heard`); this covers the rest.
+
+        Moving every deadline costs a pass over the running jobs, so the heartbeat lets
+        what it owes build up to a second, and the clock (``settle``) settles it before it
+        looks for lost jobs."""
+        since = now - self._beat
+        gap = since - BEAT
         self._beat = now
-        if gap > STALL_SLACK:
+        if self.desk_lag(now) > STALL_SLACK:
+            self._owed += since
+        elif gap > STALL_SLACK:
+            self._owed += gap
             if gap >= 1.0:
                 log.info("busy for %.1f s without listening; keep-alive deadlines moved on "
                          "as much", gap)
-            self.queue.postpone(gap)
+        if self._owed > 0 and (settle or self._owed >= 1.0):
+            self.queue.postpone(self._owed)
+            self._owed = 0.0
 
     async def _check_lost(self, key: str, pid: int, host: str, runner_id: str = "") -> None:
         """Release a lost job automatically when its process is certainly gone; what the

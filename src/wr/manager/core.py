@@ -88,6 +88,7 @@ class Manager(Adding, RunnerDesk, Scheduling, Clock):
         )
         self._init_shared()
         self.runner_links: dict[str, RunnerLink] = {}
+        self._init_batches()
         self._gone_links: dict[str, set[str]] = {}
         """Jobs held by runners whose connection closed, by runner id, until the runner (or
         its keeper, wr.keeper) connects again under that id."""

@@ -45,28 +45,42 @@ Manager -> runner pushes (no ``id``): ``{"op": "kill", "key"}`` (kill that job n
 
 A closed connection tells the manager at once that the runner is gone; its reserved but
 unstarted jobs go straight back to ready.
+
+How they are served (issue 16, part 5): a keep-alive is answered as soon as it is read, ahead
+of everything else; every other request goes to the manager's desk, which serves them in
+batches, a slice of the event loop at a time, and answers each once its changes are stored
+(`wr.manager.runner_batches`). Runners connect through `wr.manager.runner_wire`, the
+websocket written for this channel, where the manager's server installs it; `RunnerEndpoint`
+also serves the same protocol as a plain ASGI websocket route.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import orjson
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from wr.errors import StorageUnavailable
-from wr.jobs import Job, State
+from wr.jobs import Job
 from wr.manager.core import Manager
+from wr.manager.rest import Unauthorized, check_token, text_error
+from wr.manager.runner_batches import MAX_MANY, RunnerRequest
+from wr.manager.runner_wire import Refusal, RunnerWire
 from wr.manager.runners import Ending, RunnerLink
 from wr.queue import QueueError
 
+__all__ = ["MAX_MANY", "RunnerEndpoint", "job_for_runner"]
+
 log = logging.getLogger("wr.manager")
 
-MAX_MANY = 64
-"""Most jobs one runner request may reserve at once."""
+PATH = "/runner_ws"
+"""Where runners connect (the route table's entry, wr.manager.routes)."""
 
 
 def job_for_runner(job: Job, shell: str) -> dict[str, Any]:
@@ -101,154 +115,235 @@ def job_for_runner(job: Job, shell: str) -> dict[str, Any]:
     return msg
 
 
+class _Headers:
+    """A handshake's query and headers, as `check_token` reads a Starlette request."""
+
+    def __init__(self, query: Mapping[str, str], headers: Mapping[str, str]) -> None:
+        self.query_params = query
+        self.headers = headers
+
+
+class _Session:
+    """One runner's connection over the wire (wr.manager.runner_wire)."""
+
+    __slots__ = ("endpoint", "link")
+
+    def __init__(self, endpoint: RunnerEndpoint, link: RunnerLink) -> None:
+        self.endpoint = endpoint
+        self.link = link
+
+    def message(self, data: bytes) -> None:
+        self.endpoint.received(self.link, data)
+
+    def closed(self) -> None:
+        self.endpoint.closed(self.link)
+
+
 class RunnerEndpoint:
-    """Serves runner websockets for one manager."""
+    """Serves runner websockets for one manager: over `wr.manager.runner_wire` (`admit`,
+    `open`) or as an ASGI websocket route (``__call__``)."""
 
     def __init__(self, manager: Manager, token: str) -> None:
         self.manager = manager
         self.token = token
+        self._reads: set[asyncio.Future[None]] = set()
+        """Environment answers in flight (kept referenced until done)."""
 
-    async def __call__(self, ws: WebSocket) -> None:
-        runner_id = ws.query_params.get("id", "")
-        group = ws.query_params.get("group", "")
+    # -- a connection ---------------------------------------------------------------------
+
+    def admit(self, query: Mapping[str, str], headers: Mapping[str, str]) -> tuple[str, str]:
+        """Check a handshake as the route table's guard would (wr.manager.routing): the
+        token, then the runner's id. Returns (id, group); raises Refusal."""
+        try:
+            check_token(_Headers(query, headers), self.token)  # type: ignore[arg-type]
+        except Unauthorized as exc:
+            raise Refusal(exc.status, exc.message) from None
+        runner_id = query.get("id", "")
         if not runner_id:
-            await ws.close(code=4400, reason="id parameter is required")
-            return
-        await ws.accept()
-        send_lock = asyncio.Lock()
+            raise Refusal(400, "id parameter is required")
+        return runner_id, query.get("group", "")
+
+    def open(self, ticket: tuple[str, str], wire: RunnerWire) -> _Session:
+        """A runner's websocket is up over the wire: connect it."""
+        runner_id, group = ticket
+
+        def post(msg: dict[str, Any]) -> None:
+            wire.send_message(orjson.dumps(msg))
 
         async def send(msg: dict[str, Any]) -> None:
-            async with send_lock:
-                await ws.send_bytes(orjson.dumps(msg))
+            post(msg)
 
-        manager = self.manager
-        link = RunnerLink(runner_id, group, send)
-        manager.connect_runner(link)
-        tasks: set[asyncio.Task[None]] = set()
+        return _Session(self, self._connect(runner_id, group, post, send))
+
+    def _connect(self, runner_id: str, group: str, post: Callable[[dict[str, Any]], None],
+                 send: Any) -> RunnerLink:
+        link = RunnerLink(runner_id, group, send, post=post)
+        self.manager.connect_runner(link)
+        return link
+
+    def closed(self, link: RunnerLink) -> None:
+        """Its connection closed: requests it left waiting are dropped."""
+        link.closed = True
+        self.manager.disconnect_runner(link.id, link)
+
+    # -- a message ------------------------------------------------------------------------
+
+    def received(self, link: RunnerLink, raw: bytes) -> None:
+        """One request from a runner: a keep-alive is answered now, anything else goes to
+        the manager's desk (wr.manager.runner_batches), which answers it once stored."""
+        now = time.time()
+        link.heard = time.monotonic()
+        try:
+            msg = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            _post(link, {"id": None, "error": f"bad request: {exc}"})
+            return
+        if not isinstance(msg, dict):
+            _post(link, {"id": None, "error": "bad request: a request is a JSON object"})
+            return
+        op = msg.get("op")
+        if op == "touch":
+            # Ahead of everything else (issue 6: a slow runner under load must not be
+            # marked lost; issue 16: nor one whose manager has a backlog to serve).
+            self._touch(msg, link)
+            return
+        if op == "env":  # a read, not a change: no need to queue it at the desk
+            task = asyncio.ensure_future(self._env(msg, link))
+            self._reads.add(task)
+            task.add_done_callback(self._reads.discard)
+            return
+        if op == "end":
+            self.manager.heard(link.id, _keys(msg))
+        self.manager.take_request(RunnerRequest(link, msg, self._respond, now))
+
+    async def _env(self, msg: dict[str, Any], link: RunnerLink) -> None:
+        """Answer a runner asking for a stored environment (issue 15)."""
+        reply: dict[str, Any] = {"id": msg.get("id")}
+        try:
+            reply["env"] = await self.manager.environments.get(str(msg["key"]))
+        except KeyError as exc:
+            reply["error"] = f"bad request: {exc!r}"
+        except Exception as exc:  # the runner buries the job with wr's words
+            log.exception("runner request for an environment failed")
+            reply["error"] = f"internal error: {exc}"
+        if not link.closed:
+            _post(link, reply)
+
+    def _touch(self, msg: dict[str, Any], link: RunnerLink) -> None:
+        """Answer a keep-alive; tell a runner that no longer holds the job to kill it."""
+        mid = msg.get("id")
+        try:
+            kill, stored = self.manager.touch_now(msg["key"], link.id,
+                                                  int(msg.get("peak_ram") or 0))
+        except QueueError as exc:
+            log.warning("runner %s touched job %s, which it no longer holds (%s): told to "
+                        "kill it", link.id, msg.get("key"), exc)
+            _post(link, {"id": mid, "error": str(exc)})
+            _post(link, {"op": "kill", "key": msg["key"]})
+        except (KeyError, TypeError, ValueError) as exc:
+            _post(link, {"id": mid, "error": f"bad request: {exc!r}"})
+        else:
+            if stored is None:
+                _post(link, {"id": mid, "kill": kill})
+                return
+
+            def answer(fut: asyncio.Future[Any]) -> None:  # a lost job running again: stored
+                exc = None if fut.cancelled() else fut.exception()
+                if fut.cancelled() or exc is not None:
+                    _post(link, {"id": mid, "error": f"{getattr(exc, 'message', exc)}",
+                                 "retry": True})
+                elif not link.closed:
+                    _post(link, {"id": mid, "kill": kill})
+
+            stored.add_done_callback(answer)
+
+    def _respond(self, req: RunnerRequest) -> None:
+        """Answer a request the desk has served (its changes are stored)."""
+        reply: dict[str, Any] = {"id": req.msg.get("id")}
+        if req.error is not None:
+            reply["error"] = req.error
+            if req.retry:
+                reply["retry"] = True
+        elif req.op in ("reserve", "end"):
+            _give(reply, req.jobs, self.manager.config.runner_exec_shell)
+            if req.refused:
+                reply["refused"] = req.refused
+            if req.op == "end" and req.msg.get("recovered"):
+                _log_recovery(req.link.id, str(req.msg["recovered"]), req.ends, req.refused)
+        elif req.op == "bye" and req.released:
+            log.info("runner %s gave back %d jobs it never started: %s", req.link.id,
+                     len(req.released), ", ".join(j.key for j in req.released[:10]))
+        _post(req.link, reply)
+
+    # -- as an ASGI route -----------------------------------------------------------------
+
+    async def __call__(self, ws: WebSocket) -> None:
+        """The same channel over Starlette's websocket, for a server without the wire."""
+        runner_id = ws.query_params.get("id", "")
+        if not runner_id:
+            if "websocket.http.response" in ws.scope.get("extensions", {}):
+                await ws.send_denial_response(text_error("id parameter is required", 400))
+            else:
+                await ws.close(code=4400, reason="id parameter is required")
+            return
+        await ws.accept()
+        outgoing: deque[bytes] = deque()
+        waiting = asyncio.Event()
+
+        def post(msg: dict[str, Any]) -> None:
+            outgoing.append(orjson.dumps(msg))
+            waiting.set()
+
+        async def send(msg: dict[str, Any]) -> None:
+            post(msg)
+
+        async def write() -> None:
+            while True:
+                await waiting.wait()
+                waiting.clear()
+                while outgoing:
+                    await ws.send_bytes(outgoing.popleft())
+
+        link = self._connect(runner_id, ws.query_params.get("group", ""), post, send)
+        writer = asyncio.ensure_future(write())
         try:
             while True:
-                raw = await ws.receive_bytes()
-                link.heard = time.monotonic()
-                msg = orjson.loads(raw)
-                # Keep-alives are answered inline, ahead of everything else (issue 6: a slow
-                # runner under load must not be marked lost).
-                if msg.get("op") == "touch":
-                    await self._touch(msg, runner_id, send)
-                    continue
-                task = asyncio.ensure_future(self._handle(msg, runner_id, group, send))
-                tasks.add(task)
-                task.add_done_callback(tasks.discard)
+                message = await ws.receive()
+                if message["type"] == "websocket.disconnect":
+                    break
+                data = message.get("bytes")
+                self.received(link, data if data is not None
+                              else str(message.get("text", "")).encode())
         except (WebSocketDisconnect, RuntimeError):
             pass
         finally:
-            for task in tasks:
-                task.cancel()
-            manager.disconnect_runner(runner_id, link)
-
-    async def _touch(self, msg: dict[str, Any], runner_id: str, send: Any) -> None:
-        """Answer a keep-alive; tell a runner that no longer holds the job to kill it."""
-        try:
-            kill = await self.manager.touch(msg["key"], runner_id,
-                                            int(msg.get("peak_ram") or 0))
-        except QueueError as exc:
-            log.warning("runner %s touched job %s, which it no longer holds (%s): told to "
-                        "kill it", runner_id, msg.get("key"), exc)
-            await send({"id": msg.get("id"), "error": str(exc)})
-            await send({"op": "kill", "key": msg["key"]})
-        except (KeyError, TypeError, ValueError) as exc:
-            await send({"id": msg.get("id"), "error": f"bad request: {exc!r}"})
-        else:
-            await send({"id": msg.get("id"), "kill": kill})
-
-    async def _handle(self, msg: dict[str, Any], runner_id: str, group: str, send: Any) -> None:
-        manager = self.manager
-        reply: dict[str, Any] = {"id": msg.get("id")}
-        shell = manager.config.runner_exec_shell
-        held = manager.held_by(runner_id)
-        op = msg.get("op")
-        try:
-            if op == "reserve":
-                jobs = await manager.reserve(group, runner_id, float(msg.get("timeout", 0)),
-                                             self._many(msg, group))
-                _give(reply, jobs, shell)
-            elif op == "started":
-                at = msg.get("at")
-                await manager.started(msg["key"], runner_id, pid=int(msg["pid"]),
-                                      host=str(msg["host"]), host_ip=str(msg.get("ip", "")),
-                                      at=None if at is None else float(at))
-            elif op == "end":
-                reports = [Ending.from_wire(end) for end in msg.get("ends", [msg])]
-                wait = msg.get("reserve")
-                jobs, refused = await manager.ended(
-                    runner_id, reports, group=group,
-                    reserve=None if wait is None else float(wait), many=self._many(msg, group))
-                _give(reply, jobs, shell)
-                if refused:
-                    reply["refused"] = refused
-                    await manager.store.durable()
-                if msg.get("recovered"):
-                    _log_recovery(runner_id, str(msg["recovered"]), reports, refused)
-            elif op == "bye":
-                released = await manager.runner_bye(runner_id)
-                if released:
-                    log.info("runner %s gave back %d jobs it never started: %s", runner_id,
-                             len(released), ", ".join(j.key for j in released[:10]))
-            elif op == "env":
-                reply["env"] = await manager.environments.get(str(msg["key"]))
-            elif op == "release":
-                await manager.release(str(msg["key"]), runner_id)
-            else:
-                reply["error"] = f"unknown op {op!r}"
-        except QueueError as exc:
-            reply["error"] = str(exc)
-            if op in ("end", "started"):
-                reply = await self._refusal(msg, runner_id, reply)
-        except StorageUnavailable as exc:
-            # What this request reserved but could not store goes back first.
-            await manager.take_back(runner_id, manager.held_by(runner_id) - held)
-            reply["error"] = exc.message
-            reply["retry"] = True
-        except (KeyError, TypeError, ValueError) as exc:
-            reply["error"] = f"bad request: {exc!r}"
-        except Exception as exc:  # tell the runner; it retries its report later
-            log.exception("runner request failed")
-            reply["error"] = f"internal error: {exc}"
-        try:
-            await send(reply)
-        except Exception:
-            log.debug("could not answer runner %s", runner_id)
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await writer
+            self.closed(link)
 
 
-    def _many(self, msg: dict[str, Any], group: str) -> int:
-        """How many jobs to reserve for a runner that asks for ``many``: at most its fair
-        share of the group's ready jobs, so its group's other runners are not left idle."""
-        many = min(int(msg.get("many") or 1), MAX_MANY)
-        if many <= 1:
-            return 1
-        manager = self.manager
-        runners = sum(1 for link in manager.runner_links.values() if link.group == group)
-        ready = manager.queue.ready_by_group[group]
-        return max(1, min(many, -(-ready // max(runners, 1))))
-
-    async def _refusal(self, msg: dict[str, Any], runner_id: str,
-                       reply: dict[str, Any]) -> dict[str, Any]:
-        """Answer a report the queue refused, once what it conflicts with is stored."""
-        manager = self.manager
-        try:
-            await manager.store.durable()
-        except StorageUnavailable as exc:
-            return {"id": msg.get("id"), "error": exc.message, "retry": True}
-        if msg.get("op") == "started":
-            job = manager.queue.get(str(msg.get("key")))
-            if (job is not None and job.state == State.RUNNING
-                    and job.reserved_by == runner_id and str(job.pid) == str(msg.get("pid"))):
-                return {"id": msg.get("id")}  # a repeat of the start it already took
-            log.warning("runner %s started job %s, which it no longer held (%s)", runner_id,
-                        msg.get("key"), reply.get("error"))
-        return reply
+def _post(link: RunnerLink, msg: dict[str, Any]) -> None:
+    """Send without waiting: at once where the link can, else through its async send."""
+    if link.closed:
+        return
+    if link.post is not None:
+        link.post(msg)
+    else:
+        task = asyncio.ensure_future(link.send(msg))
+        task.add_done_callback(_quiet)
 
 
-def _log_recovery(runner_id: str, how: str, reports: list[Ending],
+def _keys(msg: dict[str, Any]) -> list[str]:
+    """The jobs an end message names (nothing if it is malformed: the desk says so)."""
+    ends = msg.get("ends", [msg])
+    if not isinstance(ends, list):
+        return []
+    return [key for end in ends if isinstance(end, dict)
+            and isinstance(key := end.get("key"), str)]
+
+
+def _log_recovery(runner_id: str, how: str, reports: Sequence[Ending],
                   refused: dict[str, str]) -> None:
     """The manager's log says why a job ran again: its runner died (wr.keeper)."""
     said = [f"{e.key} ({'refused: ' + refused[e.key] if e.key in refused else e.report.outcome}"
@@ -267,10 +362,6 @@ def _give(reply: dict[str, Any], jobs: list[Job], shell: str) -> None:
 
 
 def _quiet(fut: asyncio.Future[Any]) -> None:
-    """Retrieve a write's outcome nobody awaits (a failed one is kept and retried)."""
+    """Retrieve a send's outcome nobody awaits (the runner has gone)."""
     if not fut.cancelled():
         fut.exception()
-
-
-def _now() -> float:
-    return time.time()

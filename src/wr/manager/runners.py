@@ -15,19 +15,20 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from wr.errors import StorageUnavailable
 from wr.jobs import Job, State
-from wr.manager.state import ManagerState, gather
+from wr.manager.runner_batches import RunnerBatches
+from wr.manager.state import gather
 from wr.queue import EndReport, QueueError
 
 log = logging.getLogger("wr.manager")
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class RunnerLink:
     """A connected runner: how to push messages to it and which jobs it holds."""
 
@@ -38,6 +39,11 @@ class RunnerLink:
     heard: float = field(default_factory=time.monotonic)
     """When it last sent anything (monotonic clock): a runner the scheduler says has ended
     is taken for dead once it is silent too (wr.manager.deaths)."""
+    post: Callable[[dict[str, Any]], None] | None = None
+    """Sends a message at once, without awaiting (the batched desk answers with it,
+    wr.manager.runner_batches); None: answers go through ``send``."""
+    closed: bool = False
+    """Its connection has closed: requests it left waiting are dropped, not served."""
 
 
 @dataclass(slots=True)
@@ -61,7 +67,7 @@ class Ending:
                    start if isinstance(start, dict) else None)
 
 
-class RunnerDesk(ManagerState):
+class RunnerDesk(RunnerBatches):
     """The manager's part that serves runners."""
 
     def connect_runner(self, link: RunnerLink) -> None:
@@ -101,6 +107,11 @@ class RunnerDesk(ManagerState):
     async def runner_bye(self, runner_id: str) -> list[Job]:
         """A runner (or the keeper of a dead one) holds nothing it has not reported: the jobs
         reserved for it go straight back to the queue. Returns them."""
+        released = self._bye_now(runner_id)
+        await self._persist()
+        return released
+
+    def _bye_now(self, runner_id: str) -> list[Job]:
         link = self.runner_links.get(runner_id)
         keys = set(link.jobs) if link is not None else set()
         keys |= self._gone_links.pop(runner_id, set())
@@ -112,12 +123,17 @@ class RunnerDesk(ManagerState):
                 released.append(self.queue.release_unstarted(key, runner_id, now))
         if link is not None:
             link.jobs.clear()
-        await self._persist()
         return released
 
     async def release(self, key: str, runner_id: str) -> bool:
         """A runner gives back a job it reserved and will not start; False if it no longer
         held it (nothing to do)."""
+        if not self._release_now(key, runner_id):
+            return False
+        await self._persist()
+        return True
+
+    def _release_now(self, key: str, runner_id: str) -> bool:
         job = self.queue.get(key)
         if job is None or job.reserved_by != runner_id or job.state != State.RESERVED:
             return False
@@ -125,7 +141,6 @@ class RunnerDesk(ManagerState):
         link = self.runner_links.get(runner_id)
         if link is not None:
             link.jobs.discard(key)
-        await self._persist()
         return True
 
     async def take_back(self, runner_id: str, keys: set[str]) -> None:
@@ -133,6 +148,11 @@ class RunnerDesk(ManagerState):
         they go back to ready before anything else is handed out, so nothing is handed out
         that was not stored (the runner is told to ask again). The write is kept and
         retried by the store if it fails too."""
+        self._take_back_now(runner_id, keys)
+        with contextlib.suppress(StorageUnavailable):
+            await self._persist()
+
+    def _take_back_now(self, runner_id: str, keys: Collection[str]) -> None:
         link = self.runner_links.get(runner_id)
         now = time.time()
         for key in keys:
@@ -141,8 +161,6 @@ class RunnerDesk(ManagerState):
             job = self.queue.get(key)
             if job is not None and job.state == State.RESERVED and job.reserved_by == runner_id:
                 self.queue.release_unstarted(key, runner_id, now)
-        with contextlib.suppress(StorageUnavailable):
-            await self._persist()
 
     def held_by(self, runner_id: str) -> set[str]:
         """The jobs a connected runner holds (reserved or running)."""
@@ -230,6 +248,14 @@ class RunnerDesk(ManagerState):
                          at=at)
         await self._persist()
 
+    def _started_now(self, runner_id: str, msg: dict[str, Any], now: float) -> None:
+        """A ``started`` message of the runner protocol; KeyError, TypeError or ValueError
+        if it is malformed, QueueError if the runner does not hold the job."""
+        at = msg.get("at")
+        self.queue.start(str(msg["key"]), runner_id, pid=int(msg["pid"]), host=str(msg["host"]),
+                         host_ip=str(msg.get("ip", "")), now=now,
+                         at=None if at is None else float(at))
+
     def _start_carried(self, key: str, runner_id: str, start: dict[str, Any]) -> None:
         """Take the start an end report carries (a short job's, or one a keeper reports),
         unless the queue has it already: a report sent again (the connection dropped, the
@@ -247,10 +273,30 @@ class RunnerDesk(ManagerState):
         """A keep-alive, with the most memory (MB) the job has used so far if the runner
         says; True if the runner should kill the job instead. Answered at once unless it
         changed the job's state (a lost job running again), which is stored first."""
-        kill = self.queue.touch(key, runner_id, time.time(), peak_ram=peak_ram)
-        if self.queue.has_events():
-            await self._persist()
+        kill, stored = self.touch_now(key, runner_id, peak_ram)
+        if stored is not None:
+            await stored
         return kill
+
+    def touch_now(self, key: str, runner_id: str, peak_ram: int = 0
+                  ) -> tuple[bool, asyncio.Future[Any] | None]:
+        """`touch` for a caller that cannot wait (the runner channel answers keep-alives as
+        it reads them, ahead of every other request, issue 16): whether to kill the job,
+        and None, or the future of the store to await before answering if the touch
+        changed the job's state (a lost job running again)."""
+        kill = self.queue.touch(key, runner_id, time.time(), peak_ram=peak_ram)
+        return kill, (self._persist() if self.queue.has_events() else None)
+
+    def heard(self, runner_id: str, keys: Collection[str]) -> None:
+        """A runner's report naming these jobs has just been read, and may wait behind
+        others before it is served: until then it counts as a keep-alive of the running
+        jobs it names (issue 16: a report read in time never finds its job lost because the
+        manager was slow to get to it)."""
+        jobs, now = self.queue.jobs, time.time()
+        for key in keys:
+            job = jobs.get(key)
+            if job is not None and job.state is State.RUNNING and job.reserved_by == runner_id:
+                self.queue.touch(key, runner_id, now)
 
     def _reserve_now(self, group: str, runner_id: str, now: float, many: int) -> list[Job]:
         link = self.runner_links.get(runner_id)
@@ -275,9 +321,24 @@ class RunnerDesk(ManagerState):
         The outcomes and the next reservations are stored in one commit before the runner is
         answered; only if no job is ready at once does it wait (``reserve`` seconds)."""
         now = time.time()
+        std: list[tuple[str, str, str]] = []
+        refused = self._end_now(runner_id, ends, now, std)
+        nxt: list[Job] = []
+        if reserve is not None and self.mode == "started":
+            nxt = self._reserve_now(group, runner_id, now, many)
+        futs = [self._persist()]
+        futs.extend(self.store.save_std(key, out, err) for key, out, err in std)
+        await gather(futs)
+        if not nxt and reserve is not None and reserve > 0:
+            nxt = await self.reserve(group, runner_id, reserve, many)
+        return nxt, refused
+
+    def _end_now(self, runner_id: str, ends: Sequence[Ending], now: float,
+                 std: list[tuple[str, str, str]]) -> dict[str, str]:
+        """The queue's part of `ended`: the ends it refused (key: why), or the QueueError
+        if it refused them all; the output of failed runs to store goes into ``std``."""
         link = self.runner_links.get(runner_id)
         refused: dict[str, str] = {}
-        std: list[tuple[str, str, str]] = []
         for end in ends:
             if end.start is not None:
                 self._start_carried(end.key, runner_id, end.start)
@@ -296,15 +357,7 @@ class RunnerDesk(ManagerState):
                 std.append((job.key, end.stdout, end.stderr))
         if ends and len(refused) == len(ends):
             raise QueueError("; ".join(refused.values()))
-        nxt: list[Job] = []
-        if reserve is not None and self.mode == "started":
-            nxt = self._reserve_now(group, runner_id, now, many)
-        futs = [self._persist()]
-        futs.extend(self.store.save_std(key, out, err) for key, out, err in std)
-        await gather(futs)
-        if not nxt and reserve is not None and reserve > 0:
-            nxt = await self.reserve(group, runner_id, reserve, many)
-        return nxt, refused
+        return refused
 
 
 def _said(end: dict[str, Any]) -> str:

@@ -37,6 +37,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("wr.manager")
 
+WS_MAX_SIZE = 64 * 1024 * 1024
+"""Largest websocket message the manager takes (a runner's end carries a job's output)."""
+
 
 def pid_alive(pid: int) -> bool:
     try:
@@ -216,9 +219,10 @@ async def _serve(config: Config, manager: Manager, token: str,
 
     app = build_app(manager, token, max_body=config.max_body_size)
     gate, http, ws = _gate(config)
+    ws = _runner_wire(ws, manager, token)
     uv_config = uvicorn.Config(
         app, http=http, ws=ws, lifespan="off", log_config=None,
-        access_log=False, timeout_graceful_shutdown=3, ws_max_size=64 * 1024 * 1024,
+        access_log=False, timeout_graceful_shutdown=3, ws_max_size=WS_MAX_SIZE,
         ws_ping_interval=None, ws_per_message_deflate=False,
     )
     server = _Server(uv_config)
@@ -263,6 +267,15 @@ def _stopped(config: Config, manager_port: int, why: str) -> None:
     else:
         log.info("wr manager on %s:%d gracefully stopped (received %s)", config.cert_domain,
                  manager_port, why)
+
+
+def _runner_wire(ws: type[Any], manager: Any, token: str) -> type[Any]:
+    """Runners' websockets served below ASGI (issue 16, wr.manager.runner_wire); the
+    page's through ``ws``."""
+    from wr.manager.runner_wire import switching
+    from wr.manager.runner_ws import PATH, RunnerEndpoint
+
+    return switching(ws, PATH, RunnerEndpoint(manager, token), max_size=WS_MAX_SIZE)
 
 
 def _gate(config: Config) -> tuple[Any, type[Any], type[Any]]:

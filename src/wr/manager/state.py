@@ -74,6 +74,9 @@ class ManagerState:
     def add_warning(self, msg: str) -> None:  # (core.Manager)
         raise NotImplementedError
 
+    def desk_lag(self, now: float) -> float:  # (runner_batches.RunnerBatches)
+        raise NotImplementedError
+
     def _wake(self, group: str) -> None:
         for fut in self._waiters.pop(group, ()):
             if not fut.done():
