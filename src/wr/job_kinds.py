@@ -105,13 +105,21 @@ def _flag(key: Key, default: Any) -> Reader:
     return lambda o, q, seen: (name in o and json_bool(o, name)) or q
 
 
-def _count(key: Key, default: Any) -> Reader:
-    name = key.name
+def _parsed_or_query(parse: Callable[[Mapping[str, Any], str], Any]
+                     ) -> Callable[[Key, Any], Reader]:
+    """A reader maker for a number the job object may give (``parse`` reads and checks it;
+    None when it is not given), else the query's default."""
+    def make(key: Key, default: Any) -> Reader:
+        name = key.name
 
-    def read(o: Mapping[str, Any], q: Any, seen: Any) -> Any:
-        value = json_count(o, name) if name in o else None
-        return q if value is None else value
-    return read
+        def read(o: Mapping[str, Any], q: Any, seen: Any) -> Any:
+            value = parse(o, name) if name in o else None
+            return q if value is None else value
+        return read
+    return make
+
+
+_count = _parsed_or_query(json_count)
 
 
 def _level(key: Key, default: Any) -> Reader:
@@ -119,13 +127,7 @@ def _level(key: Key, default: Any) -> Reader:
     return lambda o, q, seen: json_level(o, name, top, q)
 
 
-def _cpus(key: Key, default: Any) -> Reader:
-    name = key.name
-
-    def read(o: Mapping[str, Any], q: Any, seen: Any) -> Any:
-        value = json_cpus(o, name) if name in o else None
-        return q if value is None else value
-    return read
+_cpus = _parsed_or_query(json_cpus)
 
 
 def _memory(key: Key, default: Any) -> Reader:
